@@ -1,0 +1,3 @@
+from dream_window.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""The ``dream-window`` command.
+
+Exit codes: 0 success, 1 a runtime failure (backend down with ``--backend comfyui`` ...),
+2 a usage or configuration error. Errors are one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from dream_window import __version__
+from dream_window.config import BackendChoice, DreamConfig, Mode, default_config_text, load_config
+from dream_window.errors import ConfigError, DreamWindowError
+
+log = logging.getLogger("dream_window")
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def config_error(exc: ConfigError) -> NoReturn:
+    for p in exc.problems:
+        click.echo(f"config error: {p}", err=True)
+    sys.exit(2)
+
+
+def load(config_path: Path | None, **overrides: Any) -> DreamConfig:
+    """Config from ``--config``, else ./config.yaml when present, else the defaults; then overrides."""
+    try:
+        if config_path is None and DEFAULT_CONFIG.exists():
+            config_path = DEFAULT_CONFIG
+        cfg = load_config(config_path)
+        if any(v is not None for v in overrides.values()):
+            cfg = cfg.with_overrides(**overrides)
+        return cfg
+    except ConfigError as exc:
+        config_error(exc)
+
+
+config_option = click.option(
+    "--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default: ./config.yaml when present, else built-in defaults).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dream-window")
+def main() -> None:
+    """Dream Window: an endless, slowly evolving stream of AI images for your desktop."""
+
+
+@main.command()
+@config_option
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), help="Generation mode (default from config: hybrid).")
+@click.option("--backend", type=click.Choice([b.value for b in BackendChoice]), help="auto: ComfyUI when reachable, else built-in.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, file_okay=False), help="Output folder for frames and status.")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after publishing N frames.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging on the console.")
+def run(config_path: Path | None, mode: str | None, backend: str | None, output: Path | None,
+        max_frames: int | None, verbose: bool) -> None:
+    """Dream: generate frames into the output folder until stopped (Ctrl-C)."""
+    cfg = load(config_path, **{"generation.mode": mode, "system.backend": backend,
+                               "system.output_dir": output.resolve() if output else None})
+    from dream_window.app import run_dream
+    from dream_window.logging_setup import setup_logging
+
+    log_file = setup_logging(level=cfg.system.log_level, verbose=verbose, log_dir=cfg.log_dir)
+    if log_file:
+        log.debug("log file: %s", log_file)
+    try:
+        code = asyncio.run(run_dream(cfg, backend_choice=cfg.system.backend, max_frames=max_frames))
+    except ConfigError as exc:
+        config_error(exc)
+    except DreamWindowError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        code = 0
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="config.yaml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented default config file (default: ./config.yaml)."""
+    if path.exists() and not force:
+        fail(f"{path} already exists (use --force to overwrite it)", 2)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(default_config_text(), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@config_option
+@click.option("--output", "-o", type=click.Path(path_type=Path, file_okay=False), help="Output folder to read status from.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def status(config_path: Path | None, output: Path | None, as_json: bool) -> None:
+    """Show what the dream is doing (reads status.json)."""
+    from dream_window.status import STATUS_FILE, read_status
+
+    out_dir = output if output else load(config_path).output_dir
+    try:
+        data = read_status(out_dir / STATUS_FILE)
+    except DreamWindowError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    state = data.get("state", "?")
+    if data.get("pause_reasons"):
+        state += f" ({'; '.join(data['pause_reasons'])})"
+    health = data.get("backend_health") or {}
+    rows = [
+        ("state", state),
+        ("mode", data.get("mode")),
+        ("backend", f"{data.get('backend')}" + ("" if data.get("backend_is_ai", True) else "  [not AI]")),
+        ("model", data.get("model")),
+        ("backend health", ("ok" if health.get("ok") else "FAILING") + f" — {health.get('detail', '')}"),
+        ("frames", f"{data.get('frame_count')} this run, last #{data.get('frame_index')}"),
+        ("frames/min", data.get("frames_per_minute")),
+        ("last generation", f"{data.get('last_generation_ms')} ms"),
+        ("prompt", data.get("current_prompt")),
+        ("cache", ", ".join(f"{k}: {v}" for k, v in (data.get("cache") or {}).items())),
+        ("started", data.get("started_at")),
+        ("updated", data.get("updated_at")),
+    ]
+    for note in data.get("notes") or []:
+        rows.append(("note", note))
+    for k, v in rows:
+        t.add_row(k, "" if v is None else str(v))
+    Console().print(t)
+
+
+@main.command()
+@config_option
+def doctor(config_path: Path | None) -> None:
+    """Check config, folders, backend and every optional capability."""
+    cfg = load(config_path)
+    from dream_window.doctor import run_checks
+
+    checks = asyncio.run(run_checks(cfg))
+    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]", "info": "[blue]·[/]"}
+    from rich.console import Console
+
+    c = Console()
+    for ch in checks:
+        c.print(f"{marks[ch.level]} [bold]{ch.name}[/]: {ch.detail}", highlight=False)
+    sys.exit(1 if any(ch.level == "fail" for ch in checks) else 0)
+
+
+def _register_optional_commands() -> None:
+    """Commands that live with their feature (cache, export, control) register themselves here."""
+    from dream_window.optional import optional_module
+
+    for mod_name in ("dream_window.cache.cli", "dream_window.web.cli", "dream_window.export"):
+        mod = optional_module(mod_name)
+        if mod is None:
+            continue
+        register = getattr(mod, "register_commands", None)
+        if register is not None:
+            register(main)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""Configuration: a frozen pydantic model per section, loaded from YAML, with clear errors.
+
+Every problem is reported as one line naming the key, the bad value and what is allowed, e.g.
+``generation.denoise must be between 0 and 1, got 1.7``. Unknown keys are errors with a
+"did you mean" suggestion: a typo silently ignored is a setting silently not applied.
+
+Config is data: it is loaded once and passed down; nothing reads it from a global.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dream_window.errors import ConfigError
+
+HOME_ENV = "DREAM_WINDOW_HOME"
+
+
+def home_dir() -> Path:
+    """Dream Window's own directory (logs, control token, state). ``DREAM_WINDOW_HOME`` overrides."""
+    env = os.environ.get(HOME_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".dream-window"
+
+
+class Mode(StrEnum):
+    IMG2IMG = "img2img"
+    INTERPOLATE = "interpolate"
+    HYBRID = "hybrid"
+
+
+class BackendChoice(StrEnum):
+    AUTO = "auto"
+    COMFYUI = "comfyui"
+    BUILTIN = "builtin"
+
+
+class ModelFamily(StrEnum):
+    FLUX_SCHNELL = "flux-schnell"
+    SD15 = "sd15"
+    SDXL_TURBO = "sdxl-turbo"
+
+
+class SeedPolicy(StrEnum):
+    RANDOM = "random"  # a fresh random seed every frame (ComfyUI caches identical prompts)
+    INCREMENT = "increment"  # seed, seed+1, seed+2 ... reproducible yet new every frame
+    FIXED = "fixed"  # the same seed every frame
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class SystemConfig(_Section):
+    # One URL or a list: frames are spread over every healthy server.
+    comfyui_url: str | list[str] = "http://127.0.0.1:8188"
+    output_dir: Path = Path("output")
+    cache_dir: Path = Path("cache")
+    backend: BackendChoice = BackendChoice.AUTO
+    # Where the rotating log file goes; empty means <home>/logs.
+    log_dir: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("comfyui_url")
+    @classmethod
+    def _urls(cls, v: str | list[str]) -> str | list[str]:
+        urls = [v] if isinstance(v, str) else v
+        if not urls:
+            raise ValueError("must name at least one URL")
+        for u in urls:
+            if not (u.startswith("http://") or u.startswith("https://")):
+                raise ValueError(f"must be an http:// or https:// URL, got {u!r}")
+        return v
+
+    @property
+    def comfyui_urls(self) -> list[str]:
+        return [self.comfyui_url] if isinstance(self.comfyui_url, str) else list(self.comfyui_url)
+
+
+class CacheConfig(_Section):
+    enabled: bool = True
+    max_size: int = Field(200, ge=1, le=1_000_000)
+    injection_probability: float = Field(0.15, ge=0.0, le=1.0)
+    similarity_threshold: float = Field(0.7, ge=-1.0, le=1.0)
+    top_k: int = Field(5, ge=1, le=100)
+    # Softmax temperature for picking among similar frames: low = always the closest.
+    temperature: float = Field(0.1, gt=0.0, le=10.0)
+    # A frame re-injected is not re-injected again within this many frames.
+    reinject_cooldown_frames: int = Field(50, ge=0)
+    # Which embedder: clip (falls back when torch/weights are missing), or the built-in colour/layout features.
+    embedder: Literal["auto", "clip", "features"] = "auto"
+    clip_model: str = "openai/clip-vit-base-patch32"
+
+
+class GenerationConfig(_Section):
+    mode: Mode = Mode.HYBRID
+    model: ModelFamily = ModelFamily.FLUX_SCHNELL
+    width: int = Field(256, ge=64, le=4096)
+    height: int = Field(512, ge=64, le=4096)
+    steps: int = Field(4, ge=1, le=200)
+    cfg: float = Field(1.0, ge=0.0, le=30.0)
+    denoise: float = Field(0.4, ge=0.0, le=1.0)
+    seed_policy: SeedPolicy = SeedPolicy.RANDOM
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    negative_prompt: str = ""
+    # Hybrid: one keyframe by img2img, then this many slerped in-betweens before the next keyframe.
+    keyframe_interval: int = Field(8, ge=1, le=1000)
+    # Interpolate: in-betweens between two keyframes of the latent walk.
+    interpolation_frames: int = Field(12, ge=1, le=1000)
+    # Seconds between published frames (the display cadence). 0 publishes as fast as frames come.
+    frame_interval: float = Field(1.5, ge=0.0, le=3600.0)
+    # Frames generated ahead of display, smoothing out uneven generation times.
+    buffer_size: int = Field(16, ge=1, le=1000)
+    # Numbered copies kept under output/frames/ (oldest deleted first).
+    history_size: int = Field(300, ge=1, le=1_000_000)
+    cache: CacheConfig = CacheConfig()
+
+    @model_validator(mode="after")
+    def _multiple_of_8(self) -> GenerationConfig:
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v % 8:
+                raise ValueError(f"generation.{name} must be a multiple of 8, got {v}")
+        return self
+
+
+class PromptsConfig(_Section):
+    # Prompts, one per entry; "text :: 2.0" gives a weight. Used when no file is given.
+    list: builtins.list[str] = Field(
+        default_factory=lambda: [
+            "ethereal angel made of light, flowing robes, cosmic nebula, dreamy, soft glow",
+            "bioluminescent ocean at night, glowing waves, deep blue and cyan",
+            "ancient forest in mist, golden sun rays, moss, tranquil",
+            "crystal cathedral, prismatic light, geometric, iridescent",
+            "sunset over lavender fields, warm orange and purple sky, impressionist",
+        ]
+    )
+    # A text file, one prompt per line, "#" comments, optional "text :: weight"; overrides `list`.
+    file: Path | None = None
+    # Move to another prompt every N frames (0 = never by count) ...
+    rotate_every_frames: int = Field(40, ge=0)
+    # ... or every N minutes (0 = never by time); whichever comes first.
+    rotate_every_minutes: float = Field(0.0, ge=0.0)
+    # Optional prompts by time of day; keys morning (5-12), afternoon (12-17), evening (17-22), night (22-5).
+    themes: dict[Literal["morning", "afternoon", "evening", "night"], builtins.list[str]] = Field(default_factory=dict)
+
+
+class GameDetectionConfig(_Section):
+    enabled: bool = True
+    known_games: list[str] = Field(default_factory=list)
+    # Also watch a built-in list of popular game executables.
+    use_default_games: bool = True
+    # Any process whose executable lives under one of these folders counts as a game.
+    game_library_paths: list[str] = Field(
+        default_factory=lambda: ["steamapps/common", "Epic Games", "GOG Galaxy/Games", "GOG Games"]
+    )
+    gpu_threshold: float = Field(85.0, ge=1.0, le=100.0)
+    # Resume only after utilisation stays below this for `gpu_hold_seconds`.
+    gpu_resume_threshold: float = Field(60.0, ge=0.0, le=100.0)
+    gpu_hold_seconds: float = Field(10.0, ge=0.0)
+    gpu_window_seconds: float = Field(6.0, ge=0.0)
+    gpu_index: int = Field(0, ge=0)
+    fullscreen: bool = True
+    pause_on_battery: bool = False
+    check_interval: float = Field(2.0, gt=0.0, le=600.0)
+    # A condition must stay changed this long before we pause/resume again (no thrashing).
+    cooldown_seconds: float = Field(5.0, ge=0.0)
+    free_vram_on_pause: bool = True
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> GameDetectionConfig:
+        if self.gpu_resume_threshold > self.gpu_threshold:
+            raise ValueError(
+                "game_detection.gpu_resume_threshold must not be above gpu_threshold "
+                f"({self.gpu_threshold:g}), got {self.gpu_resume_threshold:g}"
+            )
+        return self
+
+
+class FluxModelFiles(_Section):
+    # "checkpoint": one all-in-one file (CheckpointLoaderSimple); "split": unet + two text encoders + vae.
+    layout: Literal["checkpoint", "split"] = "checkpoint"
+    checkpoint: str = "flux1-schnell-fp8.safetensors"
+    unet: str = "flux1-schnell.safetensors"
+    unet_weight_dtype: Literal["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"] = "default"
+    clip_l: str = "clip_l.safetensors"
+    t5: str = "t5xxl_fp8_e4m3fn.safetensors"
+    vae: str = "ae.safetensors"
+
+
+class ComfyUIConfig(_Section):
+    flux: FluxModelFiles = FluxModelFiles()
+    sd15_checkpoint: str = "v1-5-pruned-emaonly.safetensors"
+    sdxl_turbo_checkpoint: str = "sd_xl_turbo_1.0_fp16.safetensors"
+    sampler: str = "euler"
+    scheduler: str = "simple"
+    # Seconds a prompt may run before it is interrupted.
+    generation_timeout: float = Field(120.0, gt=0.0)
+    request_timeout: float = Field(30.0, gt=0.0)
+    max_retries: int = Field(4, ge=0, le=20)
+    # Live previews while sampling: none, latent2rgb, taesd, auto.
+    preview_method: Literal["none", "latent2rgb", "taesd", "auto"] = "none"
+    # Bring your own workflow: an API-format JSON file plus where our values go.
+    workflow: Path | None = None
+    workflow_mapping: dict[str, str] = Field(default_factory=dict)
+
+
+class InterpolationConfig(_Section):
+    # Where latents are made and decoded: auto (ComfyUI when it is the backend, else the engine's own),
+    # comfyui, local (diffusers VAE in this process), builtin.
+    encoder: Literal["auto", "comfyui", "local", "builtin"] = "auto"
+    vae_path: Path | None = None
+    vae_family: Literal["sd", "sdxl", "flux", "taesd", "taesdxl", "taef1"] = "flux"
+    decode_batch_size: int = Field(4, ge=1, le=64)
+
+
+class ViewerConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    crossfade_ms: int = Field(1200, ge=0, le=60_000)
+    show_previews: bool = False
+    # Extra origins allowed to POST to the control API (the viewer's own origin always is).
+    allowed_origins: list[str] = Field(default_factory=list)
+
+
+class DreamConfig(_Section):
+    system: SystemConfig = SystemConfig()
+    generation: GenerationConfig = GenerationConfig()
+    prompts: PromptsConfig = PromptsConfig()
+    game_detection: GameDetectionConfig = GameDetectionConfig()
+    comfyui: ComfyUIConfig = ComfyUIConfig()
+    interpolation: InterpolationConfig = InterpolationConfig()
+    viewer: ViewerConfig = ViewerConfig()
+
+    # Directory relative paths are resolved against (the config file's folder); not a config key.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def resolve(self, p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.system.output_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.resolve(self.system.cache_dir)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.resolve(self.system.log_dir) if self.system.log_dir else home_dir() / "logs"
+
+    def with_overrides(self, **dotted: Any) -> DreamConfig:
+        """Return a copy with ``{"generation.mode": "img2img"}``-style overrides, validated again."""
+        data = self.model_dump(mode="python", exclude={"base_dir"})
+        for key, value in dotted.items():
+            if value is None:
+                continue
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        return _validate(data, base_dir=self.base_dir, source="command line")
+
+
+# --- loading and error messages ---------------------------------------------------------------
+
+
+def _field_bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The (lower, upper) bounds declared on the field at ``loc``, for "between a and b" messages."""
+    cls: Any = model
+    info = None
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None, None
+        info = cls.model_fields[part]
+        cls = info.annotation
+    lo = hi = None
+    for m in info.metadata if info else []:
+        if isinstance(m, annotated_types.Ge | annotated_types.Gt):
+            lo = getattr(m, "ge", getattr(m, "gt", None))
+        if isinstance(m, annotated_types.Le | annotated_types.Lt):
+            hi = getattr(m, "le", getattr(m, "lt", None))
+    return lo, hi
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    cls: Any = model
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return []
+        cls = cls.model_fields[part].annotation
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return [k for k in cls.model_fields if k != "base_dir"]
+    return []
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+    key = ".".join(str(p) for p in loc)
+    typ = err["type"]
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    if typ == "extra_forbidden":
+        parent, leaf = loc[:-1], str(loc[-1])
+        allowed = _allowed_keys(DreamConfig, parent)
+        close = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.6)
+        hint = f" (did you mean '{'.'.join([*map(str, parent), close[0]])}'?)" if close else ""
+        where = ".".join(map(str, parent)) or "the top level"
+        return f"unknown key '{key}'{hint}; allowed in {where}: {', '.join(allowed)}"
+    if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        lo, hi = _field_bounds(DreamConfig, loc)
+        if lo is not None and hi is not None:
+            return f"{key} must be between {_fmt(lo)} and {_fmt(hi)}, got {_fmt(got)}"
+        bound = next(iter(ctx.values()), None)
+        word = {"greater_than_equal": "at least", "greater_than": "greater than",
+                "less_than_equal": "at most", "less_than": "less than"}[typ]
+        return f"{key} must be {word} {_fmt(bound)}, got {_fmt(got)}"
+    if typ == "enum" or typ == "literal_error":
+        expected = ctx.get("expected", "")
+        return f"{key} must be one of {expected}, got {_fmt(got)}"
+    if typ in ("int_parsing", "int_type", "int_from_float"):
+        return f"{key} must be a whole number, got {_fmt(got)}"
+    if typ in ("float_parsing", "float_type"):
+        return f"{key} must be a number, got {_fmt(got)}"
+    if typ in ("bool_parsing", "bool_type"):
+        return f"{key} must be true or false, got {_fmt(got)}"
+    if typ in ("string_type",):
+        return f"{key} must be text, got {_fmt(got)}"
+    if typ in ("list_type",):
+        return f"{key} must be a list, got {_fmt(got)}"
+    if typ in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{key or 'the config'} must be a mapping of keys to values, got {_fmt(got)}"
+    if typ == "value_error":
+        msg = str(ctx.get("error", err["msg"]))
+        # Our own validators already name the full key.
+        if msg.startswith(("generation.", "game_detection.", "system.", "comfyui.", "prompts.")):
+            return msg
+        return f"{key} {msg}" if key else msg
+    return f"{key}: {err['msg']}, got {_fmt(got)}"
+
+
+def _validate(data: Any, *, base_dir: Path, source: str) -> DreamConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a mapping of sections, got {type(data).__name__}")
+    if "base_dir" in data:
+        raise ConfigError("unknown key 'base_dir'", path=source)
+    try:
+        return DreamConfig.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors()]
+        raise ConfigError(problems[0], problems=problems, path=source) from None
+
+
+def load_config(path: Path | None) -> DreamConfig:
+    """Load and validate ``path``; ``None`` gives the defaults (relative paths under the CWD)."""
+    if path is None:
+        return _validate({}, base_dir=Path.cwd(), source="defaults")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist (create one with: dream-window init {path})", path=str(path)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", path=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}", path=str(path)) from None
+    return _validate(data, base_dir=path.resolve().parent, source=str(path))
+
+
+def default_config_text() -> str:
+    """The commented default config.yaml shipped with the package (what `dream-window init` writes)."""
+    from importlib.resources import files
+
+    return (files("dream_window") / "data" / "config.yaml").read_text(encoding="utf-8")

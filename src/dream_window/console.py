@@ -1,0 +1,52 @@
+"""The one-line live status in the terminal (only when stderr is a terminal)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.live import Live
+from rich.text import Text
+
+from dream_window.controller import DreamController
+from dream_window.logging_setup import console
+
+
+def _line(controller: DreamController, progress: dict[str, Any] | None) -> Text:
+    s = controller.snapshot()
+    state = s["state"]
+    colour = {"running": "green", "paused": "yellow", "stopped": "red"}.get(state, "white")
+    t = Text()
+    t.append(f"● {state}", style=colour)
+    if s["pause_reason"]:
+        t.append(f" ({s['pause_reason']})", style="yellow")
+    t.append(f"  frame {s['frame_index']}  {s['frames_per_minute']:.0f}/min  ")
+    if progress and progress.get("max"):
+        done = int(20 * progress["value"] / max(progress["max"], 1))
+        t.append("▕" + "█" * done + " " * (20 - done) + "▏ ", style="cyan")
+    t.append(s["current_prompt"][:60], style="dim")
+    return t
+
+
+def attach_console(controller: DreamController) -> Callable[[], None]:
+    """Show a live status line; returns a function that removes it."""
+    if not console.is_terminal:
+        return lambda: None
+    live = Live(_line(controller, None), console=console, refresh_per_second=4, transient=True)
+    live.start()
+    last: dict[str, Any] = {"progress": None}
+
+    def on_event(name: str, payload: dict[str, Any]) -> None:
+        if name == "progress":
+            last["progress"] = payload
+        elif name == "frame":
+            last["progress"] = None
+        live.update(_line(controller, last["progress"]))
+
+    unsubscribe = controller.events.subscribe(on_event)
+
+    def detach() -> None:
+        unsubscribe()
+        live.stop()
+
+    return detach

@@ -1,0 +1,117 @@
+"""Every error a Dream Window user can meet.
+
+The tree is shallow on purpose; catch the root to handle "anything of ours":
+
+    DreamWindowError
+    ├── ConfigError              bad config file, bad CLI value (exit code 2)
+    ├── LifecycleError           an illegal state transition (running → running, stopped → paused ...)
+    ├── BackendError             a generation backend failed to produce a frame
+    │   ├── ComfyUIError         anything that went wrong talking to ComfyUI
+    │   │   ├── ComfyUIUnavailable   connection refused / reset / 5xx after retries
+    │   │   ├── ComfyUITimeout       a prompt ran past its time limit (it is interrupted)
+    │   │   ├── WorkflowRejected     POST /prompt answered 400; carries the server's node_errors
+    │   │   └── ExecutionFailed      the prompt ran and failed (execution_error) or was interrupted
+    │   └── ModelLoadError       local model weights (VAE, CLIP) missing or unloadable
+    ├── CacheError               the frame cache database or its images
+    └── FrameWriteError          a frame or status file could not be written, even after retries
+
+Foreign exceptions (aiohttp, sqlite3, OSError, torch) are mapped into this tree in the module
+that calls the foreign library, with ``raise ... from exc``; nothing above that module sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DreamWindowError(Exception):
+    """Root of every error Dream Window raises on purpose."""
+
+
+class ConfigError(DreamWindowError):
+    """The configuration (file, CLI option or environment) is invalid.
+
+    ``problems`` holds one human-readable line per problem, each naming the key, the bad value
+    and what is allowed.
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+        self.path = path
+
+
+class LifecycleError(DreamWindowError):
+    """An illegal lifecycle transition was requested."""
+
+
+class BackendError(DreamWindowError):
+    """A generation backend could not produce what was asked."""
+
+
+class ComfyUIError(BackendError):
+    """Something went wrong talking to a ComfyUI server."""
+
+    def __init__(self, message: str, *, server: str | None = None) -> None:
+        super().__init__(message)
+        self.server = server
+
+
+class ComfyUIUnavailable(ComfyUIError):
+    """The server could not be reached (refused, reset, 5xx) even after retries."""
+
+
+class ComfyUITimeout(ComfyUIError):
+    """A prompt did not finish in time; it has been interrupted on the server."""
+
+    def __init__(self, message: str, *, server: str | None = None, prompt_id: str | None = None) -> None:
+        super().__init__(message, server=server)
+        self.prompt_id = prompt_id
+
+
+class WorkflowRejected(ComfyUIError):
+    """POST /prompt was refused (HTTP 400). ``node_errors`` is the server's structure, verbatim."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str | None = None,
+        error: dict[str, Any] | None = None,
+        node_errors: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, server=server)
+        self.error = error or {}
+        self.node_errors = node_errors or {}
+
+
+class ExecutionFailed(ComfyUIError):
+    """The prompt was accepted, then failed while running (execution_error) or was interrupted."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str | None = None,
+        prompt_id: str | None = None,
+        node_id: str | None = None,
+        node_type: str | None = None,
+        interrupted: bool = False,
+    ) -> None:
+        super().__init__(message, server=server)
+        self.prompt_id = prompt_id
+        self.node_id = node_id
+        self.node_type = node_type
+        self.interrupted = interrupted
+
+
+class ModelLoadError(BackendError):
+    """Local model weights are missing, unreadable or of the wrong shape."""
+
+
+class CacheError(DreamWindowError):
+    """The frame cache (SQLite index or image files) failed."""
+
+
+class FrameWriteError(DreamWindowError):
+    """A frame or status file could not be written, even after retries."""

@@ -1,0 +1,99 @@
+"""Publishing frames where widgets look: ``current_frame.png`` and a bounded numbered history.
+
+Layout of the output directory (readers: the Rainmeter skin, the web viewer, scripts)::
+
+    output/
+      current_frame.png      the frame on screen now, replaced atomically
+      frames/frame_000042.png  numbered history, the newest ``history_size`` kept
+      status.json            see status.py
+      state.json             what a restart needs to continue the dream
+
+Frame numbers keep counting across restarts so history names never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from dream_window.file_ops import atomic_write_bytes, clean_stale_temps
+
+CURRENT_FRAME = "current_frame.png"
+FRAMES_DIR = "frames"
+_FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")
+
+# Called after a frame is on disk: (index, png bytes, history path). Extra writers hang off this
+# (the Rainmeter files, for one) without the core knowing about them.
+PublishHook = Callable[[int, bytes, Path], None]
+
+
+def frame_name(index: int) -> str:
+    return f"frame_{index:06d}.png"
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    # compress_level 3: ~3x faster than the default 6 for ~10% larger files; frames are short-lived.
+    image.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+class OutputWriter:
+    """Writes published frames atomically and keeps the history bounded. Blocking: run in a thread."""
+
+    def __init__(self, output_dir: Path, *, history_size: int, fsync: bool = True) -> None:
+        self.dir = Path(output_dir)
+        self.frames_dir = self.dir / FRAMES_DIR
+        self.history_size = history_size
+        self._fsync = fsync
+        self.hooks: list[PublishHook] = []
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.frames_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(self.dir)
+        clean_stale_temps(self.frames_dir)
+        existing = sorted(self.history_indices())
+        self._history: deque[int] = deque(existing)
+        self.last_index = existing[-1] if existing else 0
+        self._prune()
+
+    @property
+    def current_path(self) -> Path:
+        return self.dir / CURRENT_FRAME
+
+    def history_indices(self) -> list[int]:
+        out = []
+        for p in self.frames_dir.iterdir():
+            m = _FRAME_RE.match(p.name)
+            if m:
+                out.append(int(m.group(1)))
+        return out
+
+    def path_for(self, index: int) -> Path:
+        return self.frames_dir / frame_name(index)
+
+    def publish(self, image: Image.Image) -> tuple[int, Path]:
+        """Write ``image`` as the next frame; returns its index and history path."""
+        data = encode_png(image)
+        index = self.last_index + 1
+        hist = self.path_for(index)
+        # History first, then current: a reader that sees a new current frame can find it in history.
+        atomic_write_bytes(hist, data, fsync=self._fsync)
+        atomic_write_bytes(self.current_path, data, fsync=self._fsync)
+        self.last_index = index
+        self._history.append(index)
+        self._prune()
+        for hook in self.hooks:
+            hook(index, data, hist)
+        return index, hist
+
+    def _prune(self) -> None:
+        while len(self._history) > self.history_size:
+            old = self._history.popleft()
+            with contextlib.suppress(FileNotFoundError):
+                self.path_for(old).unlink()

@@ -1,0 +1,48 @@
+"""status.json: what the dream is doing, for widgets, the viewer and ``dream-window status``.
+
+Written atomically on every published frame and on every state change. Readers must tolerate
+unknown keys (we add, never rename). Keys::
+
+    state           running | paused | stopped | starting
+    pause_reasons   list of reasons, e.g. ["game: eldenring.exe"]; pause_reason is the first or null
+    mode, backend, backend_is_ai, model, backend_health {ok, detail}
+    frame_count, frame_index, current_prompt, current_frame, last_generation_ms, frames_per_minute
+    progress        {value, max} of the generation running now, or null
+    cache           {size, embedder, last_injection}
+    started_at, updated_at (ISO 8601), version, pid, notes (list of fallbacks in effect)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dream_window.errors import DreamWindowError
+from dream_window.file_ops import atomic_write_json
+
+STATUS_FILE = "status.json"
+
+
+class StatusWriter:
+    def __init__(self, output_dir: Path, *, fsync: bool = False) -> None:
+        self.path = Path(output_dir) / STATUS_FILE
+        self._fsync = fsync
+        self.last: dict[str, Any] = {}
+
+    def write(self, status: dict[str, Any]) -> None:
+        self.last = status
+        atomic_write_json(self.path, status, fsync=self._fsync)
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """Read a status file, mapping the ways it can be missing or broken to one clear error."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DreamWindowError(f"no status file at {path}: is dream-window running with this output folder?") from None
+    except (OSError, ValueError) as exc:
+        raise DreamWindowError(f"cannot read status file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DreamWindowError(f"status file {path} does not hold a JSON object")
+    return data
