@@ -1,0 +1,80 @@
+"""Shared fakes and fixtures. Area-specific ones live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from dream_window.config import DreamConfig, load_config  # noqa: E402
+
+
+class FakeClock:
+    """A clock tests drive by hand: ``sleep`` advances time instantly (yielding to the loop)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+        self._wall = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return self._wall + timedelta(seconds=self.t)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def dream_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own DREAM_WINDOW_HOME: no test touches the real home directory."""
+    home = tmp_path_factory.mktemp("dw-home")
+    monkeypatch.setenv("DREAM_WINDOW_HOME", str(home))
+    return home
+
+
+def write_config(directory: Path, data: dict[str, Any] | str) -> Path:
+    import yaml
+
+    path = directory / "config.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def fast_config(tmp_path: Path, **sections: dict[str, Any]) -> DreamConfig:
+    """A config for tests: built-in backend, no pauses between frames, small history, no viewer."""
+    data: dict[str, Any] = {
+        "system": {"backend": "builtin", "output_dir": "output", "cache_dir": "cache"},
+        "generation": {"frame_interval": 0, "keyframe_interval": 3, "interpolation_frames": 2, "buffer_size": 4,
+                       "history_size": 50, "cache": {"enabled": False}},
+        "viewer": {"enabled": False},
+        "game_detection": {"enabled": False},
+    }
+    for name, values in sections.items():
+        merged = dict(data.get(name, {}))
+        for k, v in values.items():
+            if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                merged[k] = {**merged[k], **v}
+            else:
+                merged[k] = v
+        data[name] = merged
+    return load_config(write_config(tmp_path, data))
