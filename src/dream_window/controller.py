@@ -80,6 +80,11 @@ class FrameMemory(Protocol):
         """For status.json: size, embedder, last injection."""
         ...
 
+    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
+        """Like (+1) or dislike (-1) a published frame; liked frames are re-injected more often,
+        disliked ones never."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -130,6 +135,9 @@ class DreamController:
         self._skip_requested = False
 
         backend.set_progress_callback(self._on_progress)
+        set_preview = getattr(backend, "set_preview_callback", None)
+        if set_preview is not None:  # backends with live previews (ComfyUI) hand them to the viewer
+            set_preview(lambda data, mime: self.events.emit("preview", {"data": data, "mime": mime}))
         prompts.add_listener(lambda p, why: self.events.emit("prompt", {"prompt": p, "why": why}))
 
     # --- lifecycle ------------------------------------------------------------------------
