@@ -29,6 +29,7 @@ def atomic_write_bytes(
     fsync: bool = True,
     retry_delays: tuple[float, ...] = RETRY_DELAYS,
     sleep: Callable[[float], None] = time.sleep,
+    replace: Callable[[str, Path], None] = os.replace,
 ) -> None:
     """Replace ``path`` with ``data`` atomically (blocking; call from a thread on the frame path)."""
     path = Path(path)
@@ -45,7 +46,7 @@ def atomic_write_bytes(
                 os.fsync(fh.fileno())
         for attempt in range(len(retry_delays) + 1):
             try:
-                os.replace(tmp, path)
+                replace(tmp, path)
                 tmp = ""
                 return
             except PermissionError as exc:
