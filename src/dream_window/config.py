@@ -278,22 +278,27 @@ class DreamConfig(_Section):
 # --- loading and error messages ---------------------------------------------------------------
 
 
-def _field_bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, Any]:
-    """The (lower, upper) bounds declared on the field at ``loc``, for "between a and b" messages."""
+def _field_bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, Any, bool, bool]:
+    """The (lower, upper, lower_exclusive, upper_exclusive) bounds declared on the field at ``loc``."""
     cls: Any = model
     info = None
     for part in loc:
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
-            return None, None
+            return None, None, False, False
         info = cls.model_fields[part]
         cls = info.annotation
     lo = hi = None
+    lo_ex = hi_ex = False
     for m in info.metadata if info else []:
-        if isinstance(m, annotated_types.Ge | annotated_types.Gt):
-            lo = getattr(m, "ge", getattr(m, "gt", None))
-        if isinstance(m, annotated_types.Le | annotated_types.Lt):
-            hi = getattr(m, "le", getattr(m, "lt", None))
-    return lo, hi
+        if isinstance(m, annotated_types.Ge):
+            lo = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lo, lo_ex = m.gt, True
+        if isinstance(m, annotated_types.Le):
+            hi = m.le
+        elif isinstance(m, annotated_types.Lt):
+            hi, hi_ex = m.lt, True
+    return lo, hi, lo_ex, hi_ex
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -329,9 +334,13 @@ def _describe(err: Mapping[str, Any]) -> str:
         where = ".".join(map(str, parent)) or "the top level"
         return f"unknown key '{key}'{hint}; allowed in {where}: {', '.join(allowed)}"
     if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        lo, hi = _field_bounds(DreamConfig, loc)
+        lo, hi, lo_ex, hi_ex = _field_bounds(DreamConfig, loc)
         if lo is not None and hi is not None:
-            return f"{key} must be between {_fmt(lo)} and {_fmt(hi)}, got {_fmt(got)}"
+            if not (lo_ex or hi_ex):
+                return f"{key} must be between {_fmt(lo)} and {_fmt(hi)}, got {_fmt(got)}"
+            low = f"greater than {_fmt(lo)}" if lo_ex else f"at least {_fmt(lo)}"
+            high = f"less than {_fmt(hi)}" if hi_ex else f"at most {_fmt(hi)}"
+            return f"{key} must be {low} and {high}, got {_fmt(got)}"
         bound = next(iter(ctx.values()), None)
         word = {"greater_than_equal": "at least", "greater_than": "greater than",
                 "less_than_equal": "at most", "less_than": "less than"}[typ]
