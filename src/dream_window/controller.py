@@ -132,7 +132,8 @@ class DreamController:
         self._backend_detail = "not started"
         self._started_at = clock.now()
         self._status_lock = asyncio.Lock()
-        self._skip_requested = False
+        # Held while a frame is being published, so pause() returns only once no frame is in flight.
+        self._publish_lock = asyncio.Lock()
 
         backend.set_progress_callback(self._on_progress)
         set_preview = getattr(backend, "set_preview_callback", None)
@@ -177,6 +178,8 @@ class DreamController:
         self._reasons.append(reason)
         if self._state is State.RUNNING:
             self._transition(State.PAUSED)
+            async with self._publish_lock:  # a frame being written now finishes; no new one starts
+                pass
         else:
             log.info("also paused for: %s", reason)
             self.events.emit("state", {"state": self._state.value, "reasons": list(self._reasons)})
@@ -221,6 +224,8 @@ class DreamController:
         """Run until ``stop()`` or ``max_frames``; always leaves status ``stopped`` and state saved."""
         self._continue_from_last_frame()
         self._transition(State.RUNNING)
+        if self._reasons:  # paused before we started (a game was already running)
+            self._transition(State.PAUSED)
         self._backend_detail = f"{self.backend.name} ready"
         await self.write_status()
         producer = asyncio.create_task(self._produce(), name="dream-producer")
@@ -292,12 +297,17 @@ class DreamController:
         due = self.clock.monotonic()
         while True:
             frame = await self.buffer.get()
-            await self._running.wait()
-            wait = due - self.clock.monotonic()
-            if wait > 0:
-                await self.clock.sleep(wait)
+            while True:
                 await self._running.wait()
-            await self._publish(frame)
+                wait = due - self.clock.monotonic()
+                if wait > 0:
+                    await self.clock.sleep(wait)
+                    continue  # re-check: we may have been paused while waiting
+                async with self._publish_lock:
+                    if self._state is not State.RUNNING:
+                        continue
+                    await self._publish(frame)
+                break
             due = max(due + interval, self.clock.monotonic()) if interval > 0 else self.clock.monotonic()
             if self.max_frames is not None and self._frame_count >= self.max_frames:
                 log.info("reached --max-frames %d", self.max_frames)

@@ -1,0 +1,224 @@
+"""DreamController: lifecycle, pause stacking, steady publishing, failures, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dream_window.app import build_controller
+from dream_window.backends.base import GeneratedImage, GenerationRequest
+from dream_window.backends.builtin import BuiltinEngine
+from dream_window.controller import DreamController, State
+from dream_window.errors import ComfyUIUnavailable, ExecutionFailed, LifecycleError
+from tests.conftest import FakeClock, fast_config
+
+
+def controller_for(tmp_path: Path, clock: FakeClock | None = None, backend=None, max_frames=None, **sections):  # type: ignore[no-untyped-def]
+    cfg = fast_config(tmp_path, **sections)
+    return build_controller(cfg, backend or BuiltinEngine(offload=False), clock=clock, max_frames=max_frames,
+                            fsync=False)
+
+
+async def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+def status(c: DreamController) -> dict:  # type: ignore[type-arg]
+    return json.loads(c.status_writer.path.read_text())
+
+
+async def test_lifecycle_transitions_and_illegal_ones_are_refused(tmp_path: Path) -> None:
+    c = controller_for(tmp_path)
+    assert c.state is State.STARTING
+    task = asyncio.create_task(c.run())
+    await wait_for(lambda: c.state is State.RUNNING)
+    with pytest.raises(LifecycleError, match="not paused for it"):
+        await c.resume("user")
+    await c.pause("user")
+    assert c.state is State.PAUSED and status(c)["pause_reason"] == "user"
+    with pytest.raises(LifecycleError, match="already paused"):
+        await c.pause("user")
+    await c.pause("game: eldenring.exe")  # stacks
+    await c.resume("user")
+    assert c.state is State.PAUSED and c.pause_reasons == ["game: eldenring.exe"]
+    await c.resume("game: eldenring.exe")
+    assert c.state is State.RUNNING
+    c.stop()
+    await asyncio.wait_for(task, 5)
+    assert c.state is State.STOPPED
+    with pytest.raises(LifecycleError, match="stopped"):
+        await c.pause("user")
+    with pytest.raises(LifecycleError, match="stopped"):
+        await c.resume("user")
+    assert status(c)["state"] == "stopped"
+
+
+async def test_no_frames_are_published_while_paused(tmp_path: Path) -> None:
+    c = controller_for(tmp_path)
+    task = asyncio.create_task(c.run())
+    await wait_for(lambda: c.frame_count >= 2)
+    await c.pause("user")
+    frozen = c.frame_count
+    await asyncio.sleep(0.3)
+    assert c.frame_count == frozen
+    assert len(c.buffer) <= c.buffer.capacity  # producer stopped at the bound
+    await c.resume("user")
+    await wait_for(lambda: c.frame_count >= frozen + 3)
+    c.stop()
+    await task
+
+
+async def test_max_frames_publishes_exactly_n_and_writes_status(tmp_path: Path) -> None:
+    c = controller_for(tmp_path, max_frames=7)
+    await asyncio.wait_for(c.run(), 30)
+    s = status(c)
+    assert s["state"] == "stopped" and s["frame_count"] == 7 and s["frame_index"] == 7
+    assert s["backend"] == "built-in engine (not AI)" and s["backend_is_ai"] is False
+    for key in ("mode", "model", "current_prompt", "last_generation_ms", "frames_per_minute", "backend_health",
+                "cache", "started_at", "updated_at", "version", "pause_reason"):
+        assert key in s
+    assert len(list((tmp_path / "output" / "frames").glob("frame_*.png"))) == 7
+    saved = json.loads((tmp_path / "output" / "state.json").read_text())
+    assert saved["frame_index"] == 7
+
+
+async def test_frames_are_published_at_the_configured_interval(tmp_path: Path, clock: FakeClock) -> None:
+    c = controller_for(tmp_path, clock=clock, max_frames=6, generation={"frame_interval": 2.5})
+    published: list[float] = []
+    c.events.subscribe(lambda name, p: published.append(clock.monotonic()) if name == "frame" else None)
+    await asyncio.wait_for(c.run(), 30)
+    gaps = np.diff(published)
+    assert len(published) == 6 and np.allclose(gaps, 2.5), gaps
+
+
+class FlakyBackend(BuiltinEngine):
+    """Fails the first ``failures`` generations, like a ComfyUI server that is down, then recovers."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(offload=False)
+        self.failures = failures
+        self.calls = 0
+
+    async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ComfyUIUnavailable("connection refused", server="http://127.0.0.1:1")
+        return await super().txt2img(request)
+
+
+async def test_backend_failures_back_off_then_recover(tmp_path: Path, clock: FakeClock,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    backend = FlakyBackend(failures=4)
+    c = controller_for(tmp_path, clock=clock, backend=backend, max_frames=3, generation={"mode": "img2img"})
+    await asyncio.wait_for(c.run(), 30)
+    assert c.frame_count == 3
+    backoffs = [s for s in clock.sleeps if s > 0]
+    assert backoffs[:4] == [0.5, 1.0, 2.0, 4.0]  # exponential
+    errors = [r for r in caplog.records if "generation failed" in r.getMessage() and r.levelname == "ERROR"]
+    assert len(errors) == 1  # logged once per state change, not every retry
+    assert any("recovered" in r.getMessage() for r in caplog.records)
+
+
+class InterruptingBackend(BuiltinEngine):
+    async def img2img(self, image: Image.Image, request: GenerationRequest) -> GeneratedImage:
+        await asyncio.sleep(0.05)
+        if self.interrupted:
+            self.interrupted = False
+            raise ExecutionFailed("interrupted", interrupted=True)
+        return await super().img2img(image, request)
+
+    interrupted = False
+
+    async def interrupt(self) -> None:
+        self.interrupted = True
+
+    freed = 0
+
+    async def free_memory(self) -> None:
+        self.freed += 1
+
+
+async def test_pause_with_interrupt_and_free_reaches_the_backend(tmp_path: Path) -> None:
+    backend = InterruptingBackend(offload=False)
+    c = controller_for(tmp_path, backend=backend, generation={"mode": "img2img"})
+    task = asyncio.create_task(c.run())
+    await wait_for(lambda: c.frame_count >= 2)
+    await c.pause("game: x.exe", interrupt=True, free_memory=True)
+    assert backend.freed == 1
+    assert c.snapshot()["backend_health"]["ok"] is True  # our own interrupt is not a failure
+    await c.resume("game: x.exe")
+    n = c.frame_count
+    await wait_for(lambda: c.frame_count >= n + 2)
+    c.stop()
+    await task
+
+
+async def test_stop_drains_the_buffer_and_leaves_a_whole_current_frame(tmp_path: Path) -> None:
+    c = controller_for(tmp_path, generation={"frame_interval": 0.2, "buffer_size": 4})
+    task = asyncio.create_task(c.run())
+    await wait_for(lambda: len(c.buffer) >= 3)
+    c.stop()
+    await asyncio.wait_for(task, 2)
+    assert len(c.buffer) == 0
+    with Image.open(tmp_path / "output" / "current_frame.png") as img:
+        img.load()
+    assert status(c)["state"] == "stopped"
+
+
+async def test_next_run_continues_from_the_last_frame(tmp_path: Path) -> None:
+    c1 = controller_for(tmp_path, max_frames=2, generation={"mode": "img2img", "denoise": 0.0})
+    await c1.run()
+    last = np.asarray(Image.open(tmp_path / "output" / "current_frame.png"))
+    # denoise 0: the next run's img2img frames equal the last frame of the previous run.
+    c2 = controller_for(tmp_path, max_frames=1, generation={"mode": "img2img", "denoise": 0.0})
+    await c2.run()
+    again = np.asarray(Image.open(tmp_path / "output" / "current_frame.png"))
+    assert np.array_equal(last, again)
+    assert c2.output.last_index == 3  # numbering continued
+
+
+class RecordingBackend(BuiltinEngine):
+    def __init__(self) -> None:
+        super().__init__(offload=False)
+        self.seeds: list[int] = []
+        self.calls: list[str] = []
+
+    async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+        self.seeds.append(request.seed)
+        self.calls.append("txt2img")
+        return await super().txt2img(request)
+
+    async def img2img(self, image: Image.Image, request: GenerationRequest) -> GeneratedImage:
+        self.seeds.append(request.seed)
+        self.calls.append("img2img")
+        return await super().img2img(image, request)
+
+    async def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        self.calls.append("encode")
+        return await super().encode(images)
+
+
+@pytest.mark.parametrize(("policy", "check"), [
+    ("random", lambda s: len(set(s)) == len(s)),
+    ("increment", lambda s: s == list(range(100, 100 + len(s)))),
+    ("fixed", lambda s: set(s) == {100}),
+])
+async def test_seed_policies(tmp_path: Path, policy: str, check) -> None:  # type: ignore[no-untyped-def]
+    backend = RecordingBackend()
+    c = controller_for(tmp_path, backend=backend, max_frames=5,
+                       generation={"mode": "img2img", "seed_policy": policy, "seed": 100})
+    await c.run()
+    assert len(backend.seeds) >= 5 and check(backend.seeds), backend.seeds

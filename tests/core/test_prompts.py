@@ -1,0 +1,101 @@
+"""PromptManager: file parsing, weights, rotation by frames and by time, no repeats, themes."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from dream_window.config import PromptsConfig
+from dream_window.errors import ConfigError
+from dream_window.prompts import PromptManager, load_prompts_file, parse_prompt_line
+from tests.conftest import FakeClock
+
+
+def manager(clock: FakeClock, seed: int = 0, **cfg: object) -> PromptManager:
+    return PromptManager(PromptsConfig(**cfg), clock=clock, rng=random.Random(seed))  # type: ignore[arg-type]
+
+
+def test_parse_line_weights_and_comments() -> None:
+    assert parse_prompt_line("  # a comment", where="x") is None
+    assert parse_prompt_line("   ", where="x") is None
+    p = parse_prompt_line("misty forest :: 2.5", where="x")
+    assert p is not None and p.text == "misty forest" and p.weight == 2.5
+    with pytest.raises(ConfigError, match=r"f line 3: weight must be a number, got 'lots'"):
+        parse_prompt_line("a :: lots", where="f line 3")
+    with pytest.raises(ConfigError, match="greater than 0"):
+        parse_prompt_line("a :: 0", where="x")
+
+
+def test_prompts_file(tmp_path: Path) -> None:
+    f = tmp_path / "prompts.txt"
+    f.write_text("# themes\nocean waves\n\nnebula :: 3\n", encoding="utf-8")
+    ps = load_prompts_file(f)
+    assert [(p.text, p.weight) for p in ps] == [("ocean waves", 1.0), ("nebula", 3.0)]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="holds no prompts"):
+        load_prompts_file(tmp_path / "empty.txt")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_prompts_file(tmp_path / "missing.txt")
+
+
+def test_rotates_every_n_frames_and_never_repeats_immediately(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b", "c"], rotate_every_frames=3)
+    seen = [m.current]
+    for _ in range(60):
+        m.frame_done()
+        seen.append(m.current)
+    changes = [i for i in range(1, len(seen)) if seen[i] != seen[i - 1]]
+    assert changes == list(range(3, 61, 3))  # a new prompt exactly every 3 frames, never the same twice
+    assert m.changes == 20
+
+
+def test_rotates_by_time(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b"], rotate_every_frames=0, rotate_every_minutes=2)
+    first = m.current
+    clock.advance(119)
+    m.frame_done()
+    assert m.current == first
+    clock.advance(2)
+    m.frame_done()
+    assert m.current != first
+
+
+def test_weights_are_respected_statistically(clock: FakeClock) -> None:
+    m = manager(clock, seed=42, list=["heavy :: 4", "light :: 1", "other :: 1"], rotate_every_frames=1)
+    counts: Counter[str] = Counter()
+    for _ in range(6000):
+        m.frame_done()
+        counts[m.current] += 1
+    # Without immediate repeats the heavy prompt cannot exceed half; it must still clearly dominate.
+    assert counts["heavy"] > 1.5 * counts["light"]
+    assert abs(counts["light"] - counts["other"]) < 0.15 * counts["light"]
+
+
+def test_themes_by_time_of_day(clock: FakeClock) -> None:
+    m = PromptManager(
+        PromptsConfig(list=["day"], themes={"night": ["stars"], "morning": ["sunrise"]}),
+        clock=clock, rng=random.Random(0), local_now=lambda: datetime(2026, 1, 1, 23, 30),
+    )
+    assert m.current == "stars"
+    m2 = PromptManager(
+        PromptsConfig(list=["day"], themes={"night": ["stars"]}),
+        clock=clock, rng=random.Random(0), local_now=lambda: datetime(2026, 1, 1, 14, 0),
+    )
+    assert m2.current == "day"  # no afternoon theme: the main list
+
+
+def test_skip_and_set_notify_listeners(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b"])
+    seen: list[tuple[str, str]] = []
+    m.add_listener(lambda p, why: seen.append((p, why)))
+    before = m.current
+    assert m.skip() != before
+    m.set_prompt("  my own prompt ")
+    assert m.current == "my own prompt"
+    assert [w for _, w in seen] == ["skip", "set by user"]
+    with pytest.raises(ValueError):
+        m.set_prompt("   ")
