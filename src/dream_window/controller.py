@@ -2,8 +2,9 @@
 
 Two tasks run while the dream is alive:
 
-* the **producer** asks the mode for the next frames (and, now and then, lets the frame memory
-  inject a cached frame first) and puts them into the FrameBuffer; it waits while paused;
+* the **producer** asks the DreamGenerator for the next frames (the mode makes them; now and
+  then the frame memory injects a cached frame first) and puts them into the FrameBuffer; it
+  waits while paused;
 * the **publisher** takes frames from the buffer every ``frame_interval`` seconds and publishes
   them (atomic files, status.json, events for the viewer, the frame memory).
 
@@ -40,6 +41,7 @@ from dream_window.config import DreamConfig
 from dream_window.errors import BackendError, DreamWindowError, ExecutionFailed, FrameWriteError, LifecycleError
 from dream_window.events import EventBus
 from dream_window.frame_buffer import FrameBuffer
+from dream_window.generator import DreamGenerator
 from dream_window.modes.base import DreamMode, Frame
 from dream_window.output import OutputWriter
 from dream_window.prompts import PromptManager
@@ -106,6 +108,10 @@ class DreamController:
         self.config = config
         self.backend = backend
         self.mode = mode
+        self.generator = DreamGenerator(
+            mode=mode, backend=backend, memory=memory,
+            on_injection=lambda label: self.events.emit("injection", {"label": label}),
+        )
         self.prompts = prompts
         self.output = output
         self.status_writer = status
@@ -257,14 +263,7 @@ class DreamController:
         while True:
             await self._running.wait()
             try:
-                if self.memory is not None:
-                    picked = await self.memory.pick_injection(self._last_frame)
-                    if picked is not None:
-                        image, label = picked
-                        self.mode.inject(image, label)
-                        log.info("injecting cached frame: %s", label)
-                        self.events.emit("injection", {"label": label})
-                frames = await self.mode.next_frames()
+                frames = await self.generator.next_frames(self._last_frame)
             except ExecutionFailed as exc:
                 if exc.interrupted and self._state is not State.RUNNING:
                     continue  # we interrupted it ourselves to pause; not a failure
