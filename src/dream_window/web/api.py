@@ -1,0 +1,181 @@
+"""The JSON control API. Every route is listed here; the security rules live in security.py.
+
+    GET  /api/status           the controller's status snapshot
+    GET  /api/frames/{id}      a published frame, by integer id only (never by a client path)
+    GET  /api/live             WebSocket: live events (see live.py)
+    POST /api/pause            pause for "user" (409 when already paused for the user)
+    POST /api/resume           resume "user" (409 when not paused for the user)
+    POST /api/skip             next prompt
+    POST /api/prompt           {"prompt": "..."}: dream of this now (400 when empty or too long)
+    POST /api/like|dislike     {"index": N} optional (default: the frame on screen): feeds the cache
+
+Errors are JSON ``{"error": "..."}`` with a fitting status code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from dream_window.errors import DreamWindowError, LifecycleError
+from dream_window.web.live import LiveHub
+from dream_window.web.security import COOKIE, MAX_BODY_BYTES, AccessPolicy
+
+if TYPE_CHECKING:
+    from dream_window.controller import DreamController
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Frame ids are history indices; 12 digits outlive any dream and keep int() cheap.
+FRAME_ROUTE = "/api/frames/{index:[0-9]{1,12}}"
+USER_REASON = "user"
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def own_origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def security_middleware(policy: AccessPolicy) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not policy.host_ok(request.headers.get("Host")):
+            return error(403, "unexpected Host header: the viewer only answers to its loopback address")
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return error(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+        guarded = request.path.startswith("/api/")
+        if guarded and not policy.token_ok(authorization=request.headers.get("Authorization"),
+                                           cookie=request.cookies.get(COOKIE)):
+            return error(401, "a control token is required: open the viewer URL printed by `dream-window run`, "
+                              "or send 'Authorization: Bearer <token>'")
+        is_ws = request.headers.get("Upgrade", "").lower() == "websocket"
+        if (request.method not in ("GET", "HEAD", "OPTIONS") or is_ws) and not policy.origin_ok(
+            request.headers.get("Origin"), own_origin=own_origin(request),
+            sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
+        ):
+            return error(403, f"origin {request.headers.get('Origin')!r} is not allowed to control the dream "
+                              "(add it to viewer.allowed_origins)")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 413:
+                return error(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+            if exc.status >= 400:
+                return error(exc.status, exc.reason)
+            raise  # redirects
+
+    return middleware
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; empty bodies are ``{}``."""
+    raw = await request.read()  # bounded by client_max_size
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise web.HTTPBadRequest(reason="request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(reason=f"request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+class ControlApi:
+    def __init__(self, controller: DreamController, hub: LiveHub) -> None:
+        self.controller = controller
+        self.hub = hub
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/status", self.status)
+        app.router.add_get(FRAME_ROUTE, self.frame)
+        app.router.add_get("/api/live", self.hub.handle)
+        app.router.add_post("/api/pause", self.pause)
+        app.router.add_post("/api/resume", self.resume)
+        app.router.add_post("/api/skip", self.skip)
+        app.router.add_post("/api/prompt", self.prompt)
+        app.router.add_post("/api/like", self.like)
+        app.router.add_post("/api/dislike", self.dislike)
+
+    def _state(self) -> dict[str, Any]:
+        s = self.controller.snapshot()
+        return {"state": s["state"], "pause_reasons": s["pause_reasons"], "current_prompt": s["current_prompt"]}
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.controller.snapshot(), dumps=lambda o: json.dumps(o, default=str))
+
+    async def frame(self, request: web.Request) -> web.StreamResponse:
+        index = int(request.match_info["index"])
+        path = self.controller.output.path_for(index)
+        if not path.is_file():
+            return error(404, f"frame {index} is not in the history (it may have been pruned)")
+        # A numbered frame never changes once written, so the browser may keep it.
+        return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable",
+                                               "Content-Type": "image/png"})
+
+    async def pause(self, request: web.Request) -> web.Response:
+        await read_json(request)
+        try:
+            await self.controller.pause(USER_REASON)
+        except LifecycleError as exc:
+            return error(409, str(exc))
+        return web.json_response(self._state())
+
+    async def resume(self, request: web.Request) -> web.Response:
+        await read_json(request)
+        try:
+            await self.controller.resume(USER_REASON)
+        except LifecycleError as exc:
+            return error(409, str(exc))
+        return web.json_response(self._state())
+
+    async def skip(self, request: web.Request) -> web.Response:
+        await read_json(request)
+        self.controller.skip()
+        return web.json_response(self._state())
+
+    async def prompt(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        text = body.get("prompt")
+        if not isinstance(text, str):
+            return error(400, 'expected {"prompt": "<text>"}')
+        try:
+            self.controller.prompts.set_prompt(text)
+        except ValueError as exc:
+            return error(400, str(exc))
+        return web.json_response(self._state())
+
+    async def like(self, request: web.Request) -> web.Response:
+        return await self._rate(request, +1)
+
+    async def dislike(self, request: web.Request) -> web.Response:
+        return await self._rate(request, -1)
+
+    async def _rate(self, request: web.Request, score: int) -> web.Response:
+        body = await read_json(request)
+        memory = self.controller.memory
+        if memory is None:
+            return error(409, "cache disabled: likes feed the frame cache (generation.cache.enabled)")
+        index = body.get("index", self.controller.output.last_index)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 1:
+            return error(400, f"index must be a frame number (a positive integer), got {index!r}")
+        path = self.controller.output.path_for(index)
+        if not path.is_file():
+            return error(404, f"frame {index} is not in the history (it may have been pruned)")
+        prompt = self.hub.frame_prompts.get(index)
+        try:
+            await memory.rate(path, score, prompt=prompt)
+        except DreamWindowError as exc:
+            log.warning("rating frame %d failed: %s", index, exc)
+            return error(500, f"could not rate frame {index}: {exc}")
+        log.info("frame %d %s", index, "liked" if score > 0 else "disliked")
+        return web.json_response({"index": index, "score": score})

@@ -1,0 +1,310 @@
+// Dream Window viewer: live frames with crossfades, status overlay and controls.
+// Vanilla JS, no dependencies; talks to the service over one WebSocket (/api/live) and POSTs.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const layers = [$("layer-a"), $("layer-b")];
+
+  const view = {
+    fadeMs: 1200,
+    front: -1,         // index into `layers` of the visible layer, -1 before the first frame
+    shownIndex: 0,     // frame number on screen (or fading in)
+    pending: null,     // newest frame that arrived during a fade; older ones are skipped
+    fading: false,
+    status: null,
+    serverId: null,    // pid + start time: tells a restart from a dropped connection
+    showPreviews: false,
+  };
+
+  // --- frames and the crossfade -------------------------------------------------------------
+
+  function transitionDone(el, ms) {
+    // transitionend is not guaranteed (hidden tab, ms = 0): a timer backs it up.
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = () => { if (!done) { done = true; el.removeEventListener("transitionend", finish); resolve(); } };
+      el.addEventListener("transitionend", finish);
+      setTimeout(finish, ms + 80);
+    });
+  }
+
+  async function showFrame(frame, instant = false) {
+    if (!frame || frame.index <= view.shownIndex) return;
+    if (view.fading) { view.pending = frame; return; }
+    view.fading = true;
+    try {
+      const incoming = layers[view.front === 0 ? 1 : 0];
+      const outgoing = view.front >= 0 ? layers[view.front] : null;
+      incoming.style.transition = "none";
+      incoming.style.opacity = "0";
+      incoming.src = frame.url;
+      try {
+        await incoming.decode();  // never fade in a half-loaded picture
+      } catch (err) {
+        console.warn("frame", frame.index, "could not be loaded", err);
+        return;
+      }
+      if (frame.index <= view.shownIndex) return;
+      view.shownIndex = frame.index;
+      incoming.dataset.index = String(frame.index);
+      incoming.style.zIndex = "2";
+      if (outgoing) outgoing.style.zIndex = "1";
+      $("empty").hidden = true;
+      void incoming.offsetWidth;  // commit opacity 0 so the change below animates
+      const ms = instant || !outgoing ? 0 : view.fadeMs;
+      incoming.style.transition = `opacity ${ms}ms ease-in-out`;
+      incoming.style.opacity = "1";
+      view.front = layers.indexOf(incoming);
+      $("frame-no").textContent = `#${frame.index}`;
+      await transitionDone(incoming, ms);
+      // The old frame stayed fully opaque underneath, so the picture never dims mid-fade;
+      // now that it is covered it is hidden, ready to receive the next frame.
+      if (outgoing) {
+        outgoing.style.transition = "none";
+        outgoing.style.opacity = "0";
+      }
+    } finally {
+      view.fading = false;
+      const next = view.pending;
+      view.pending = null;
+      if (next) showFrame(next);
+    }
+  }
+
+  // --- status overlay -----------------------------------------------------------------------
+
+  function setStatus(s) {
+    if (!s) return;
+    view.status = s;
+    const state = $("state");
+    state.textContent = s.state;
+    state.className = `badge ${s.state}`;
+    $("reason").textContent = (s.pause_reasons || []).join("; ");
+    $("prompt").textContent = s.current_prompt || "";
+    $("fpm").textContent = s.frames_per_minute ? Number(s.frames_per_minute).toFixed(1) : "–";
+    // The built-in engine's name already says "not AI".
+    $("backend").textContent = s.backend || "–";
+    $("mode").textContent = s.mode || "–";
+    const paused = s.state === "paused";
+    const userPaused = (s.pause_reasons || []).includes("user");
+    const btn = $("btn-pause");
+    btn.textContent = userPaused ? "Resume" : "Pause";
+    btn.classList.toggle("on", userPaused);
+    document.title = paused ? "Dream Window (paused)" : "Dream Window";
+    setProgress(s.progress);
+  }
+
+  function setProgress(p) {
+    const pct = p && p.max ? Math.min(100, (100 * p.value) / p.max) : 0;
+    $("progress-bar").style.width = `${pct}%`;
+  }
+
+  let toastTimer = 0;
+  function toast(text, ms = 2200) {
+    const t = $("toast");
+    t.textContent = text;
+    t.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.hidden = true; }, ms);
+  }
+
+  let bannerTimer = 0;
+  function banner(text, { bad = false, ms = 0 } = {}) {
+    const b = $("conn");
+    clearTimeout(bannerTimer);
+    if (!text) { b.hidden = true; return; }
+    b.textContent = text;
+    b.classList.toggle("bad", bad);
+    b.hidden = false;
+    if (ms) bannerTimer = setTimeout(() => { b.hidden = true; }, ms);
+  }
+
+  // --- live connection ----------------------------------------------------------------------
+
+  let retryMs = 500;
+  let everConnected = false;
+  let lostAt = 0;
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/api/live`);
+    let opened = false;
+    ws.onopen = () => { opened = true; retryMs = 500; };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch { return; }
+      handle(msg);
+    };
+    ws.onclose = async () => {
+      if (!opened && !everConnected && (await needsToken())) {
+        banner("This viewer needs its access token: open the URL printed by `dream-window run`.", { bad: true });
+        setTimeout(connect, 5000);
+        return;
+      }
+      if (opened || !lostAt) lostAt = Date.now();
+      $("state").textContent = "offline";
+      $("state").className = "badge offline";
+      banner(`Connection lost — reconnecting in ${(retryMs / 1000).toFixed(1)} s…`, { bad: true });
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, 5000);
+    };
+  }
+
+  async function needsToken() {
+    try { return (await fetch("/api/status", { credentials: "same-origin" })).status === 401; }
+    catch { return false; }
+  }
+
+  function handle(msg) {
+    switch (msg.type) {
+      case "hello": {
+        view.fadeMs = Number(msg.crossfade_ms) || 0;
+        document.documentElement.style.setProperty("--fade", `${view.fadeMs}ms`);
+        view.showPreviews = Boolean(msg.show_previews);
+        const id = `${msg.status.pid}@${msg.status.started_at}`;
+        if (everConnected) {
+          banner(id !== view.serverId ? "Dream Window restarted — reconnected" : "Reconnected", { ms: 2500 });
+        } else {
+          banner("");
+        }
+        everConnected = true;
+        lostAt = 0;
+        view.serverId = id;
+        setStatus(msg.status);
+        if (msg.frame) showFrame(msg.frame, view.front < 0);
+        break;
+      }
+      case "frame":
+        setStatus(msg.status);
+        setProgress(null);
+        $("preview").hidden = true;
+        showFrame(msg);
+        break;
+      case "state":
+        setStatus(msg.status);
+        break;
+      case "prompt":
+        $("prompt").textContent = msg.prompt;
+        break;
+      case "progress":
+        setProgress(msg);
+        break;
+      case "preview":
+        if (view.showPreviews) {
+          const p = $("preview");
+          p.src = `data:${msg.mime};base64,${msg.data}`;
+          p.hidden = false;
+        }
+        break;
+      case "injection":
+        toast(`Remembering: ${msg.label}`);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // --- controls -----------------------------------------------------------------------------
+
+  async function post(path, body) {
+    let resp;
+    try {
+      resp = await fetch(`/api/${path}`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body || {}),
+      });
+    } catch {
+      toast("Dream Window is not reachable");
+      return null;
+    }
+    let data = {};
+    try { data = await resp.json(); } catch { /* empty body */ }
+    if (!resp.ok) {
+      toast(data.error || `${path} failed (${resp.status})`, 4000);
+      return null;
+    }
+    return data;
+  }
+
+  async function togglePause() {
+    const userPaused = view.status && (view.status.pause_reasons || []).includes("user");
+    const r = await post(userPaused ? "resume" : "pause");
+    if (r) toast(userPaused ? "Resumed" : "Paused");
+  }
+
+  async function nextPrompt() {
+    const r = await post("skip");
+    if (r) toast(`Next: ${r.current_prompt}`, 3000);
+  }
+
+  async function rate(kind) {
+    const index = view.shownIndex;
+    if (!index) return;
+    const r = await post(kind, { index });
+    if (r) toast(kind === "like" ? `Liked frame #${index}` : `Disliked frame #${index}`);
+  }
+
+  function toggleFullscreen() {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else document.documentElement.requestFullscreen().catch(() => toast("Fullscreen is not allowed here"));
+  }
+
+  function toggle(id, force) {
+    const el = $(id);
+    el.hidden = force === undefined ? !el.hidden : !force;
+    if (id === "overlay") $("btn-info").classList.toggle("on", !el.hidden);
+  }
+
+  $("btn-pause").addEventListener("click", togglePause);
+  $("btn-next").addEventListener("click", nextPrompt);
+  $("btn-like").addEventListener("click", () => rate("like"));
+  $("btn-dislike").addEventListener("click", () => rate("dislike"));
+  $("btn-info").addEventListener("click", () => toggle("overlay"));
+  $("btn-full").addEventListener("click", toggleFullscreen);
+  $("btn-help").addEventListener("click", () => toggle("help"));
+  $("prompt-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("prompt-input");
+    const text = input.value.trim();
+    if (!text) return;
+    if (await post("prompt", { prompt: text })) {
+      input.value = "";
+      input.blur();
+      toast("Dreaming of it now", 2500);
+    }
+  });
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.target instanceof HTMLInputElement) {
+      if (ev.key === "Escape") ev.target.blur();
+      return;
+    }
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const actions = {
+      " ": togglePause, n: nextPrompt, ArrowRight: nextPrompt, l: () => rate("like"), d: () => rate("dislike"),
+      i: () => toggle("overlay"), f: toggleFullscreen, "?": () => toggle("help"), h: () => toggle("help"),
+      p: () => { wake(); $("prompt-input").focus(); },
+      Escape: () => { toggle("help", false); toggle("overlay", false); },
+    };
+    const fn = actions[ev.key] || actions[ev.key.toLowerCase()];
+    if (fn) { ev.preventDefault(); fn(); }
+  });
+
+  // Controls and cursor hide after a few idle seconds (a picture on the wall, not an app).
+  let idleTimer = 0;
+  function wake() {
+    document.body.classList.remove("idle");
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      if (!document.activeElement || document.activeElement === document.body) document.body.classList.add("idle");
+    }, 3000);
+  }
+  for (const ev of ["mousemove", "mousedown", "touchstart", "keydown"]) document.addEventListener(ev, wake, { passive: true });
+
+  wake();
+  banner("Connecting…");
+  connect();
+})();
