@@ -126,6 +126,7 @@ class DreamController:
 
         self._state = State.STARTING
         self._reasons: list[str] = []
+        self._generating = False
         self._running = asyncio.Event()  # set while RUNNING
         self._stop = asyncio.Event()
         self._frame_count = 0
@@ -156,6 +157,11 @@ class DreamController:
     @property
     def pause_reasons(self) -> list[str]:
         return list(self._reasons)
+
+    @property
+    def generating(self) -> bool:
+        """True while frames are being made (the system monitor discounts our own GPU load then)."""
+        return self._generating
 
     @property
     def frame_count(self) -> int:
@@ -263,7 +269,11 @@ class DreamController:
         while True:
             await self._running.wait()
             try:
-                frames = await self.generator.next_frames(self._last_frame)
+                self._generating = True
+                try:
+                    frames = await self.generator.next_frames(self._last_frame)
+                finally:
+                    self._generating = False
             except ExecutionFailed as exc:
                 if exc.interrupted and self._state is not State.RUNNING:
                     continue  # we interrupted it ourselves to pause; not a failure
