@@ -1,0 +1,319 @@
+"""FrameMemory: the frame cache as the controller sees it (remember, inject, rate, describe).
+
+Embedding a frame with CLIP on a CPU takes 100 ms or more, so nothing here runs on the
+publisher's path: ``remember`` and ``rate`` only enqueue a job. One background task, owned and
+awaited by this object, drains the queue in batches (frames that piled up are embedded in one
+forward pass), writes them through the CacheManager in a worker thread, and keeps the
+AestheticMatcher's matrix in step. When it is idle it re-embeds entries whose embedding came
+from another embedder (a model change, a legacy import).
+
+``pick_injection`` rolls the injected RNG against ``injection_probability`` once per call, then
+matches the current frame against the matrix. Frames shown or injected recently rest for
+``reinject_cooldown_frames`` published frames; the current frame itself is never a candidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dream_window.cache.embedders import FeatureEmbedder, ImageEmbedder
+from dream_window.cache.images import pixel_hash, rgb
+from dream_window.cache.manager import CacheManager
+from dream_window.cache.matcher import AestheticMatcher
+from dream_window.config import CacheConfig
+from dream_window.errors import CacheError, DreamWindowError, ModelLoadError
+from dream_window.modes.base import Frame
+
+log = logging.getLogger(__name__)
+
+BATCH = 8
+QUEUE_LIMIT = 64
+CLOSE_TIMEOUT = 15.0
+
+
+@dataclass(slots=True)
+class _Job:
+    image: Image.Image
+    prompt: str
+    params: dict[str, Any]
+    index: int
+    score: int | None = None  # set for a rating
+    done: asyncio.Future[None] | None = field(default=None)
+
+
+class DisabledFrameMemory:
+    """Stands in when the cache cannot be opened: the dream goes on, status says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def remember(self, frame: Frame, path: Path) -> None:
+        return None
+
+    async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"enabled": False, "error": self.reason}
+
+    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
+        raise CacheError(f"the frame cache is not available: {self.reason}")
+
+    async def close(self) -> None:
+        return None
+
+
+class CachedFrameMemory:
+    def __init__(
+        self,
+        manager: CacheManager,
+        embedder: ImageEmbedder,
+        config: CacheConfig,
+        *,
+        rng: random.Random,
+        embedder_reason: str = "",
+        batch_size: int = BATCH,
+    ) -> None:
+        self.manager = manager
+        self.embedder = embedder
+        self.embedder_reason = embedder_reason
+        self.config = config
+        self.matcher = AestheticMatcher(temperature=config.temperature, like_boost=config.like_boost)
+        self._rng = rng
+        self._batch = batch_size
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(QUEUE_LIMIT)
+        self._worker: asyncio.Task[None] | None = None
+        self._size = 0
+        self._frame = 0  # latest published frame index seen
+        self._last_injection: dict[str, Any] | None = None
+        self._injections = 0
+        self._dropped = 0
+        self._closed = False
+        self._backfill_done = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._load_matrix()
+        self._worker = asyncio.create_task(self._work(), name="frame-memory")
+
+    async def _load_matrix(self) -> None:
+        ids, matrix, scores = await asyncio.to_thread(self.manager.load_embeddings, self.embedder.id)
+        self.matcher.load(ids, matrix, scores)
+        self._size = await asyncio.to_thread(self.manager.count)
+        self._backfill_done = len(ids) == self._size
+        log.info("frame cache: %d frame(s), %d embedded by %s", self._size, len(ids), self.embedder.label)
+
+    async def flush(self) -> None:
+        """Wait until every frame remembered so far is in the cache (tests, close)."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._worker is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("frame cache: %d frame(s) not cached at shutdown", self._queue.qsize())
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            # A CancelledError aimed at *us* (not the worker) still propagates from the awaits above.
+        await asyncio.to_thread(self.manager.close)
+
+    # --- the controller's side ------------------------------------------------------------
+
+    async def remember(self, frame: Frame, path: Path) -> None:
+        self._frame = max(self._frame, frame.index)
+        if self._closed:
+            return
+        self._enqueue(_Job(frame.image.copy(), frame.prompt, dict(frame.params), frame.index))
+
+    def _enqueue(self, job: _Job) -> None:
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            # The embedder cannot keep up (CLIP on a slow CPU): skip frames rather than fall behind.
+            if self._dropped == 0:
+                log.warning("frame cache: embedding cannot keep up; skipping frames for now")
+            self._dropped += 1
+            if job.done is not None and not job.done.done():
+                job.done.set_exception(CacheError("the frame cache is busy; try again in a moment"))
+
+    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
+        if score not in (-1, 0, 1):
+            raise CacheError(f"a rating must be -1, 0 or 1, got {score}")
+        if self._closed:
+            raise CacheError("the frame cache is closed")
+        try:
+            image = await asyncio.to_thread(_load_image, Path(frame_path))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise CacheError(f"cannot rate {frame_path}: {exc}") from exc
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Job(image, prompt or "", {}, self._frame, score=score, done=done))
+        await done
+
+    async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
+        if current is None or self._closed:
+            return None
+        if self._rng.random() >= self.config.injection_probability or len(self.matcher) == 0:
+            return None
+        at = max(self._frame, current.index)
+        cid_now = await asyncio.to_thread(pixel_hash, current.image)
+        target = self.matcher.vector(cid_now)
+        if target is None:
+            try:
+                target = (await asyncio.to_thread(self.embedder.embed, [current.image]))[0]
+            except ModelLoadError as exc:
+                await self._fall_back(exc)
+                return None
+            if target.shape[0] != self.matcher.dim:
+                return None
+        candidates = self.matcher.find_similar(
+            target, self.config.similarity_threshold, self.config.top_k, at_frame=at, exclude=(cid_now,)
+        )
+        chosen = self.matcher.weighted_random_selection(candidates, self._rng)
+        if chosen is None:
+            return None
+        similarity = dict(candidates)[chosen]
+        try:
+            image = await asyncio.to_thread(self.manager.load_image, chosen)
+            await asyncio.to_thread(self.manager.touch, chosen)
+            entry = await asyncio.to_thread(self.manager.get, chosen)
+        except CacheError as exc:
+            log.warning("frame cache: %s; dropping the entry", exc)
+            self.matcher.remove(chosen)
+            with contextlib.suppress(CacheError):
+                await asyncio.to_thread(self.manager.remove, chosen)
+            return None
+        self.matcher.rest(chosen, at + self.config.reinject_cooldown_frames)
+        self._injections += 1
+        prompt = entry.prompt if entry else ""
+        self._last_injection = {
+            "cache_id": chosen,
+            "similarity": round(similarity, 3),
+            "prompt": prompt,
+            "at_frame": at,
+            "candidates": len(candidates),
+        }
+        short = (prompt[:48] + "…") if len(prompt) > 48 else prompt
+        return image, f"{chosen[:8]} “{short}” (similarity {similarity:.2f})"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "enabled": True,
+            "size": self._size,
+            "max_size": self.config.max_size,
+            "embedder": self.embedder.label,
+            "embedder_reason": self.embedder_reason,
+            "embedded": len(self.matcher),
+            "pending": self._queue.qsize(),
+            "injections": self._injections,
+            "last_injection": dict(self._last_injection) if self._last_injection else None,
+        }
+
+    # --- the worker -----------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            if self._queue.empty() and not self._backfill_done:
+                await self._backfill_some()
+                continue
+            jobs = [await self._queue.get()]
+            while len(jobs) < self._batch and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            try:
+                await self._process(jobs)
+            except DreamWindowError as exc:
+                log.warning("frame cache: %s", exc)
+                for j in jobs:
+                    if j.done is not None and not j.done.done():
+                        j.done.set_exception(exc)
+            except Exception as exc:  # a bug must not kill the worker silently, nor the dream
+                log.exception("frame cache worker failed")
+                for j in jobs:
+                    if j.done is not None and not j.done.done():
+                        j.done.set_exception(CacheError(f"frame cache failed: {exc!r}"))
+            finally:
+                for _ in jobs:
+                    self._queue.task_done()
+
+    async def _embed(self, images: list[Image.Image]) -> np.ndarray | None:
+        try:
+            return await asyncio.to_thread(self.embedder.embed, images)
+        except ModelLoadError as exc:
+            await self._fall_back(exc)
+            return None
+
+    async def _process(self, jobs: list[_Job]) -> None:
+        vectors = await self._embed([j.image for j in jobs])
+        if vectors is None:  # the embedder was just replaced: embed with the fallback
+            vectors = await self._embed([j.image for j in jobs])
+        for j, v in zip(jobs, vectors if vectors is not None else [None] * len(jobs), strict=True):
+            result = await asyncio.to_thread(
+                self.manager.add, j.image, prompt=j.prompt, params=j.params,
+                embedding=v, embedder=self.embedder.id if v is not None else None, score=j.score,
+            )
+            cid = result.entry.cache_id
+            self.matcher.remove_many(result.evicted)
+            self._size += int(result.created) - len(result.evicted)
+            if v is not None:
+                # Just shown (or just rated, which means on screen): it rests before it can come back.
+                self.matcher.add(cid, v, score=result.entry.score,
+                                 rest_until=j.index + self.config.reinject_cooldown_frames)
+            if j.score is not None:
+                self.matcher.set_score(cid, j.score)
+            if j.done is not None and not j.done.done():
+                j.done.set_result(None)
+
+    async def _backfill_some(self) -> None:
+        ids = await asyncio.to_thread(self.manager.ids_without_embedding, self.embedder.id, limit=self._batch)
+        if not ids:
+            self._backfill_done = True
+            log.info("frame cache: every frame embedded by %s", self.embedder.label)
+            return
+        images: list[Image.Image] = []
+        kept: list[str] = []
+        for cid in ids:
+            try:
+                images.append(await asyncio.to_thread(self.manager.load_image, cid))
+                kept.append(cid)
+            except CacheError as exc:
+                log.warning("frame cache: %s; dropping the entry", exc)
+                await asyncio.to_thread(self.manager.remove, cid)
+        if not images:
+            return
+        vectors = await self._embed(images)
+        if vectors is None:
+            return
+        for cid, v in zip(kept, vectors, strict=True):
+            await asyncio.to_thread(self.manager.set_embedding, cid, v, self.embedder.id)
+            entry = await asyncio.to_thread(self.manager.get, cid)
+            if entry is not None:
+                self.matcher.add(cid, v, score=entry.score)
+
+    async def _fall_back(self, exc: Exception) -> None:
+        """CLIP failed to load or run: switch to the feature embedder for good (said once)."""
+        if isinstance(self.embedder, FeatureEmbedder):
+            raise CacheError(f"feature embedder failed: {exc}") from exc
+        log.error("frame cache: %s; falling back to colour/layout features", exc)
+        self.embedder = FeatureEmbedder()
+        self.embedder_reason = f"CLIP failed ({exc}); using colour/layout features"
+        await self._load_matrix()
+
+
+def _load_image(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        img.load()
+        return rgb(img)
