@@ -99,6 +99,8 @@ class CacheConfig(_Section):
     # Which embedder: clip (falls back when torch/weights are missing), or the built-in colour/layout features.
     embedder: Literal["auto", "clip", "features"] = "auto"
     clip_model: str = "openai/clip-vit-base-patch32"
+    # A liked frame is this many times as likely to be picked as an equally similar unrated one.
+    like_boost: float = Field(3.0, ge=1.0, le=100.0)
 
 
 class GenerationConfig(_Section):
