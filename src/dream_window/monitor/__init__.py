@@ -1,0 +1,137 @@
+"""The system monitor: pause the dream by itself for games, a busy GPU, a fullscreen app (or battery).
+
+Module map::
+
+    detector.py            Reading / Condition / CheckContext: what every detector answers
+    games.py               psutil process scan: known names, default list, game-library folders
+    gpu.py                 NVML reader + window average, hysteresis, own-load discounting
+    fullscreen.py          geometry decisions (covers its own monitor) and the platform choice
+    fullscreen_windows.py  ctypes reader + pure decision (Windows)
+    fullscreen_x11.py      python-xlib reader (Linux X11)
+    battery.py             psutil battery (optional)
+    system_monitor.py      SystemMonitor: the loop, pause-at-once / resume-after-cooldown policy
+
+``app.start_services`` calls :func:`start_monitor`; ``dream-window doctor`` calls :func:`doctor_checks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from dream_window.config import DreamConfig, GameDetectionConfig
+from dream_window.monitor.detector import CheckContext, Condition, Detector, Reading, StaticDetector
+from dream_window.monitor.system_monitor import SystemMonitor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SystemMonitor", "build_detectors", "doctor_checks", "start_monitor"]
+
+
+def build_detectors(config: DreamConfig) -> list[Detector]:
+    """The detectors ``game_detection`` asks for, each able to say why it cannot work here."""
+    from dream_window.monitor.battery import BatteryDetector
+    from dream_window.monitor.fullscreen import create_fullscreen_detector
+    from dream_window.monitor.games import GameScanner
+    from dream_window.monitor.gpu import GpuDetector, OwnProcesses, open_nvml
+
+    gd: GameDetectionConfig = config.game_detection
+    detectors: list[Detector] = [
+        GameScanner(
+            known_games=gd.known_games,
+            use_default_games=gd.use_default_games,
+            library_paths=gd.game_library_paths,
+            ignore=gd.ignore_processes,
+        )
+    ]
+    reader = open_nvml()
+    if isinstance(reader, str):
+        detectors.append(StaticDetector("gpu", Reading.unavailable(reader)))
+    else:
+        count = reader.device_count()
+        if gd.gpu_index >= count:
+            reader.close()
+            detectors.append(StaticDetector(
+                "gpu", Reading.unavailable(f"game_detection.gpu_index is {gd.gpu_index}, but NVML sees {count} GPU(s)")
+            ))
+        else:
+            own = OwnProcesses(config.system.comfyui_urls)
+            detectors.append(GpuDetector(
+                reader,
+                index=gd.gpu_index,
+                threshold=gd.gpu_threshold,
+                resume_threshold=gd.gpu_resume_threshold,
+                hold_seconds=gd.gpu_hold_seconds,
+                window_seconds=gd.gpu_window_seconds,
+                own=own.pids,
+            ))
+    if gd.fullscreen:
+        detectors.append(create_fullscreen_detector())
+    if gd.pause_on_battery:
+        detectors.append(BatteryDetector())
+    return detectors
+
+
+async def start_monitor(config: DreamConfig, controller: Any, services: Any) -> SystemMonitor | None:
+    """Start the SystemMonitor task when ``game_detection.enabled`` (called by ``app.start_services``)."""
+    gd = config.game_detection
+    if not gd.enabled:
+        return None
+    detectors = await asyncio.to_thread(build_detectors, config)  # NVML init and imports may block
+    monitor = SystemMonitor(
+        detectors,
+        controller,
+        clock=controller.clock,
+        interval=gd.check_interval,
+        cooldown=gd.cooldown_seconds,
+        free_memory=gd.free_vram_on_pause,
+        generating=lambda: bool(getattr(controller, "generating", False)),
+    )
+    unsubscribe = controller.events.subscribe(monitor.on_event)
+    controller.status_providers["monitor"] = monitor.describe
+    task = asyncio.create_task(monitor.run(), name="system-monitor")
+    services.tasks.append(task)
+
+    async def close() -> None:
+        unsubscribe()
+        await asyncio.to_thread(monitor.close)
+
+    services.closers.append(close)
+    return monitor
+
+
+async def doctor_checks(config: DreamConfig) -> list[Any]:
+    """One line per detector: available or not, and why (``dream-window doctor``)."""
+    from dream_window.doctor import Check
+
+    gd = config.game_detection
+    if not gd.enabled:
+        return [Check("system monitor", "info", "disabled (game_detection.enabled: false)")]
+    detectors = await asyncio.to_thread(build_detectors, config)
+    try:
+        ctx = CheckContext(now=0.0)
+        out = []
+        for d in detectors:
+            try:
+                r = await asyncio.to_thread(d.check, ctx)
+            except Exception as exc:
+                out.append(Check(f"monitor: {d.name}", "fail", f"check crashed: {exc!r}"))
+                continue
+            describe = getattr(d, "describe", None)
+            what = describe() if callable(describe) else ""
+            if r.condition in (Condition.CLEAR, Condition.ACTIVE):
+                now = "would pause now: " + (r.reason or "") if r.condition is Condition.ACTIVE else r.detail
+                out.append(Check(f"monitor: {d.name}", "ok", f"available{f' ({what})' if what else ''}; {now}"))
+            elif r.condition is Condition.UNKNOWN:
+                out.append(Check(f"monitor: {d.name}", "warn", r.detail))
+            else:
+                missing_pkg = "not installed" in r.detail
+                out.append(Check(f"monitor: {d.name}", "warn" if missing_pkg else "info",
+                                 f"{r.condition.value}: {r.detail} (never pauses)"))
+        if not gd.fullscreen:
+            out.append(Check("monitor: fullscreen", "info", "off (game_detection.fullscreen: false)"))
+        return out
+    finally:
+        for d in detectors:
+            d.close()
