@@ -25,6 +25,7 @@ from dream_window.modes.base import ModeContext, SeedSource
 from dream_window.optional import optional_module
 from dream_window.output import OutputWriter
 from dream_window.prompts import PromptManager
+from dream_window.rainmeter import attach_rainmeter
 from dream_window.status import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_f
     try:
         memory = await open_memory(config, rng)
         controller = build_controller(config, backend, rng=rng, max_frames=max_frames, notes=notes, memory=memory)
+        attach_rainmeter(controller)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no add_signal_handler
