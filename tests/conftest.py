@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from dream_window.config import DreamConfig, load_config  # noqa: E402
+from dream_window.config import DreamConfig, load_config
 
 
 class FakeClock:

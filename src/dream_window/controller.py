@@ -38,7 +38,13 @@ from dream_window import __version__
 from dream_window.backends.base import GenerationBackend
 from dream_window.clock import Clock, iso
 from dream_window.config import DreamConfig
-from dream_window.errors import BackendError, DreamWindowError, ExecutionFailed, FrameWriteError, LifecycleError
+from dream_window.errors import (
+    BackendError,
+    DreamWindowError,
+    ExecutionFailed,
+    FrameWriteError,
+    LifecycleError,
+)
 from dream_window.events import EventBus
 from dream_window.frame_buffer import FrameBuffer
 from dream_window.generator import DreamGenerator

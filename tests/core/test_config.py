@@ -91,7 +91,7 @@ def test_config_is_frozen(tmp_path: Path) -> None:
 def test_overrides_are_validated(tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path, "{}"))
     assert cfg.with_overrides(**{"generation.mode": "img2img"}).generation.mode is Mode.IMG2IMG
-    with pytest.raises(ConfigError, match="generation.mode must be one of"):
+    with pytest.raises(ConfigError, match=r"generation\.mode must be one of"):
         cfg.with_overrides(**{"generation.mode": "nope"})
 
 

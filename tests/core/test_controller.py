@@ -26,9 +26,9 @@ def controller_for(tmp_path: Path, clock: FakeClock | None = None, backend=None,
                             fsync=False)
 
 
-async def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(cond, limit: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit
     while not cond():
         if loop.time() > end:
             raise AssertionError("condition not met in time")
