@@ -67,7 +67,10 @@ class AestheticMatcher:
         if self._m.shape[1] != d:
             if n:
                 raise ValueError(f"expected a {self._m.shape[1]}-d embedding, got {d}-d")
-            self._m = np.zeros((max(16, self._m.shape[0]), d), np.float32)
+            cap = max(16, self._m.shape[0])
+            self._m = np.zeros((cap, d), np.float32)
+            self._score = np.zeros(cap, np.int8)
+            self._rest = np.zeros(cap, np.int64)
         if n == self._m.shape[0]:
             cap = max(16, 2 * n)
             for name in ("_m", "_score", "_rest"):
