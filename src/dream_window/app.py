@@ -20,6 +20,7 @@ from dream_window.clock import Clock, SystemClock
 from dream_window.config import BackendChoice, DreamConfig
 from dream_window.controller import DreamController
 from dream_window.errors import BackendError, ComfyUIError
+from dream_window.interpolation.latent_encoder import create_latent_encoder
 from dream_window.modes import create_mode
 from dream_window.modes.base import ModeContext, SeedSource
 from dream_window.optional import optional_module
@@ -89,7 +90,14 @@ def build_controller(
     prompts = PromptManager(config.prompts, clock=clock, rng=rng, base_dir=config.base_dir)
     g = config.generation
     seeds = SeedSource(g.seed_policy, g.seed, rng)
-    ctx = ModeContext(backend=backend, config=g, prompt=lambda: prompts.current, seeds=seeds)
+    ctx = ModeContext(
+        backend=backend,
+        config=g,
+        prompt=lambda: prompts.current,
+        seeds=seeds,
+        encoder=create_latent_encoder(config, backend),
+        decode_batch_size=config.interpolation.decode_batch_size,
+    )
     mode = create_mode(g.mode, ctx)
     output = OutputWriter(config.output_dir, history_size=g.history_size, fsync=fsync)
     status = StatusWriter(config.output_dir)

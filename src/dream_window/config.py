@@ -217,12 +217,20 @@ class ComfyUIConfig(_Section):
 
 
 class InterpolationConfig(_Section):
-    # Where latents are made and decoded: auto (ComfyUI when it is the backend, else the engine's own),
-    # comfyui, local (diffusers VAE in this process), builtin.
-    encoder: Literal["auto", "comfyui", "local", "builtin"] = "auto"
-    vae_path: Path | None = None
+    # Where latents are made and decoded: auto / backend (the backend's own VAE: ComfyUI's loaded model
+    # on the server, or the built-in engine's latent), local (a diffusers VAE in this process).
+    encoder: Literal["auto", "backend", "local"] = "auto"
+    # Local VAE: one .safetensors file (a VAE, or a full checkpoint holding one), and its family.
+    vae_path: Path | None = Field(None, validate_default=True)
     vae_family: Literal["sd", "sdxl", "flux", "taesd", "taesdxl", "taef1"] = "flux"
     decode_batch_size: int = Field(4, ge=1, le=64)
+
+    @field_validator("vae_path")
+    @classmethod
+    def _local_needs_a_file(cls, v: Path | None, info: Any) -> Path | None:
+        if v is None and info.data.get("encoder") == "local":
+            raise ValueError("must be set when interpolation.encoder is 'local' (a VAE .safetensors file)")
+        return v
 
 
 class ViewerConfig(_Section):

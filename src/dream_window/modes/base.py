@@ -18,6 +18,7 @@ from PIL import Image
 
 from dream_window.backends.base import GenerationBackend, GenerationRequest
 from dream_window.config import GenerationConfig, SeedPolicy
+from dream_window.interpolation.latent_encoder import LatentEncoder
 
 FrameKind = Literal["txt2img", "img2img", "keyframe", "inbetween", "injected", "crossfade"]
 
@@ -63,6 +64,10 @@ class ModeContext:
     seeds: SeedSource
     # Set by the controller so modes can tell the status line what they fell back to.
     note: Callable[[str], None] = lambda _msg: None
+    # Pixels <-> latents for in-betweens (interpolation.encoder); None: the backend's own.
+    encoder: LatentEncoder | None = None
+    # In-betweens decoded per batch (interpolation.decode_batch_size).
+    decode_batch_size: int = 4
 
     def request(self, prompt: str, *, denoise: float = 1.0, seed: int | None = None) -> GenerationRequest:
         c = self.config
