@@ -263,8 +263,10 @@ class GpuDetector:
         self.last_average = avg
         if avg is not None:
             self._decide(avg, ctx.now)
-        shown = "no recent sample" if avg is None else f"{avg:.0f}% (others' load, {self.discounting})"
-        detail = f"gpu {self.index} at {shown}"
+        if avg is None:
+            detail = f"gpu {self.index}: no recent sample ({self.discounting})"
+        else:
+            detail = f"gpu {self.index} at {avg:.0f}% from other programs ({self.discounting})"
         if self._active:
             assert self._reason is not None
             return Reading.active(self._reason, detail)
