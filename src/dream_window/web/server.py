@@ -69,9 +69,10 @@ def create_app(controller: DreamController, viewer: ViewerConfig, policy: Access
             if not hmac.compare_digest(offered.encode(), policy.token.encode()):
                 return error(401, "wrong control token")
             # Trade the URL token for a cookie the page's requests (images, WebSocket) carry by themselves.
-            resp = web.HTTPSeeOther("/")
-            resp.set_cookie(COOKIE, policy.token, httponly=True, samesite="Strict", max_age=365 * 86400, path="/")
-            return resp
+            redirect = web.HTTPSeeOther("/")
+            redirect.set_cookie(COOKIE, policy.token, httponly=True, samesite="Strict", max_age=365 * 86400,
+                                path="/")
+            raise redirect
         return _static_response(static, "index.html")
 
     async def static_file(request: web.Request) -> web.StreamResponse:
