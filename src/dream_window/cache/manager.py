@@ -226,6 +226,8 @@ class CacheManager:
                      None if embedding is None else embedding_to_blob(embedding),
                      None if embedding is None else embedder, cid),
                 )
+            if score is not None and score != existing.score:
+                self._persist_score(cid, score)
             entry = self.get(cid)
             assert entry is not None
             return AddResult(entry, created=False)
@@ -321,10 +323,20 @@ class CacheManager:
         if score not in (-1, 0, 1):
             raise ValueError(f"score must be -1, 0 or 1, got {score}")
         with self._tx() as conn:
-            return conn.execute(
+            found = conn.execute(
                 "UPDATE entries SET score = ?, last_used_at = ?, last_used_seq = ? WHERE cache_id = ?",
                 (score, self._now(), self._next_seq(conn), cache_id),
             ).rowcount > 0
+        if found:
+            self._persist_score(cache_id, score)
+        return found
+
+    def _persist_score(self, cache_id: str, score: int) -> None:
+        # Ratings are rare and precious: keep them in the PNG too, so a rebuild does not lose them.
+        meta = self.store.read_meta(cache_id)
+        if meta.get("score", 0) != score:
+            meta["score"] = score
+            self.store.write(cache_id, encode(self.store.load(cache_id), meta))
 
     def set_embedding(self, cache_id: str, embedding: np.ndarray, embedder: str) -> None:
         with self._tx() as conn:

@@ -99,6 +99,7 @@ class CachedFrameMemory:
         self._dropped = 0
         self._closed = False
         self._backfill_done = False
+        self._backfilled = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -111,11 +112,18 @@ class CachedFrameMemory:
         self.matcher.load(ids, matrix, scores)
         self._size = await asyncio.to_thread(self.manager.count)
         self._backfill_done = len(ids) == self._size
+        if self._backfill_done:
+            self._backfilled.set()
+        else:
+            self._backfilled.clear()
         log.info("frame cache: %d frame(s), %d embedded by %s", self._size, len(ids), self.embedder.label)
 
-    async def flush(self) -> None:
-        """Wait until every frame remembered so far is in the cache (tests, close)."""
+    async def flush(self, *, backfill: bool = False) -> None:
+        """Wait until every frame remembered so far is in the cache (tests, close); with
+        ``backfill``, also until every older entry carries an embedding of the active embedder."""
         await self._queue.join()
+        if backfill:
+            await self._backfilled.wait()
 
     async def close(self) -> None:
         if self._closed:
@@ -228,7 +236,12 @@ class CachedFrameMemory:
     async def _work(self) -> None:
         while True:
             if self._queue.empty() and not self._backfill_done:
-                await self._backfill_some()
+                try:
+                    await self._backfill_some()
+                except DreamWindowError as exc:  # give up re-embedding until the next start, say so once
+                    log.warning("frame cache: re-embedding stopped: %s", exc)
+                    self._backfill_done = True
+                    self._backfilled.set()
                 continue
             jobs = [await self._queue.get()]
             while len(jobs) < self._batch and not self._queue.empty():
@@ -281,6 +294,7 @@ class CachedFrameMemory:
         ids = await asyncio.to_thread(self.manager.ids_without_embedding, self.embedder.id, limit=self._batch)
         if not ids:
             self._backfill_done = True
+            self._backfilled.set()
             log.info("frame cache: every frame embedded by %s", self.embedder.label)
             return
         images: list[Image.Image] = []

@@ -2,8 +2,8 @@
 
 The old database (damaged or not) is moved aside, never deleted: ``cache.db.bak-<time>`` with its
 WAL files. Prompts, parameters, creation times and ratings come back from each PNG's metadata
-chunk (a rating changed after the frame was cached is the one thing that can be lost); every
-image is embedded again with the active embedder, in batches.
+chunk (a rating rewrites it); use counts and the exact LRU order are not kept in the files, so
+creation order stands in for it. Every image is embedded again with the active embedder, in batches.
 """
 
 from __future__ import annotations

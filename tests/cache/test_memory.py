@@ -1,0 +1,178 @@
+"""CachedFrameMemory: background embedding, injection, ratings, fallback, status."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from dream_window.cache import CachedFrameMemory, DisabledFrameMemory, open_frame_memory
+from dream_window.cache.embedders import CLIPEmbedder, FeatureEmbedder
+from dream_window.cache.images import pixel_hash
+from dream_window.cache.manager import CacheManager
+from dream_window.config import CacheConfig
+from dream_window.errors import CacheError
+from dream_window.modes.base import Frame
+from tests.cache.conftest import BLUE, GREEN, RED, picture
+from tests.conftest import fast_config
+
+
+def _frame(i: int, hue: tuple[int, int, int], prompt: str = "p") -> Frame:
+    return Frame(picture(i, hue=hue), prompt, "keyframe", 10.0, {"seed": i}, index=i)
+
+
+def _memory(tmp_path: Path, rng: random.Random, embedder=None, **cfg) -> CachedFrameMemory:  # type: ignore[no-untyped-def]
+    conf = CacheConfig(**{"injection_probability": 1.0, "reinject_cooldown_frames": 0,
+                          "similarity_threshold": -1.0, **cfg})
+    manager = CacheManager(tmp_path / "cache", max_size=conf.max_size, fsync=False)
+    return CachedFrameMemory(manager, embedder or FeatureEmbedder(), conf, rng=rng)
+
+
+async def test_remember_runs_in_the_background_and_persists(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(0), max_size=5)
+    await mem.start()
+    for i in range(7):
+        await mem.remember(_frame(i, RED, f"prompt {i}"), tmp_path / f"{i}.png")
+    await mem.flush()
+    d = mem.describe()
+    assert (d["size"], d["embedded"], d["pending"], d["embedder"]) == (5, 5, 0, FeatureEmbedder.label)
+    await mem.close()
+    m = CacheManager(tmp_path / "cache", max_size=5)
+    assert [e.prompt for e in m.get_all()] == [f"prompt {i}" for i in range(6, 1, -1)]
+    assert m.embedder_counts() == {"features-v1": 5}
+
+
+async def test_injection_picks_a_similar_frame_never_the_current_one(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(3), top_k=2, temperature=0.05)
+    await mem.start()
+    frames = [_frame(0, RED, "red a"), _frame(1, RED, "red b"), _frame(2, BLUE, "blue"), _frame(3, GREEN, "green")]
+    for f in frames:
+        await mem.remember(f, tmp_path)
+    await mem.flush()
+    current = _frame(9, RED, "red now")
+    picks = []
+    for _ in range(30):
+        got = await mem.pick_injection(current)
+        assert got is not None
+        picks.append(pixel_hash(got[0]))
+    assert set(picks) <= {pixel_hash(frames[0].image), pixel_hash(frames[1].image)}
+    # The current frame, once cached, is excluded even though it is the most similar.
+    await mem.remember(current, tmp_path)
+    await mem.flush()
+    got = await mem.pick_injection(current)
+    assert got is not None and pixel_hash(got[0]) != pixel_hash(current.image)
+    last = mem.describe()["last_injection"]
+    assert last["prompt"] in {"red a", "red b"} and last["similarity"] > 0.5
+    assert mem.describe()["injections"] == 31
+    await mem.close()
+
+
+async def test_probability_is_rolled_with_the_injected_rng(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(11), injection_probability=0.3)
+    await mem.start()
+    await mem.remember(_frame(0, RED), tmp_path)
+    await mem.flush()
+    current = _frame(5, BLUE)
+    hits = [await mem.pick_injection(current) is not None for _ in range(400)]
+    rng = random.Random(11)
+    want = []
+    for _ in range(400):  # the same draws: one for the roll, one more for the choice when it hits
+        hit = rng.random() < 0.3
+        if hit:
+            rng.random()
+        want.append(hit)
+    assert hits == want
+    await mem.close()
+
+
+async def test_recently_shown_frames_rest(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(0), reinject_cooldown_frames=10)
+    await mem.start()
+    await mem.remember(_frame(0, RED), tmp_path)
+    await mem.flush()
+    assert await mem.pick_injection(_frame(5, RED)) is None  # shown at frame 0, rests until 10
+    assert await mem.pick_injection(_frame(10, RED)) is not None
+    assert await mem.pick_injection(_frame(15, RED)) is None  # injected at 10: rests until 20
+    assert await mem.pick_injection(_frame(20, RED)) is not None
+    await mem.close()
+
+
+async def test_ratings_disliked_never_chosen_unknown_frames_added(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(0))
+    await mem.start()
+    a, b = _frame(0, RED), _frame(1, RED)
+    await mem.remember(a, tmp_path)
+    await mem.flush()
+    path_b = tmp_path / "b.png"
+    b.image.save(path_b)
+    await mem.rate(path_b, 1, prompt="liked one")  # not cached yet: added with its score
+    path_a = tmp_path / "a.png"
+    a.image.save(path_a)
+    await mem.rate(path_a, -1)
+    assert mem.describe()["size"] == 2
+    for _ in range(20):
+        got = await mem.pick_injection(_frame(7, RED))
+        assert got is not None and pixel_hash(got[0]) == pixel_hash(b.image)
+    entry = mem.manager.get(pixel_hash(b.image))
+    assert entry is not None and (entry.score, entry.prompt) == (1, "liked one")
+    with pytest.raises(CacheError, match="a rating must be -1, 0 or 1, got 3"):
+        await mem.rate(path_a, 3)
+    with pytest.raises(CacheError, match="cannot rate"):
+        await mem.rate(tmp_path / "missing.png", 1)
+    await mem.close()
+
+
+async def test_clip_that_fails_to_load_falls_back_to_features(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}", encoding="utf-8")
+    mem = _memory(tmp_path, random.Random(0), embedder=CLIPEmbedder(str(broken)))
+    await mem.start()
+    await mem.remember(_frame(0, RED), tmp_path)
+    await mem.flush()
+    d = mem.describe()
+    assert d["embedder"] == FeatureEmbedder.label and "CLIP failed" in d["embedder_reason"]
+    assert d["embedded"] == 1
+    await mem.close()
+
+
+async def test_tiny_clip_end_to_end_and_reembedding_after_a_model_change(tmp_path: Path, tiny_clip: Path) -> None:
+    mem = _memory(tmp_path, random.Random(0))
+    await mem.start()
+    for i, hue in enumerate([RED, BLUE, GREEN]):
+        await mem.remember(_frame(i, hue), tmp_path)
+    await mem.flush()
+    await mem.close()
+    # Same cache, now with CLIP: the three feature embeddings are replaced in the background.
+    mem2 = _memory(tmp_path, random.Random(0), embedder=CLIPEmbedder(str(tiny_clip)))
+    await mem2.start()
+    assert mem2.describe()["embedded"] == 0
+    await mem2.flush(backfill=True)
+    assert mem2.describe()["embedded"] == 3 and mem2.matcher.dim == 8
+    got = await mem2.pick_injection(_frame(9, RED))
+    assert got is not None
+    await mem2.close()
+    counts = CacheManager(tmp_path / "cache", max_size=10).embedder_counts()
+    assert counts == {f"clip:{tiny_clip}": 3}
+
+
+async def test_open_frame_memory_with_a_damaged_database_keeps_dreaming(tmp_path: Path) -> None:
+    cfg = fast_config(tmp_path, generation={"cache": {"enabled": True, "embedder": "features"}})
+    cfg.cache_dir.mkdir(parents=True)
+    (cfg.cache_dir / "cache.db").write_bytes(b"garbage" * 500)
+    mem = await open_frame_memory(cfg, rng=random.Random(0))
+    assert isinstance(mem, DisabledFrameMemory)
+    d = mem.describe()
+    assert d["enabled"] is False and "dream-window cache rebuild" in d["error"]
+    assert await mem.pick_injection(_frame(0, RED)) is None
+    await mem.close()
+
+
+def test_describe_shape_is_json_ready(tmp_path: Path) -> None:
+    import json
+
+    mem = _memory(tmp_path, random.Random(0))
+    d = json.loads(json.dumps(mem.describe()))
+    assert {"size", "embedder", "last_injection"} <= set(d)
