@@ -90,7 +90,10 @@ async def start_monitor(config: DreamConfig, controller: Any, services: Any) -> 
     )
     unsubscribe = controller.events.subscribe(monitor.on_event)
     controller.status_providers["monitor"] = monitor.describe
-    task = asyncio.create_task(monitor.run(), name="system-monitor")
+    # First check now, before the dream starts: with a game already running the controller starts
+    # paused, and no model is loaded onto the player's GPU only to be unloaded a moment later.
+    await monitor.check_once()
+    task = asyncio.create_task(monitor.run(check_first=False), name="system-monitor")
     services.tasks.append(task)
 
     async def close() -> None:

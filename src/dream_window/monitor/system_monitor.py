@@ -96,8 +96,11 @@ class SystemMonitor:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, check_first: bool = True) -> None:
+        """Check every ``interval`` until the dream stops. ``check_first=False``: one was just made."""
         log.info("system monitor: checking %s every %gs", ", ".join(d.name for d in self.detectors), self.interval)
+        if not check_first:
+            await self.clock.sleep(self.interval)
         while True:
             if _stopped(self.target):
                 return
@@ -166,14 +169,14 @@ class SystemMonitor:
         if _stopped(self.target):
             return
         first = not self._held
+        self._held[name] = _Held(reason, now)  # before pause(): the status it writes shows it
+        log.info("pausing: %s", reason)
         try:
             await self.target.pause(reason, interrupt=first, free_memory=first and self.free_memory)
         except LifecycleError as exc:
             # Someone else paused for the very same words: it is held either way; do not resume it.
             log.debug("pause %r refused: %s", reason, exc)
-            return
-        self._held[name] = _Held(reason, now)
-        log.info("pausing: %s", reason)
+            del self._held[name]
 
     async def _swap(self, held: _Held, reason: str) -> None:
         try:
