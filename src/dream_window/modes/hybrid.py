@@ -24,7 +24,8 @@ class HybridMode:
     def __init__(self, ctx: ModeContext) -> None:
         self._ctx = ctx
         encoder = ctx.encoder or BackendLatentEncoder(ctx.backend, batch_size=ctx.decode_batch_size)
-        self._maker = InBetweenMaker(encoder, batch_size=ctx.decode_batch_size, note=ctx.note)
+        # ctx.note is wired by the controller after the mode is built: look it up at call time.
+        self._maker = InBetweenMaker(encoder, batch_size=ctx.decode_batch_size, note=lambda msg: ctx.note(msg))
         self._key: Keyframe | None = None
         self._key_prompt: str | None = None
         self._injected: tuple[Image.Image, str] | None = None

@@ -34,7 +34,8 @@ class InterpolateMode:
     def __init__(self, ctx: ModeContext) -> None:
         self._ctx = ctx
         encoder = ctx.encoder or BackendLatentEncoder(ctx.backend, batch_size=ctx.decode_batch_size)
-        self._maker = InBetweenMaker(encoder, batch_size=ctx.decode_batch_size, note=ctx.note)
+        # ctx.note is wired by the controller after the mode is built: look it up at call time.
+        self._maker = InBetweenMaker(encoder, batch_size=ctx.decode_batch_size, note=lambda msg: ctx.note(msg))
         self._key: Keyframe | None = None
         # The request that made the current keyframe (None for a seeded or injected picture).
         self._key_request: GenerationRequest | None = None
