@@ -1,0 +1,516 @@
+"""ComfyUIClient: one ComfyUI server over HTTP and one long-lived WebSocket (aiohttp, async).
+
+Lifecycle ``CLOSED → OPEN → CLOSED``. ``open()`` checks the server answers (fast: a refused
+connection fails in well under a second) and starts a reader task that owns the WebSocket: it
+reconnects with the same ``clientId`` after a drop (ComfyUI then re-sends ``executing`` for the
+node in progress) and routes every message to the watch of the prompt it belongs to.
+
+Completion, per the recording: a prompt is finished at ``executing {node: null}`` for its id, which
+comes after ``execution_success`` / ``execution_error`` / ``execution_interrupted`` and after its
+history entry is written. Outputs are taken from the ``executed`` messages (no /history round trip
+on the hot path); when the socket dropped or stayed silent, /history is polled instead, tolerating
+the recorded race where it is briefly ``{}``.
+
+Every failure leaves this module as one of our exceptions: network errors and 5xx are retried with
+exponential backoff and jitter, then raised as ``ComfyUIUnavailable``; a 400 on /prompt is
+``WorkflowRejected`` with the node errors rendered readably; a failed or interrupted prompt is
+``ExecutionFailed``; a prompt past its time limit is interrupted and raised as ``ComfyUITimeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+
+from dream_window.backends.comfyui.messages import Message, MessageError, Preview, parse_binary, parse_text
+from dream_window.backends.comfyui.validation import render_error
+from dream_window.clock import Clock, SystemClock
+from dream_window.errors import (
+    ComfyUIError,
+    ComfyUITimeout,
+    ComfyUIUnavailable,
+    ExecutionFailed,
+    LifecycleError,
+    WorkflowRejected,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+PreviewFn = Callable[[Preview], None]
+
+# How long a watch waits in silence before it asks /history (covers lost messages and a dead socket).
+_QUIET_POLL_S = 5.0
+_DISCONNECTED_POLL_S = 0.5
+
+
+class ClientState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    filename: str
+    subfolder: str
+    type: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OutputFile:
+        return cls(str(d["filename"]), str(d.get("subfolder", "")), str(d.get("type", "output")))
+
+    def annotated(self) -> str:
+        """How LoadImage / LoadLatent name this file: ``"sub/name.png [output]"``."""
+        path = f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
+        return path if self.type == "input" else f"{path} [{self.type}]"
+
+
+@dataclass(slots=True)
+class PromptResult:
+    prompt_id: str
+    # node id → {"images": [OutputFile], "latents": [OutputFile], ...}
+    outputs: dict[str, dict[str, list[OutputFile]]] = field(default_factory=dict)
+    cached: list[str] = field(default_factory=list)
+    executed_at: float = 0.0
+
+    def files(self, node_id: str, kind: str = "images") -> list[OutputFile]:
+        return list(self.outputs.get(node_id, {}).get(kind, []))
+
+
+def _parse_outputs(raw: Mapping[str, Any]) -> dict[str, list[OutputFile]]:
+    out: dict[str, list[OutputFile]] = {}
+    for kind, items in raw.items():
+        if isinstance(items, list):
+            files = [OutputFile.from_dict(i) for i in items if isinstance(i, dict) and "filename" in i]
+            if files:
+                out[kind] = files
+    return out
+
+
+@dataclass
+class _Watch:
+    """What the reader task knows about one of our prompts."""
+
+    prompt_id: str
+    on_progress: ProgressFn | None = None
+    on_preview: PreviewFn | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    outputs: dict[str, dict[str, list[OutputFile]]] = field(default_factory=dict)
+    cached: list[str] = field(default_factory=list)
+    terminal: Message | None = None
+    done: bool = False
+    started: bool = False
+    reconnected: bool = False
+
+
+class ComfyUIClient:
+    """One server. ``session`` and ``clock`` are injectable; ``client_id`` is ours for the socket and
+    every prompt (execution messages reach only the socket whose clientId matches)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        client_id: str | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        request_timeout: float = 30.0,
+        connect_timeout: float = 3.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.25,
+        preview_metadata: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id or str(uuid.uuid4())
+        self._session = session
+        self._own_session = session is None
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._preview_metadata = preview_metadata
+        self.state = ClientState.CLOSED
+        self._reader: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._watches: dict[str, _Watch] = {}
+        self._executing: str | None = None  # prompt id of the last `executing` seen (type-1 previews)
+        self._object_info: dict[str, Any] | None = None
+        self._up: bool | None = None
+        self.queue_remaining = 0
+        self.ws_connects = 0
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Check the server answers, then keep a WebSocket to it. Raises ComfyUIUnavailable fast."""
+        if self.state is ClientState.OPEN:
+            raise LifecycleError(f"client for {self.base_url} is already open")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        await self._request("GET", "/system_stats", retries=0)
+        self.state = ClientState.OPEN
+        self._reader = asyncio.create_task(self._read_forever(), name=f"comfyui-ws {self.base_url}")
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._timeout.sock_connect or 3.0)
+        except TimeoutError:
+            log.warning("ComfyUI at %s: WebSocket not up yet; progress will follow when it is", self.base_url)
+
+    async def close(self) -> None:
+        self.state = ClientState.CLOSED
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def in_flight_ids(self) -> list[str]:
+        """Our prompts on this server that have not finished (queued or running)."""
+        return list(self._watches)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def _mark(self, up: bool, why: str = "") -> None:
+        if up != self._up:
+            if up and self._up is False:
+                log.info("ComfyUI at %s is reachable again", self.base_url)
+            elif not up:
+                log.warning("ComfyUI at %s unreachable: %s", self.base_url, why)
+            self._up = up
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        expect: str = "json",
+        retries: int | None = None,
+    ) -> Any:
+        if self._session is None:
+            raise LifecycleError(f"client for {self.base_url} is not open")
+        retries = self._max_retries if retries is None else retries
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            try:
+                body = data() if callable(data) else data  # multipart bodies cannot be sent twice
+                async with self._session.request(method, url, json=json_body, data=body, params=params,
+                                                 timeout=self._timeout) as resp:
+                    if resp.status >= 500:
+                        text = (await resp.text())[:200]
+                        raise _Retryable(f"HTTP {resp.status} from {method} {path}: {text.strip()}")
+                    if resp.status == 400 and path == "/prompt":
+                        raw = await resp.json(content_type=None)
+                        raise _Rejected(raw if isinstance(raw, dict) else {})
+                    if resp.status == 404:
+                        raise ComfyUIError(f"{method} {path}: not found (404)", server=self.base_url)
+                    if resp.status >= 400:
+                        text = (await resp.text())[:300]
+                        raise ComfyUIError(f"{method} {path}: HTTP {resp.status}: {text}", server=self.base_url)
+                    self._mark(True)
+                    if expect == "bytes":
+                        return await resp.read()
+                    if expect == "empty":
+                        await resp.read()
+                        return None
+                    return await resp.json(content_type=None)
+            except _Rejected as rej:
+                self._mark(True)
+                raise self._rejection(rej.body) from None
+            except (_Retryable, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+                if attempt >= retries:
+                    self._mark(False, why)
+                    raise ComfyUIUnavailable(f"ComfyUI at {self.base_url}: {method} {path} failed: {why}",
+                                             server=self.base_url) from exc
+                delay = self._backoff_base * 2**attempt * (0.5 + self._rng.random())
+                attempt += 1
+                log.debug("%s %s failed (%s); retry %d in %.2fs", method, path, why, attempt, delay)
+                await self._clock.sleep(delay)
+            except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
+                raise ComfyUIError(f"ComfyUI at {self.base_url}: {method} {path}: bad response: {exc}",
+                                   server=self.base_url) from exc
+
+    def _rejection(self, body: Mapping[str, Any]) -> WorkflowRejected:
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+        text = render_error(error, node_errors or {}, self._object_info)
+        return WorkflowRejected(f"ComfyUI at {self.base_url} rejected the workflow: {text}", server=self.base_url,
+                                error=error, node_errors=node_errors)
+
+    async def get_system_stats(self) -> dict[str, Any]:
+        return await self._request("GET", "/system_stats")
+
+    async def get_queue(self) -> dict[str, Any]:
+        return await self._request("GET", "/queue")
+
+    async def get_object_info(self, *, refresh: bool = False) -> dict[str, Any]:
+        """All node schemas; cached for this connection (model lists change only when files do)."""
+        if self._object_info is None or refresh:
+            self._object_info = await self._request("GET", "/object_info")
+        return self._object_info
+
+    async def queue_prompt(self, graph: Mapping[str, Any], *, prompt_id: str | None = None,
+                           extra_data: Mapping[str, Any] | None = None, on_progress: ProgressFn | None = None,
+                           on_preview: PreviewFn | None = None) -> str:
+        """Queue ``graph`` under our client_id. The watch is registered before the POST so no message
+        can arrive unrouted."""
+        pid = prompt_id or str(uuid.uuid4())
+        self._watches[pid] = _Watch(pid, on_progress, on_preview)
+        body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": pid}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        try:
+            resp = await self._request("POST", "/prompt", json_body=body)
+        except BaseException:
+            self._watches.pop(pid, None)
+            raise
+        if isinstance(resp, dict) and resp.get("prompt_id") not in (None, pid):  # an older server ignoring ours
+            watch = self._watches.pop(pid)
+            pid = str(resp["prompt_id"])
+            watch.prompt_id = pid
+            self._watches[pid] = watch
+        return pid
+
+    async def wait_for_completion(self, prompt_id: str, *, timeout: float) -> PromptResult:
+        """Wait until ``prompt_id`` is finished; interrupt it and raise ComfyUITimeout past ``timeout``."""
+        watch = self._watches.get(prompt_id)
+        if watch is None:
+            watch = self._watches[prompt_id] = _Watch(prompt_id)
+        deadline = self._clock.monotonic() + timeout
+        try:
+            while not watch.done:
+                remaining = deadline - self._clock.monotonic()
+                if remaining <= 0:
+                    await self._timed_out(prompt_id, timeout)
+                poll = _QUIET_POLL_S if self.connected and not watch.reconnected else _DISCONNECTED_POLL_S
+                watch.wake.clear()
+                try:
+                    await asyncio.wait_for(watch.wake.wait(), min(poll, remaining))
+                    continue
+                except TimeoutError:
+                    pass
+                # Quiet: messages may have been lost (socket dropped) or never sent (no socket).
+                if await self._settle_from_history(watch):
+                    break
+            return self._finish(watch)
+        finally:
+            self._watches.pop(prompt_id, None)
+
+    async def _timed_out(self, prompt_id: str, timeout: float) -> None:
+        with contextlib.suppress(ComfyUIError):
+            await self.interrupt(prompt_id)
+            await self.delete_queued([prompt_id])
+        raise ComfyUITimeout(f"ComfyUI at {self.base_url}: prompt {prompt_id} ran past {timeout:g}s; interrupted",
+                             server=self.base_url, prompt_id=prompt_id)
+
+    async def _settle_from_history(self, watch: _Watch) -> bool:
+        try:
+            entry = await self.get_history(watch.prompt_id, retries=0)
+        except ComfyUIUnavailable:
+            return False
+        if not entry:
+            return False
+        status = entry.get("status") or {}
+        if not status.get("completed") and status.get("status_str") != "error":
+            return False
+        for nid, raw in (entry.get("outputs") or {}).items():
+            watch.outputs[nid] = _parse_outputs(raw)
+        if status.get("status_str") == "error":
+            for event, data in status.get("messages") or []:
+                if event in ("execution_error", "execution_interrupted"):
+                    watch.terminal = Message(event, data)
+            if watch.terminal is None:
+                watch.terminal = Message("execution_error", {"exception_message": "failed (see server log)"})
+        watch.done = True
+        return True
+
+    def _finish(self, watch: _Watch) -> PromptResult:
+        term = watch.terminal
+        if term is not None and term.type == "execution_interrupted":
+            raise ExecutionFailed(f"ComfyUI at {self.base_url}: prompt interrupted", server=self.base_url,
+                                  prompt_id=watch.prompt_id, node_id=term.data.get("node_id"),
+                                  node_type=term.data.get("node_type"), interrupted=True)
+        if term is not None and term.type == "execution_error":
+            d = term.data
+            msg = str(d.get("exception_message", "")).strip() or "execution failed"
+            raise ExecutionFailed(
+                f"ComfyUI at {self.base_url}: node {d.get('node_id')} ({d.get('node_type')}) failed: "
+                f"{d.get('exception_type', 'error')}: {msg}",
+                server=self.base_url, prompt_id=watch.prompt_id, node_id=d.get("node_id"),
+                node_type=d.get("node_type"))
+        return PromptResult(watch.prompt_id, watch.outputs, watch.cached, time.monotonic())
+
+    async def run(self, graph: Mapping[str, Any], *, timeout: float, extra_data: Mapping[str, Any] | None = None,
+                  on_progress: ProgressFn | None = None, on_preview: PreviewFn | None = None) -> PromptResult:
+        pid = await self.queue_prompt(graph, extra_data=extra_data, on_progress=on_progress, on_preview=on_preview)
+        return await self.wait_for_completion(pid, timeout=timeout)
+
+    async def get_history(self, prompt_id: str, *, retries: int | None = None) -> dict[str, Any]:
+        data = await self._request("GET", f"/history/{prompt_id}", retries=retries)
+        return (data or {}).get(prompt_id) or {}
+
+    async def get_output_images(self, prompt_id: str, *, attempts: int = 6) -> dict[str, list[OutputFile]]:
+        """Images per output node from /history, waiting out the recorded race (briefly ``{}``)."""
+        for i in range(attempts):
+            entry = await self.get_history(prompt_id)
+            if entry:
+                return {nid: _parse_outputs(raw).get("images", []) for nid, raw in (entry.get("outputs") or {}).items()}
+            await self._clock.sleep(0.05 * 2**i)
+        raise ComfyUIError(f"ComfyUI at {self.base_url}: no history for prompt {prompt_id}", server=self.base_url)
+
+    async def download(self, ref: OutputFile) -> bytes:
+        return await self._request("GET", "/view", expect="bytes",
+                                   params={"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type})
+
+    async def upload_image(self, data: bytes, name: str, *, overwrite: bool = True, kind: str = "input",
+                           subfolder: str = "", mime: str = "image/png") -> OutputFile:
+        def form() -> aiohttp.FormData:
+            f = aiohttp.FormData()
+            f.add_field("image", data, filename=name, content_type=mime)
+            f.add_field("overwrite", "true" if overwrite else "false")
+            f.add_field("type", kind)
+            if subfolder:
+                f.add_field("subfolder", subfolder)
+            return f
+
+        resp = await self._request("POST", "/upload/image", data=form)
+        return OutputFile(str(resp["name"]), str(resp.get("subfolder", "")), str(resp.get("type", kind)))
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Interrupt ``prompt_id`` if it is running (a silent no-op otherwise), or whatever runs."""
+        await self._request("POST", "/interrupt", json_body={"prompt_id": prompt_id} if prompt_id else None,
+                            expect="empty")
+
+    async def free(self, *, unload_models: bool = True, free_memory: bool = True) -> None:
+        await self._request("POST", "/free", json_body={"unload_models": unload_models, "free_memory": free_memory},
+                            expect="empty")
+
+    async def clear_queue(self) -> None:
+        await self._request("POST", "/queue", json_body={"clear": True}, expect="empty")
+
+    async def delete_queued(self, prompt_ids: list[str]) -> None:
+        await self._request("POST", "/queue", json_body={"delete": prompt_ids}, expect="empty")
+
+    # --- WebSocket ----------------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        assert self._session is not None
+        ws_url = self.base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
+        failures = 0
+        while self.state is ClientState.OPEN:
+            try:
+                async with self._session.ws_connect(ws_url, heartbeat=20.0,
+                                                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0)) as ws:
+                    self._ws = ws
+                    if self._preview_metadata:
+                        await ws.send_str(json.dumps({"type": "feature_flags",
+                                                      "data": {"supports_preview_metadata": True}}))
+                    self.ws_connects += 1
+                    if failures or self.ws_connects > 1:
+                        log.info("ComfyUI at %s: WebSocket reconnected", self.base_url)
+                        for w in self._watches.values():
+                            w.reconnected = True  # messages may be lost: settle by /history when quiet
+                            w.wake.set()
+                    failures = 0
+                    self._connected.set()
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            self._dispatch_text(msg.data)
+                        elif msg.type == aiohttp.WSMsgType.BINARY:
+                            self._dispatch_binary(msg.data)
+                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                            break
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if failures == 0:
+                    log.warning("ComfyUI at %s: WebSocket lost (%s); reconnecting", self.base_url,
+                                str(exc) or type(exc).__name__)
+                failures += 1
+            finally:
+                self._ws = None
+                if self._connected.is_set():
+                    self._connected.clear()
+                    for w in self._watches.values():
+                        w.reconnected = True
+                        w.wake.set()
+            if self.state is ClientState.OPEN:
+                await self._clock.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * (0.5 + self._rng.random()))
+
+    def _dispatch_text(self, text: str) -> None:
+        try:
+            msg = parse_text(text)
+        except MessageError as exc:
+            log.debug("ignoring a frame from %s: %s", self.base_url, exc)
+            return
+        if msg.type == "status":
+            info = msg.data.get("status", {}).get("exec_info", {})
+            self.queue_remaining = int(info.get("queue_remaining", self.queue_remaining) or 0)
+            return
+        pid = msg.prompt_id
+        if msg.type == "executing" and pid:
+            self._executing = pid if msg.data.get("node") is not None else None
+        watch = self._watches.get(pid) if pid else None
+        if watch is None:
+            return
+        if msg.type == "execution_start":
+            watch.started = True
+        elif msg.type == "execution_cached":
+            watch.cached = [str(n) for n in msg.data.get("nodes", [])]
+        elif msg.type == "executed":
+            watch.outputs[str(msg.data.get("node"))] = _parse_outputs(msg.data.get("output") or {})
+        elif msg.type in ("execution_error", "execution_interrupted"):
+            watch.terminal = msg
+        elif msg.type == "progress" and watch.on_progress is not None:
+            watch.on_progress(int(msg.data.get("value", 0)), int(msg.data.get("max", 0)))
+        elif msg.is_done:
+            watch.done = True
+        watch.wake.set()
+
+    def _dispatch_binary(self, frame: bytes) -> None:
+        try:
+            preview = parse_binary(frame)
+        except MessageError as exc:
+            log.debug("ignoring a binary frame from %s: %s", self.base_url, exc)
+            return
+        if preview is None:
+            return
+        pid = preview.prompt_id or self._executing
+        watch = self._watches.get(pid) if pid else None
+        if watch is not None and watch.on_preview is not None:
+            watch.on_preview(preview)
+
+
+class _Retryable(Exception):
+    pass
+
+
+class _Rejected(Exception):
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("rejected")
+        self.body = body
