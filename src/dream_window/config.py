@@ -165,6 +165,8 @@ class GameDetectionConfig(_Section):
     game_library_paths: list[str] = Field(
         default_factory=lambda: ["steamapps/common", "Epic Games", "GOG Galaxy/Games", "GOG Games"]
     )
+    # Executables that never count as games, on top of a built-in list of launchers and helpers.
+    ignore_processes: list[str] = Field(default_factory=list)
     gpu_threshold: float = Field(85.0, ge=1.0, le=100.0)
     # Resume only after utilisation stays below this for `gpu_hold_seconds`.
     gpu_resume_threshold: float = Field(60.0, ge=0.0, le=100.0)
@@ -174,7 +176,7 @@ class GameDetectionConfig(_Section):
     fullscreen: bool = True
     pause_on_battery: bool = False
     check_interval: float = Field(2.0, gt=0.0, le=600.0)
-    # A condition must stay changed this long before we pause/resume again (no thrashing).
+    # Pausing is immediate; a condition must stay clear this long before we resume (no thrashing).
     cooldown_seconds: float = Field(5.0, ge=0.0)
     free_vram_on_pause: bool = True
 
@@ -208,7 +210,12 @@ class ComfyUIConfig(_Section):
     # Seconds a prompt may run before it is interrupted.
     generation_timeout: float = Field(120.0, gt=0.0)
     request_timeout: float = Field(30.0, gt=0.0)
+    # Seconds to wait for a TCP connection: a server that is down is given up on this fast.
+    connect_timeout: float = Field(3.0, gt=0.0, le=60.0)
     max_retries: int = Field(4, ge=0, le=20)
+    # Queue the frame the mode will most likely ask for next while this one downloads
+    # (keeps the GPU busy; a wrong guess is interrupted and dropped).
+    speculate: bool = True
     # Live previews while sampling: none, latent2rgb, taesd, auto.
     preview_method: Literal["none", "latent2rgb", "taesd", "auto"] = "none"
     # Bring your own workflow: an API-format JSON file plus where our values go.
