@@ -1,0 +1,205 @@
+"""The viewer in a real headless Chromium (Debian's /usr/bin/chromium), against a running dream.
+
+One browser per module; each test gets its own dream and page. The whole module shares one event
+loop with the browser, so the controller, the viewer server and Playwright run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from PIL import Image
+
+from dream_window.controller import State
+from tests.web.conftest import Dream, make_dream
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed"),
+]
+
+FRONT_INDEX = """() => {
+  const layers = [...document.querySelectorAll('.layer')];
+  const front = layers.filter(l => l.dataset.index).sort((a, b) => b.style.zIndex - a.style.zIndex)[0];
+  return front ? Number(front.dataset.index) : 0;
+}"""
+
+# Records both layers' computed opacity on every animation frame for `ms` milliseconds.
+SAMPLE_OPACITY = """(ms) => new Promise(resolve => {
+  const layers = [...document.querySelectorAll('.layer')];
+  const out = [];
+  const t0 = performance.now();
+  function tick() {
+    out.push(layers.map(l => [Number(getComputedStyle(l).opacity), Number(l.dataset.index || 0)]));
+    if (performance.now() - t0 < ms) requestAnimationFrame(tick); else resolve(out);
+  }
+  requestAnimationFrame(tick);
+})"""
+
+
+async def wait_until(page: Any, fn: str, arg: Any = None, *, within: float = 5.0) -> Any:
+    """Poll ``fn(arg)`` in the page until it is truthy. (Playwright's wait_for_function evaluates a
+    string, which the viewer's Content-Security-Policy rightly forbids.)"""
+    deadline = time.monotonic() + within
+    while True:
+        value = await page.evaluate(fn, arg)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {fn} ({arg!r})")
+        await asyncio.sleep(0.02)
+
+
+SHOWS_AT_LEAST = f"(n) => ({FRONT_INDEX})() >= n"
+TEXT_IS = "([id, text]) => document.getElementById(id).textContent.includes(text)"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        await b.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def dream(tmp_path: Path) -> AsyncIterator[Dream]:
+    d = await make_dream(tmp_path, run=True, viewer={"crossfade_ms": 600},
+                         generation={"frame_interval": 0.8, "mode": "img2img"})
+    yield d
+    await d.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser: Any, dream: Dream) -> AsyncIterator[Any]:
+    context = await browser.new_context(viewport={"width": 640, "height": 400})
+    # Offline: any request that leaves the viewer's own origin fails the test.
+    foreign: list[str] = []
+
+    async def route(r: Any) -> None:
+        if r.request.url.startswith(dream.url) or r.request.url.startswith(dream.url.replace("http", "ws")):
+            await r.continue_()
+        else:
+            foreign.append(r.request.url)
+            await r.abort()
+
+    await context.route("**/*", route)
+    errors: list[str] = []
+    p = await context.new_page()
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    await p.goto(dream.url + "/")
+    yield p
+    await context.close()
+    assert foreign == [], f"the page reached outside its origin: {foreign}"
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+async def test_page_loads_offline_and_shows_frames(page: Any, dream: Dream) -> None:
+    await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    assert await page.title() == "Dream Window"
+    assert await page.locator("#empty").is_hidden()
+
+
+async def test_new_frame_appears_within_a_second(page: Any, dream: Dream) -> None:
+    await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    for _ in range(3):
+        index = await dream.next_frame()
+        t0 = time.monotonic()
+        await wait_until(page, SHOWS_AT_LEAST, index, within=1)
+        assert time.monotonic() - t0 < 1.0
+    assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
+
+
+async def test_crossfade_animates_both_layers(page: Any, dream: Dream) -> None:
+    await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    await dream.next_frame()
+    samples = await page.evaluate(SAMPLE_OPACITY, 2500)
+    for layer in (0, 1):
+        opacity = [s[layer][0] for s in samples]
+        # Both layers change over the window (they alternate as the incoming layer) ...
+        assert max(opacity) - min(opacity) > 0.9, opacity
+        # ... and each fade-in passes through in-between values, rising: the fade really animates.
+        fades = _runs(opacity, lambda v: 0.02 < v < 0.98)
+        assert fades and max(map(len, fades)) >= 3, opacity
+        for run in fades:
+            assert run == sorted(run), run
+    # The outgoing layer stays opaque under the incoming one: the picture never dims mid-fade.
+    assert min(max(o for o, _ in s) for s in samples) > 0.98
+
+
+def _runs(values: list[float], inside: Any) -> list[list[float]]:
+    out: list[list[float]] = []
+    current: list[float] = []
+    for v in values:
+        if inside(v):
+            current.append(v)
+        elif current:
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return out
+
+
+async def test_pause_button_pauses_and_no_frames_are_published(page: Any, dream: Dream) -> None:
+    await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    await page.mouse.move(320, 200)
+    await page.click("#btn-pause")
+    await wait_until(page, TEXT_IS, ["state", "paused"], within=3)
+    assert dream.controller.state is State.PAUSED
+    assert dream.controller.pause_reasons == ["user"]
+    assert await page.locator("#btn-pause").inner_text() == "Resume"
+    await asyncio.sleep(0.2)  # a frame already being written when the pause landed may still finish
+    count = dream.controller.frame_count
+    await asyncio.sleep(2.0)  # 2.5 frame intervals
+    assert dream.controller.frame_count == count
+    await page.keyboard.press("Space")  # the shortcut resumes
+    await wait_until(page, TEXT_IS, ["state", "running"], within=3)
+    await dream.next_frame()
+    assert dream.controller.frame_count > count
+
+
+async def test_screenshot_is_not_blank(page: Any, dream: Dream, tmp_path: Path) -> None:
+    await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    await page.keyboard.press("i")  # status overlay on
+    await wait_until(page, "() => !document.getElementById('overlay').hidden")
+    await asyncio.sleep(0.8)
+    shot = tmp_path / "viewer.png"
+    await page.screenshot(path=str(shot))
+    arr = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
+    assert arr.std() > 20, arr.std()
+    # Letterboxing: a 2:3 frame in a 640x400 window is 267 px wide, centred, with black bars beside it
+    # (rows 230-290 lie between the overlay and the control bar).
+    band = arr[230:290]
+    assert band[:, :150].max() < 30 and band[:, -150:].max() < 30
+    assert band[:, 200:440].std() > 20
+
+
+async def test_reconnects_after_the_service_restarts(page: Any, dream: Dream) -> None:
+    await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    assert dream.server is not None
+    port = dream.server.port
+    await dream.server.close()
+    await wait_until(page, TEXT_IS, ["conn", "reconnecting"], within=5)
+    from dream_window.web.server import ViewerServer
+
+    viewer = dream.controller.config.viewer.model_copy(update={"port": port})
+    dream.server = ViewerServer(dream.controller, viewer)
+    await dream.server.start()
+    await wait_until(page, TEXT_IS, ["conn", "econnected"], within=8)
+    index = await dream.next_frame()
+    await wait_until(page, SHOWS_AT_LEAST, index, within=2)
