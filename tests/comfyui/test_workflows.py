@@ -1,0 +1,116 @@
+"""Every graph a builder makes validates against the recorded object_info; custom workflows map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dream_window.backends.base import GenerationRequest
+from dream_window.backends.comfyui.validation import validate_graph
+from dream_window.backends.comfyui.workflows import (
+    CustomWorkflow,
+    FluxWorkflowBuilder,
+    SD15WorkflowBuilder,
+    SDXLTurboWorkflowBuilder,
+)
+from dream_window.config import ComfyUIConfig, FluxModelFiles
+from dream_window.errors import ConfigError
+from dream_window.testing import recorded_object_info
+from tests.comfyui.conftest import load_json
+
+REQ = GenerationRequest(prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, denoise=0.4)
+CFG = ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors")
+BUILDERS = {
+    "flux-checkpoint": FluxWorkflowBuilder(CFG),
+    "flux-split": FluxWorkflowBuilder(CFG.model_copy(update={"flux": FluxModelFiles(layout="split")})),
+    "sd15": SD15WorkflowBuilder(CFG),
+    "sdxl-turbo": SDXLTurboWorkflowBuilder(CFG),
+}
+
+
+def _graphs(builder):  # type: ignore[no-untyped-def]
+    yield "txt2img", builder.build_txt2img(REQ, prefix="dream-window/t/frame", want_latent=True)
+    yield "img2img", builder.build_img2img(REQ, "dream-window/t/frame_00001_.png [output]", prefix="p",
+                                           want_latent=True)
+    yield "encode", builder.build_encode(["a.png", "b.png [output]"], prefix="p")
+    yield "decode", builder.build_decode("dream-window/t/lat_1.latent", prefix="p")
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_graph_validates_against_recorded_object_info(name: str) -> None:
+    info = recorded_object_info()
+    for kind, built in _graphs(BUILDERS[name]):
+        result = validate_graph(built.graph, info)
+        assert result.ok and result.node_errors == {}, (name, kind, result.body())
+        if built.image_node:
+            assert built.graph[built.image_node]["class_type"] == "SaveImage"
+        for nid in built.latent_nodes:
+            assert built.graph[nid]["class_type"] == "SaveLatent"
+
+
+def test_family_details() -> None:
+    flux = BUILDERS["flux-checkpoint"].build_txt2img(REQ, prefix="p").graph
+    assert {n["class_type"] for n in flux.values()} >= {"CheckpointLoaderSimple", "EmptySD3LatentImage", "KSampler"}
+    ks = next(n for n in flux.values() if n["class_type"] == "KSampler")["inputs"]
+    assert (ks["steps"], ks["cfg"], ks["sampler_name"], ks["scheduler"], ks["seed"]) == (4, 1.0, "euler", "simple",
+                                                                                          2**62)
+    turbo = BUILDERS["sdxl-turbo"].build_img2img(REQ, "x.png", prefix="p").graph
+    assert next(n for n in turbo.values() if n["class_type"] == "SDTurboScheduler")["inputs"]["denoise"] == 0.4
+    sd15 = BUILDERS["sd15"].build_txt2img(REQ, prefix="p").graph
+    assert any(n["class_type"] == "EmptyLatentImage" for n in sd15.values())
+    assert BUILDERS["flux-split"].latent_channels == 16 and BUILDERS["sd15"].latent_channels == 4
+
+
+def test_flux_split_matches_the_recorded_user_workflow(recorded: Path) -> None:
+    user = load_json(recorded / "09_flux_sdxl_validation" / "workflow_flux_schnell_split_ksampler.json")
+    ours = BUILDERS["flux-split"].build_txt2img(REQ, prefix="p").graph
+    assert sorted(n["class_type"] for n in ours.values()) == sorted(n["class_type"] for n in user.values())
+    loaders = {n["class_type"]: n["inputs"] for n in ours.values() if "Loader" in n["class_type"]}
+    user_loaders = {n["class_type"]: n["inputs"] for n in user.values() if "Loader" in n["class_type"]}
+    user_loaders["DualCLIPLoader"].pop("device")  # optional; we leave it out
+    assert loaders == user_loaders
+
+
+def _write(tmp_path: Path, recorded: Path) -> Path:
+    p = tmp_path / "wf.json"
+    p.write_text((recorded / "04_img2img" / "workflow_api.json").read_text())
+    return p
+
+
+def test_custom_workflow_mapping(tmp_path: Path, recorded: Path) -> None:
+    graph = load_json(recorded / "04_img2img" / "workflow_api.json")
+    load = next(k for k, n in graph.items() if n["class_type"] == "LoadImage")
+    ks = next(k for k, n in graph.items() if n["class_type"] == "KSampler")
+    pos = graph[ks]["inputs"]["positive"][0]
+    wf = CustomWorkflow(_write(tmp_path, recorded), {"prompt": f"{pos}.text", "seed": f"{ks}.seed",
+                                                      "denoise": f"{ks}.denoise", "input_image": f"{load}.image"})
+    built = wf.build_img2img(REQ, "in.png", prefix="dream-window/x/frame")
+    assert built.graph[pos]["inputs"]["text"] == "misty forest"
+    assert built.graph[ks]["inputs"]["seed"] == 2**62 and built.graph[ks]["inputs"]["denoise"] == 0.4
+    assert built.graph[load]["inputs"]["image"] == "in.png"
+    assert built.graph[built.image_node]["inputs"]["filename_prefix"] == "dream-window/x/frame"
+    assert validate_graph(wf.build_decode("l.latent", prefix="p").graph, recorded_object_info()).ok
+    assert json.loads(json.dumps(built.graph))  # still plain JSON
+
+
+@pytest.mark.parametrize("mapping,needle", [
+    ({"prompt": "99.text"}, "must be 'node_id.input'"),
+    ({"prompt": "3.nope"}, "has no input 'nope'"),
+    ({"promt": "6.text"}, "unknown key 'promt'"),
+    ({}, "needs at least 'prompt'"),
+])
+def test_custom_workflow_bad_mapping(tmp_path: Path, recorded: Path, mapping: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        CustomWorkflow(_write(tmp_path, recorded), mapping)
+    assert needle in str(info.value) or any(needle in p for p in info.value.problems)
+
+
+def test_custom_workflow_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"nodes": [1, 2]}')
+    with pytest.raises(ConfigError, match="not an API-format workflow"):
+        CustomWorkflow(bad, {"prompt": "1.text"})
+    with pytest.raises(ConfigError, match="cannot read"):
+        CustomWorkflow(tmp_path / "missing.json", {"prompt": "1.text"})
