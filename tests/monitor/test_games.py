@@ -96,3 +96,37 @@ def test_real_process_in_a_library_folder_is_found_by_path(game_process: Any, tm
 def test_real_process_from_known_games_with_a_long_name(game_process: Any) -> None:
     game_process("averyverylonggamename.exe")  # psutil restores the full name from the command line
     assert GameScanner(known_games=["AVeryVeryLongGameName.exe"]).scan() == ["averyverylonggamename.exe"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/comm").exists(), reason="no Linux /proc here")
+def test_proc_fast_path_agrees_with_psutil_on_the_real_process_table(game_process: Any) -> None:
+    import psutil
+
+    from dream_window.monitor.games import proc_processes, psutil_processes
+
+    game_process("averyverylonggamename.exe")  # cut to 15 by the kernel, completed by both
+    game_process("eldenring.exe")
+    ours = {p["name"]: p["exe"] for p in proc_processes(["name", "exe"])}
+    theirs = {p["name"]: p["exe"] for p in psutil_processes(["name", "exe"])}
+    assert {"averyverylonggamename.exe", "eldenring.exe"} <= set(ours)
+    # other processes come and go between the two scans (a shared machine); ours must agree exactly
+    stable = {psutil.Process().name(), "averyverylonggamename.exe", "eldenring.exe"}
+    for name in stable:
+        assert ours[name] == theirs[name], name
+    assert set(ours) & set(theirs) >= stable
+
+
+def test_proc_fast_path_skips_what_it_cannot_read(tmp_path: Path) -> None:
+    from dream_window.monitor.games import proc_processes
+
+    fake = tmp_path / "proc"
+    (fake / "12").mkdir(parents=True)
+    (fake / "12" / "comm").write_bytes(b"eldenring.exe\n")
+    (fake / "34").mkdir()  # exited between the directory listing and the read: no comm
+    (fake / "self").mkdir()  # not a pid
+    (fake / "56").mkdir()
+    (fake / "56" / "comm").write_bytes(b"cyberpunk2077.e\n")
+    (fake / "56" / "cmdline").write_bytes(b"C:\\\\Games\\\\Cyberpunk2077.exe\0--launcher\0")
+    got = sorted(proc_processes(["name", "exe"], proc=str(fake)), key=lambda p: p["name"])
+    # Wine's Windows path is not a POSIX basename: the cut name stays (and still matches, see test_match)
+    assert got == [{"name": "cyberpunk2077.e", "exe": None}, {"name": "eldenring.exe", "exe": None}]

@@ -222,9 +222,20 @@ async def test_checks_run_in_a_worker_thread(tmp_path: Path, clock: FakeClock) -
 async def test_run_checks_every_interval_and_stops_with_the_dream(tmp_path: Path, clock: FakeClock) -> None:
     det = ScriptedDetector("games")
     monitor, controller, _ = make(tmp_path, clock, det)
+    three = asyncio.Event()
+
+    class Counting(ScriptedDetector):
+        def check(self, ctx):  # type: ignore[no-untyped-def]
+            r = super().check(ctx)
+            if len(self.calls) == 3:
+                loop.call_soon_threadsafe(three.set)
+            return r
+
+    loop = asyncio.get_running_loop()
+    det = Counting("games")
+    monitor.detectors = [det]
     task = asyncio.create_task(monitor.run())
-    while len(det.calls) < 3:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(three.wait(), 5)
     assert [round(c.now - det.calls[0].now, 3) for c in det.calls[:3]] == [0.0, 2.0, 4.0]
     controller._transition(State.STOPPED)  # the dream ended: the monitor ends with it
     await asyncio.wait_for(task, 5)

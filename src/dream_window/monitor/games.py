@@ -1,11 +1,11 @@
 """Is a game running? A psutil process scan by executable name and by game-library folder.
 
 Cost is what matters here: the scan runs every couple of seconds for as long as the dream runs.
-psutil is asked only for the attributes a rule uses (``name``; ``exe`` only when library folders
-are configured), and ``psutil.process_iter`` keeps its Process objects between scans, so a scan is
-a directory walk plus one or two small reads per process (see ``bench/monitor.py``). Processes that
-exit mid-scan are skipped by psutil itself; those we may not read come back as ``None`` and are
-skipped quietly.
+Only the attributes a rule uses are read (``name``; ``exe`` only when library folders are
+configured). psutil is the portable source; on Linux the same two values are read straight from
+``/proc``, several times cheaper than psutil's ``name()`` (see ``bench/monitor.py``). Processes
+that exit mid-scan are skipped; those we may not read come back as ``None`` and are skipped
+quietly.
 
 Name matching is case-insensitive. Linux keeps only 15 characters of a process name (the kernel's
 ``comm``), and Proton/Wine games show their Windows name there, so a 15-character name also
@@ -14,7 +14,9 @@ matches a known game that starts with it ("cyberpunk2077.e" → "cyberpunk2077.e
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -74,6 +76,53 @@ def psutil_processes(attrs: Sequence[str]) -> Iterable[Mapping[str, Any]]:
         yield proc.info
 
 
+def proc_processes(attrs: Sequence[str], proc: str = "/proc") -> Iterable[Mapping[str, Any]]:
+    """Linux fast path: the same ``name``/``exe`` psutil gives, read straight from ``/proc``.
+
+    psutil's ``name()`` parses all of ``/proc/<pid>/stat`` through several layers (~80 µs a
+    process); reading ``comm`` is ~10 µs. Names cut at 15 characters are completed from the
+    command line exactly as psutil does it.
+    """
+    want_exe = "exe" in attrs
+    try:
+        entries = os.scandir(proc)
+    except OSError:
+        return
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            base = f"{proc}/{entry.name}"
+            try:
+                with open(f"{base}/comm", "rb") as f:
+                    name = f.read().rstrip(b"\n").decode("utf-8", "replace")
+            except OSError:  # exited since scandir, or hidden from us
+                continue
+            if len(name) == _COMM_LEN:
+                name = _full_name(base, name)
+            info: dict[str, Any] = {"name": name}
+            if want_exe:
+                try:
+                    info["exe"] = os.readlink(f"{base}/exe")
+                except OSError:  # another user's process, a kernel thread, or gone
+                    info["exe"] = None
+            yield info
+
+
+def _full_name(base: str, name: str) -> str:
+    try:
+        with open(f"{base}/cmdline", "rb") as f:
+            first = f.read().split(b"\0", 1)[0].decode("utf-8", "replace")
+    except OSError:
+        return name
+    full = os.path.basename(first)
+    return full if full.startswith(name) else name
+
+
+def default_process_source() -> ProcessSource:
+    return proc_processes if sys.platform.startswith("linux") and os.path.isdir("/proc/self") else psutil_processes
+
+
 def normalise_path(path: str) -> str:
     """Lowercase, forward slashes, wrapped in slashes: ``/c:/games/steamapps/common/x/x.exe/``."""
     p = re.sub(r"[\\/]+", "/", path.strip()).lower()
@@ -92,7 +141,7 @@ class GameScanner:
         use_default_games: bool = True,
         library_paths: Iterable[str] = (),
         ignore: Iterable[str] = (),
-        processes: ProcessSource = psutil_processes,
+        processes: ProcessSource | None = None,
     ) -> None:
         names = {g.strip().lower() for g in known_games if g.strip()}
         if use_default_games:
@@ -102,7 +151,7 @@ class GameScanner:
         # Linux cuts names at 15 characters: index the cut forms of the longer names.
         self._truncated = {n[:_COMM_LEN]: n for n in self.names if len(n) > _COMM_LEN}
         self.library_paths = tuple(normalise_path(p) for p in library_paths if p.strip())
-        self._processes = processes
+        self._processes = processes or default_process_source()
         self._attrs: tuple[str, ...] = ("name", "exe") if self.library_paths else ("name",)
         self._current: str | None = None
 
