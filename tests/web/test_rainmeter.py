@@ -1,0 +1,171 @@
+"""The Rainmeter skin is linted (it parses; every file, measure, meter and variable it names
+exists), and the core really writes the files the skin reads."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+from dream_window.app import build_controller
+from dream_window.backends.builtin import BuiltinEngine
+from dream_window.controller import State
+from dream_window.rainmeter import FRAMES_DIR, KEEP, SECTION, STATUS_INI, attach_rainmeter, render_ini
+from tests.web.conftest import dream_config
+
+SKIN = Path(__file__).resolve().parents[2] / "rainmeter" / "DreamWindow"
+INI = SKIN / "DreamWindow.ini"
+RESOURCES = SKIN / "@Resources"
+LUA = RESOURCES / "Scripts" / "DreamWindow.lua"
+
+# Variables Rainmeter defines itself.
+BUILTIN_VARIABLES = {"@", "CURRENTPATH", "CURRENTFILE", "CURRENTCONFIG", "ROOTCONFIGPATH", "SKINSPATH",
+                     "SETTINGSPATH", "PROGRAMPATH", "ADDONSPATH", "PLUGINSPATH", "CURRENTSECTION", "CRLF"}
+BANG_SECTION = re.compile(r"!(?:UpdateMeter|UpdateMeasure|CommandMeasure|SetOption|ShowMeter|HideMeter)\s+\"?(\w+)")
+
+
+def parse(path: Path) -> configparser.ConfigParser:
+    """Rainmeter's dialect: ';' comments, no inline comments, '=' only, case-insensitive keys,
+    no '%' interpolation (Text=%1), and a section may repeat nothing."""
+    cp = configparser.ConfigParser(interpolation=None, delimiters=("=",), comment_prefixes=(";",),
+                                   inline_comment_prefixes=None, strict=True, empty_lines_in_values=False)
+    text = path.read_text(encoding="utf-8")
+    cp.read_string(text, source=str(path))
+    return cp
+
+
+def variables_defined(skin: configparser.ConfigParser) -> set[str]:
+    names = {k.lower() for k in skin["Variables"] if k.lower() != "@include"}
+    include = skin["Variables"]["@Include"].replace("#@#", str(RESOURCES) + "/").replace("\\", "/")
+    names |= {k.lower() for k in parse(Path(include))["Variables"]}
+    # Variables the Lua script sets at run time must be declared in the skin too (checked below).
+    return names
+
+
+def test_skin_files_are_ascii() -> None:
+    # Rainmeter reads non-ASCII .ini/.inc only as UTF-16 LE; keep the shipped files plain ASCII.
+    for path in (INI, RESOURCES / "Settings.inc", LUA):
+        path.read_text(encoding="ascii")
+
+
+def test_skin_parses_and_every_reference_exists() -> None:
+    skin = parse(INI)
+    sections = {s.lower(): s for s in skin.sections()}
+    measures = {s.lower() for s in skin.sections() if "measure" in {k.lower() for k in skin[s]}}
+    meters = {s.lower() for s in skin.sections() if "meter" in {k.lower() for k in skin[s]}}
+    assert {"rainmeter", "metadata", "variables"} <= set(sections)
+    defined = variables_defined(skin)
+    for section in skin.sections():
+        for key, value in skin[section].items():
+            where = f"[{section}] {key}={value}"
+            for var in re.findall(r"#([\w@]+)#", value):
+                assert var.upper() in BUILTIN_VARIABLES or var.lower() in defined, f"undefined #{var}# in {where}"
+            for name in re.findall(r"\[(\w+)\]", value):
+                # [MeasureName] / [MeterName] section variables; bangs are written [!Bang ...]
+                assert name.lower() in sections, f"unknown section [{name}] in {where}"
+            for name in BANG_SECTION.findall(value):
+                assert name.lower() in measures | meters, f"unknown measure/meter {name} in {where}"
+            if key.lower() == "measurename":
+                assert value.lower() in measures, where
+            if key.lower() in ("scriptfile", "@include", "imagename") and "#@#" in value:
+                path = Path(value.replace("#@#", str(RESOURCES) + "/").replace("\\", "/"))
+                assert path.is_file(), f"missing file in {where}"
+    # ActionTimer: every action a list names is defined on the same measure.
+    fade = skin["MeasureFade"]
+    for key, value in fade.items():
+        if key.lower().startswith("actionlist"):
+            action = value.split(",")[0].split()[-1]
+            assert action.lower() in {k.lower() for k in fade}, f"ActionTimer action {action} not defined"
+    # Meters that only bangs update must say so, and must re-read their variables.
+    for meter in ("MeterFrameA", "MeterFrameB"):
+        assert skin[meter]["UpdateDivider"] == "-1" and skin[meter]["DynamicVariables"] == "1"
+        assert skin[meter]["Meter"] == "Image"
+    assert skin["MeterFrameB"]["ImageAlpha"] == "#AlphaB#"
+
+
+def test_lua_names_only_what_exists() -> None:
+    skin = parse(INI)
+    lua = LUA.read_text(encoding="ascii")
+    declared = {k.lower() for k in skin["Variables"]}
+    for var in re.findall(r"'!SetVariable',\s*'(\w+)'", lua):
+        assert var.lower() in declared, f"the script sets {var}, which [Variables] does not declare"
+    defined = variables_defined(skin)
+    for var in re.findall(r"GetVariable\('(\w+)'\)", lua):
+        assert var.lower() in defined, var
+    sections = {s.lower() for s in skin.sections()}
+    for name in re.findall(r"'!(?:UpdateMeter|CommandMeasure)',\s*'(\w+)'", lua):
+        assert name.lower() in sections, name
+    options = {k.lower() for k in skin["MeasureDream"]}
+    for opt in re.findall(r"SELF:GetOption\('(\w+)'\)", lua):
+        assert opt.lower() in options, opt
+    assert skin["MeasureDream"]["StatusFile"] == f"#OutputDir#{STATUS_INI}"
+    assert skin["MeasureDream"]["FramesFolder"] == f"#OutputDir#{FRAMES_DIR}\\"
+
+
+async def test_core_writes_what_the_skin_reads(tmp_path: Path) -> None:
+    cfg = dream_config(tmp_path, generation={"history_size": 2})
+    backend = BuiltinEngine()
+    await backend.start()
+    controller = build_controller(cfg, backend, fsync=False, max_frames=7)
+    attach_rainmeter(controller)
+    ini_path = cfg.output_dir / STATUS_INI
+    assert _read(ini_path)["State"] == "starting"  # written at once, before the first frame
+    await controller.run()
+
+    status = _read(ini_path)
+    lua = LUA.read_text(encoding="ascii")
+    for key in re.findall(r"field\(status, '(\w+)'\)", lua):
+        assert key in status, f"the skin reads {key}, the core does not write it"
+    assert status["State"] == "stopped"
+    assert status["FrameIndex"] == str(controller.output.last_index) == "7"
+    frames = sorted(p.name for p in (cfg.output_dir / FRAMES_DIR).iterdir())
+    # The newest KEEP frames, under their own numbers, whatever the history keeps (2 here).
+    assert frames == [f"frame_{i:06d}.png" for i in range(7 - KEEP + 1, 8)]
+    assert status["FrameName"] == "frame_000007.png"
+    assert (cfg.output_dir / FRAMES_DIR / status["FrameName"]).read_bytes() == controller.output.current_path.read_bytes()
+    assert not list((cfg.output_dir / FRAMES_DIR).glob(".*.tmp"))
+
+
+async def test_pause_and_prompt_reach_status_ini(tmp_path: Path) -> None:
+    cfg = dream_config(tmp_path)
+    backend = BuiltinEngine()
+    await backend.start()
+    controller = build_controller(cfg, backend, fsync=False)
+    attach_rainmeter(controller)
+    ini_path = cfg.output_dir / STATUS_INI
+    await controller.pause("user")
+    await controller.pause("game: eldenring.exe")
+    s = _read(ini_path)
+    assert (s["Paused"], s["UserPaused"], s["PauseReason"]) == ("0", "1", "user; game: eldenring.exe")
+    controller.prompts.set_prompt("a prompt\nwith a line break = and [brackets]")
+    s = _read(ini_path)
+    assert s["Prompt"] == "a prompt with a line break = and [brackets]"
+    await controller.resume("user")
+    assert _read(ini_path)["UserPaused"] == "0"
+    assert controller.state is State.STARTING
+
+
+def test_status_line_says_not_ai_and_paused() -> None:
+    text = render_ini({"state": "paused", "pause_reasons": ["game: x.exe"], "frames_per_minute": 40.0,
+                       "backend_is_ai": False, "current_prompt": "mist", "progress": {"value": 2, "max": 8}},
+                      "frame_000003.png")
+    s = _parse_ini(text)
+    assert s["StatusLine"] == "paused (game: x.exe) · 40.0/min · not AI · mist"
+    assert (s["Paused"], s["Progress"], s["FrameName"]) == ("1", "0.250", "frame_000003.png")
+
+
+def _parse_ini(text: str) -> dict[str, str]:
+    cp = configparser.ConfigParser(interpolation=None, delimiters=("=",), comment_prefixes=(";",))
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read_string(text)
+    return dict(cp[SECTION])
+
+
+def _read(path: Path) -> dict[str, str]:
+    return _parse_ini(path.read_text(encoding="utf-8"))
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "rainmeter.md").read_text(encoding="utf-8").lower()
+    for key in parse(RESOURCES / "Settings.inc")["Variables"]:
+        assert f"`{key.lower()}`" in doc, f"docs/rainmeter.md does not explain {key}"
