@@ -106,7 +106,8 @@ def target_size(first: Path, width: int | None, *, even: bool) -> tuple[int, int
     except (OSError, UnidentifiedImageError) as exc:
         raise DreamWindowError(f"cannot read {first}: {exc}") from exc
     if width is not None:
-        w, h = width, max(1, round(h * width / w))
+        new_w = width + (width % 2) if even else width
+        w, h = new_w, max(1, round(h * new_w / w))
     if even:  # yuv420p needs even sides
         w, h = w + (w % 2), h + (h % 2)
     return w, h
