@@ -248,6 +248,13 @@ class ComfyTestServer:
     def release(self) -> None:
         self._stalled.set()
 
+    async def prime_cache(self, graph: dict[str, Any], nodes: list[str]) -> None:
+        """Execute ``nodes`` of ``graph`` quietly so later prompts find them cached, as on a server
+        that has run them before (for replaying recorded scenarios mid-session)."""
+        item = _Queued(-1, f"prime-{uuid.uuid4()}", graph, {}, list(nodes))
+        await self._execute(item)
+        self.history.pop(item.prompt_id, None)
+
     # --- HTTP -----------------------------------------------------------------------------------
 
     @web.middleware
@@ -583,22 +590,59 @@ class ComfyTestServer:
                 self._running_client = None
                 self._last_node = None
 
-    def _order(self, graph: dict[str, Any], outputs: list[str]) -> list[str]:
+    def _order(self, graph: dict[str, Any], outputs: list[str], cached: set[str], info: dict[str, Any]) -> list[str]:
+        """The order ComfyUI runs nodes in: pending nodes collected by a stack walk from each output
+        (cached nodes left out), then repeatedly the first ready node, preferring output nodes, then
+        nodes feeding an output, then nodes two steps before one (its "UX-friendly" pick)."""
+        pending: dict[str, None] = {}
+        deps: dict[str, set[str]] = {}
+        blocking: dict[str, set[str]] = {}
+        for out in outputs:
+            stack = [out]
+            while stack:
+                nid = stack.pop()
+                if nid in pending:
+                    continue
+                pending[nid] = None
+                deps.setdefault(nid, set())
+                blocking.setdefault(nid, set())
+                for v in (graph[nid].get("inputs") or {}).values():
+                    if is_link(v) and v[0] not in cached:
+                        stack.append(v[0])
+                        deps[nid].add(v[0])
+                        blocking.setdefault(v[0], set()).add(nid)
+
+        def is_output(nid: str) -> bool:
+            return bool(info.get(graph[nid]["class_type"], {}).get("output_node"))
+
         order: list[str] = []
-        seen: set[str] = set()
+        while pending:
+            ready = [n for n in pending if not (deps[n] & pending.keys())]
+            pick = next((n for n in ready if is_output(n)), None)
+            pick = pick or next((n for n in ready if any(is_output(b) for b in blocking[n])), None)
+            pick = pick or next((n for n in ready if any(is_output(c) for b in blocking[n] for c in blocking[b])),
+                                None)
+            pick = pick or ready[0]
+            order.append(pick)
+            del pending[pick]
+        return order
+
+    @staticmethod
+    def _needed(graph: dict[str, Any], outputs: list[str]) -> list[str]:
+        """Every node the outputs depend on (upstream first)."""
+        seen: dict[str, None] = {}
 
         def visit(nid: str) -> None:
             if nid in seen:
                 return
-            seen.add(nid)
             for v in (graph[nid].get("inputs") or {}).values():
                 if is_link(v):
                     visit(v[0])
-            order.append(nid)
+            seen[nid] = None
 
         for out in outputs:
             visit(out)
-        return order
+        return list(seen)
 
     def _signature(self, graph: dict[str, Any], nid: str, memo: dict[str, str]) -> str:
         if nid in memo:
@@ -632,10 +676,11 @@ class ComfyTestServer:
         def ts() -> int:
             return int(time.time() * 1000)
 
-        order = self._order(graph, item.outputs)
         memo: dict[str, str] = {}
-        sigs = {nid: self._signature(graph, nid, memo) for nid in order}
-        cached = [nid for nid in order if sigs[nid] in self._cache]
+        needed = self._needed(graph, item.outputs)
+        sigs = {nid: self._signature(graph, nid, memo) for nid in needed}
+        cached = [nid for nid in needed if sigs[nid] in self._cache]
+        order = cached + self._order(graph, item.outputs, set(cached), info)
         await emit("execution_start", {"prompt_id": pid, "timestamp": ts()}, record=True)
         await emit("execution_cached", {"nodes": cached, "prompt_id": pid, "timestamp": ts()}, record=True)
         states: dict[str, dict[str, Any]] = {}
