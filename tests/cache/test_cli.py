@@ -68,7 +68,7 @@ def test_prune_keeps_the_most_recently_used(filled: tuple[Path, list[str]]) -> N
 
 
 def test_export_writes_the_seed_format_and_images(filled: tuple[Path, list[str]], tmp_path: Path) -> None:
-    cfg, ids = filled
+    cfg, _ids = filled
     out = tmp_path / "export"
     r = run("cache", "export", str(out), "-c", str(cfg))
     assert r.exit_code == 0 and "exported 4" in r.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -32,7 +33,7 @@ def test_find_similar_matches_brute_force_ordering() -> None:
     want = sorted(range(len(sims)), key=lambda i: -sims[i])[:7]
     assert [cid for cid, _ in got] == [f"id{i}" for i in want]
     np.testing.assert_allclose([s for _, s in got], [sims[i] for i in want], rtol=1e-5)
-    assert all(a >= b for (_, a), (_, b) in zip(got, got[1:], strict=False))
+    assert all(a >= b for (_, a), (_, b) in itertools.pairwise(got))
 
 
 def test_threshold_and_top_k() -> None:

@@ -74,7 +74,7 @@ async def open_frame_memory(
         return DisabledFrameMemory(str(exc))
     embedder, reason = select_embedder(cfg.embedder, cfg.clip_model)
     level = logging.WARNING if cfg.embedder == "clip" and isinstance(embedder, FeatureEmbedder) else logging.INFO
-    log.log(level, "frame cache embedder: %s (%s)", embedder.label, reason)
+    log.log(level, "frame cache embedder: %s; %s", embedder.label, reason)
     memory = CachedFrameMemory(manager, embedder, cfg, rng=rng, embedder_reason=reason)
     try:
         await memory.start()
@@ -94,7 +94,7 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
     out: list[Check] = []
     embedder, reason = select_embedder(cfg.embedder, cfg.clip_model)
     if isinstance(embedder, FeatureEmbedder) and cfg.embedder != "features":
-        ok, detail = clip_source(cfg.clip_model)
+        _ok, detail = clip_source(cfg.clip_model)
         out.append(Check("cache embedder", "warn", f"{embedder.label}: {detail}"))
     else:
         out.append(Check("cache embedder", "ok", f"{embedder.label}: {reason}"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -207,7 +207,8 @@ def register_commands(main: click.Group) -> None:
         c = cfg.generation.cache
         embedder, reason = select_embedder(c.embedder, c.clip_model)
         click.echo(f"embedding with {embedder.label} ({reason})")
-        progress: Callable[[int, int], None] = lambda done, total: click.echo(f"  {done}/{total}", err=True)
+        def progress(done: int, total: int) -> None:
+            return click.echo(f"  {done}/{total}", err=True)
         try:
             report = do_rebuild(cfg.cache_dir, embedder, max_size=c.max_size, progress=progress)
         except DreamWindowError as exc:

@@ -140,7 +140,7 @@ class CLIPEmbedder:
             try:
                 model = CLIPModel.from_pretrained(src, local_files_only=True, dtype=dtype)
                 processor = CLIPProcessor.from_pretrained(src, local_files_only=True)
-                model = model.to(device).eval()
+                model = model.to(device).eval()  # type: ignore[arg-type]
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise ModelLoadError(f"cannot load CLIP model {self.model_name}: {exc}") from exc
             self._processor, self.device, self.dtype = processor, device, dtype
@@ -176,4 +176,4 @@ def select_embedder(choice: str, clip_model: str) -> tuple[ImageEmbedder, str]:
     ok, detail = clip_source(clip_model)
     if ok:
         return CLIPEmbedder(clip_model), f"CLIP from {detail}"
-    return FeatureEmbedder(), f"CLIP unavailable ({detail}); using colour/layout features"
+    return FeatureEmbedder(), f"CLIP unavailable: {detail}"

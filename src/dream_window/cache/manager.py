@@ -36,7 +36,6 @@ from PIL import Image
 
 from dream_window.cache import db
 from dream_window.cache.images import ImageStore, encode, pixel_hash, rgb
-from dream_window.errors import CacheError
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from dream_window.cache.db import DB_FILE
@@ -83,7 +84,7 @@ def rebuild(
                     _quarantine(store, cid, cache_dir)
                     continue
                 chunk.append((cid, img))
-            vectors = embedder.embed([img for _, img in chunk]) if chunk else []
+            vectors: np.ndarray | list[np.ndarray] = embedder.embed([img for _, img in chunk]) if chunk else []
             for (cid, img), v in zip(chunk, vectors, strict=True):
                 meta = metas[cid]
                 params = meta.get("params")
