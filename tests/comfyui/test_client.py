@@ -1,0 +1,164 @@
+"""ComfyUIClient against the test server: completion, retries, rejection, timeout, drops, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dream_window.backends.base import GenerationRequest
+from dream_window.backends.comfyui.client import ComfyUIClient
+from dream_window.backends.comfyui.messages import Preview
+from dream_window.backends.comfyui.workflows import SD15WorkflowBuilder
+from dream_window.config import ComfyUIConfig
+from dream_window.errors import ComfyUITimeout, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
+from dream_window.testing import ComfyTestServer
+
+BUILDER = SD15WorkflowBuilder(ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors"))
+
+
+def graph(seed: int = 1, steps: int = 2, **kw: Any) -> dict[str, Any]:
+    req = GenerationRequest(prompt=kw.pop("prompt", "ocean"), seed=seed, width=64, height=64, steps=steps)
+    return BUILDER.build_txt2img(req, prefix="dream-window/test/frame", **kw).graph
+
+
+@pytest.fixture
+async def client(comfy_server: ComfyTestServer):  # type: ignore[no-untyped-def]
+    c = ComfyUIClient(comfy_server.url, max_retries=2, backoff_base=0.01)
+    await c.open()
+    yield c
+    await c.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_run_collects_outputs_from_executed_messages(client: ComfyUIClient, comfy_server: ComfyTestServer
+                                                           ) -> None:
+    result = await client.run(graph(want_latent=True), timeout=10)
+    (img,) = result.files("31")
+    (lat,) = result.files("32", "latents")
+    assert img.subfolder == "dream-window/test" and img.filename.endswith("_.png")
+    assert lat.filename.endswith(".latent")
+    assert (await client.download(img))[:4] == b"\x89PNG"
+    assert comfy_server.seen("/history/" + result.prompt_id) == []  # no round trip on the hot path
+    assert (await client.get_output_images(result.prompt_id))["31"] == [img]
+    body = comfy_server.seen("/prompt", "POST")[0].body
+    assert body["client_id"] == client.client_id and body["prompt_id"] == result.prompt_id
+
+
+async def test_refused_connection_fails_fast() -> None:
+    c = ComfyUIClient(f"http://127.0.0.1:{free_port()}", max_retries=3, backoff_base=0.01)
+    with pytest.raises(ComfyUIUnavailable, match="unreachable|failed"):
+        await c.open()  # open() does not retry: `--backend auto` must fall back quickly
+    await c.close()
+
+
+async def test_5xx_is_retried_then_raised(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
+    comfy_server.fail_requests(2)
+    assert (await client.get_system_stats())["system"]["comfyui_version"] == "0.33.0"
+    comfy_server.fail_requests(10)
+    with pytest.raises(ComfyUIUnavailable, match="HTTP 500"):
+        await client.get_queue()
+    comfy_server.fail_requests(0)
+
+
+async def test_rejected_workflow_is_readable(client: ComfyUIClient) -> None:
+    await client.get_object_info()
+    g = graph()
+    g["1"]["inputs"]["ckpt_name"] = "flux1-dev.safetensors"
+    g["20"]["inputs"]["steps"] = 0
+    with pytest.raises(WorkflowRejected) as info:
+        await client.queue_prompt(g)
+    text = str(info.value)
+    assert "checkpoint 'flux1-dev.safetensors' is not on the ComfyUI server; it has: corrupt_checkpoint" in text
+    assert "node 20 (KSampler) input 'steps': Value 0 smaller than min of 1" in text
+    assert set(info.value.node_errors) == {"1", "20"}
+    assert client.in_flight_ids() == []
+
+
+async def test_execution_error(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
+    comfy_server.fail_classes["VAEDecode"] = "CUDA out of memory"
+    with pytest.raises(ExecutionFailed, match="node 30 \\(VAEDecode\\) failed: RuntimeError: CUDA out of memory") \
+            as info:
+        await client.run(graph(), timeout=10)
+    assert info.value.node_type == "VAEDecode" and not info.value.interrupted
+
+
+async def test_timeout_interrupts_the_prompt(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
+    comfy_server.stall()
+    with pytest.raises(ComfyUITimeout) as info:
+        await client.run(graph(), timeout=0.3)
+    assert [r.body for r in comfy_server.seen("/interrupt")] == [{"prompt_id": info.value.prompt_id}]
+    comfy_server.release()
+    assert (await client.run(graph(seed=2), timeout=10)).files("31")
+
+
+async def test_interrupt_raises_interrupted(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
+    comfy_server.stall()
+    pid = await client.queue_prompt(graph())
+    waiter = asyncio.create_task(client.wait_for_completion(pid, timeout=10))
+    await asyncio.sleep(0.1)
+    await client.interrupt()  # no body: whatever runs
+    with pytest.raises(ExecutionFailed) as info:
+        await waiter
+    assert info.value.interrupted and info.value.prompt_id == pid
+    comfy_server.release()
+
+
+async def test_dropped_websocket_mid_run_resumes(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
+    comfy_server.step_delay = 0.03
+    comfy_server.drop_websockets_after(2)
+    progress: list[tuple[int, int]] = []
+    result = await client.run(graph(steps=8), timeout=20, on_progress=lambda v, m: progress.append((v, m)))
+    assert result.files("31")
+    assert client.ws_connects >= 2
+    assert progress[0] == (1, 8)
+
+
+async def test_server_restart_mid_run_is_reported_not_hung(client: ComfyUIClient, comfy_server: ComfyTestServer
+                                                           ) -> None:
+    comfy_server.stall()
+    pid = await client.queue_prompt(graph())
+    waiter = asyncio.create_task(client.wait_for_completion(pid, timeout=30))
+    await asyncio.sleep(0.1)
+    comfy_server.release()
+    comfy_server.stall()
+    await comfy_server.restart()
+    comfy_server.release()
+    with pytest.raises(ExecutionFailed, match="lost prompt"):
+        await asyncio.wait_for(waiter, 10)
+    result = await client.run(graph(seed=5), timeout=10)  # the same client goes on
+    assert result.files("31")
+
+
+async def test_previews_and_progress(client: ComfyUIClient) -> None:
+    previews: list[Preview] = []
+    progress: list[tuple[int, int]] = []
+    await client.run(graph(steps=3), timeout=10, extra_data={"preview_method": "latent2rgb"},
+                     on_progress=lambda v, m: progress.append((v, m)), on_preview=previews.append)
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert len(previews) == 3 and all(p.event == 4 and p.image[:2] == b"\xff\xd8" for p in previews)
+
+
+async def test_history_race_is_tolerated(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
+    comfy_server.stall()
+    pid = await client.queue_prompt(graph())
+    late = asyncio.create_task(client.get_output_images(pid, attempts=10))
+    await asyncio.sleep(0.1)  # history is {} meanwhile
+    comfy_server.release()
+    assert (await late)["31"]
+    await client.wait_for_completion(pid, timeout=10)
+
+
+async def test_upload_ring_overwrites(client: ComfyUIClient, comfy_server: ComfyTestServer, tmp_path: Path) -> None:
+    a = await client.upload_image(b"\x89PNG first", "in_1.png", subfolder="dream-window/x")
+    b = await client.upload_image(b"\x89PNG second", "in_1.png", subfolder="dream-window/x")
+    assert a.annotated() == b.annotated() == "dream-window/x/in_1.png"
+    assert len(list((comfy_server.root / "input" / "dream-window" / "x").iterdir())) == 1
