@@ -129,10 +129,8 @@ class SystemMonitor:
         return out
 
     def _log_change(self, name: str, r: Reading) -> None:
-        if r.condition in (Condition.CLEAR, Condition.ACTIVE):
-            key = (r.condition, "")
-        else:
-            key = (r.condition, r.detail)
+        # clear/active change every check in detail; only a change of condition is news there
+        key: tuple[Condition, str] = (r.condition, "" if r.condition in (Condition.CLEAR, Condition.ACTIVE) else r.detail)
         if self._logged.get(name) == key:
             return
         first = name not in self._logged
