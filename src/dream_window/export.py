@@ -71,7 +71,9 @@ def select_frames(
 ) -> list[Path]:
     frames = history(frames_dir)
     if not frames:
-        raise DreamWindowError(f"no frames to export in {frames_dir} (has `dream-window run` written any there?)")
+        raise DreamWindowError(
+            f"no frames to export in {frames_dir} (has `dream-window run` written any there?)"
+        )
     if count is not None:
         frames = frames[-count:]
     if last_seconds is not None:
@@ -84,8 +86,10 @@ def select_frames(
         if not recent:
             newest = frames[-1][1].stat().st_mtime
             ago = (time.time() if now is None else now) - newest
-            raise DreamWindowError(f"no frames published in the last {_human(last_seconds)} "
-                              f"(the newest, #{frames[-1][0]}, is {_human(ago)} old)")
+            raise DreamWindowError(
+                f"no frames published in the last {_human(last_seconds)} "
+                f"(the newest, #{frames[-1][0]}, is {_human(ago)} old)"
+            )
         frames = recent
     return [p for _, p in frames]
 
@@ -132,20 +136,38 @@ def frame_sequence(paths: list[Path], size: tuple[int, int], inbetweens: int) ->
         prev = cur
 
 
-def encode(out: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: float,
-           on_frame: Callable[[], None] = lambda: None) -> int:
+def encode(
+    out: Path,
+    frames: Iterator[np.ndarray],
+    size: tuple[int, int],
+    fps: float,
+    on_frame: Callable[[], None] = lambda: None,
+) -> int:
     """Encode ``frames`` into ``out`` (format from its suffix). Returns how many frames were written."""
     import imageio_ffmpeg
 
     suffix = out.suffix.lower()
     if suffix == ".gif":
         kwargs: dict[str, object] = dict(
-            codec="gif", pix_fmt_out="pal8", quality=None, macro_block_size=1,
-            output_params=["-vf", "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=sierra2_4a",
-                           "-loop", "0"])
+            codec="gif",
+            pix_fmt_out="pal8",
+            quality=None,
+            macro_block_size=1,
+            output_params=[
+                "-vf",
+                "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=sierra2_4a",
+                "-loop",
+                "0",
+            ],
+        )
     else:
-        kwargs = dict(codec="libx264", pix_fmt_out="yuv420p", quality=7, macro_block_size=2,
-                      output_params=["-movflags", "+faststart"])
+        kwargs = dict(
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=7,
+            macro_block_size=2,
+            output_params=["-movflags", "+faststart"],
+        )
     partial = out.with_name(f".{out.stem}.partial{suffix}")
     n = 0
     try:
@@ -170,9 +192,16 @@ def encode(out: Path, frames: Iterator[np.ndarray], size: tuple[int, int], fps: 
 
 
 def export_timelapse(
-    frames_dir: Path, out: Path, *, last_seconds: float | None = None, count: int | None = None,
-    fps: float = 12.0, inbetweens: int = 0, width: int | None = None,
-    on_start: Callable[[int], None] = lambda total: None, on_frame: Callable[[], None] = lambda: None,
+    frames_dir: Path,
+    out: Path,
+    *,
+    last_seconds: float | None = None,
+    count: int | None = None,
+    fps: float = 12.0,
+    inbetweens: int = 0,
+    width: int | None = None,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_frame: Callable[[], None] = lambda: None,
 ) -> int:
     """The whole export; returns the number of video frames written."""
     paths = select_frames(frames_dir, last_seconds=last_seconds, count=count)
@@ -203,20 +232,57 @@ def register_commands(main: click.Group) -> None:
 
     @main.command()
     @click.argument("out", type=click.Path(path_type=Path, dir_okay=False), callback=out_path)
-    @click.option("--last", "last", callback=duration, metavar="DURATION",
-                  help="Only frames published in the last DURATION (90s, 10m, 1h30m, 2d).")
-    @click.option("--frames", "count", type=click.IntRange(min=1), metavar="N", help="Only the newest N frames.")
-    @click.option("--fps", type=click.FloatRange(min=0.1, max=120), default=12.0, show_default=True,
-                  help="Frames per second of the video.")
-    @click.option("--inbetweens", type=click.IntRange(min=0, max=30), default=0, show_default=True,
-                  help="Crossfaded frames added between each pair (smoother, longer).")
-    @click.option("--width", type=click.IntRange(min=16, max=8192), help="Scale to this width (keeps the aspect).")
-    @click.option("--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-                  help="Config file (its system.output_dir is where frames are read).")
-    @click.option("--output", "-o", "output_dir", type=click.Path(path_type=Path, file_okay=False),
-                  help="Output folder to read frames from (overrides the config).")
-    def export(out: Path, last: float | None, count: int | None, fps: float, inbetweens: int, width: int | None,
-               config_path: Path | None, output_dir: Path | None) -> None:
+    @click.option(
+        "--last",
+        "last",
+        callback=duration,
+        metavar="DURATION",
+        help="Only frames published in the last DURATION (90s, 10m, 1h30m, 2d).",
+    )
+    @click.option(
+        "--frames", "count", type=click.IntRange(min=1), metavar="N", help="Only the newest N frames."
+    )
+    @click.option(
+        "--fps",
+        type=click.FloatRange(min=0.1, max=120),
+        default=12.0,
+        show_default=True,
+        help="Frames per second of the video.",
+    )
+    @click.option(
+        "--inbetweens",
+        type=click.IntRange(min=0, max=30),
+        default=0,
+        show_default=True,
+        help="Crossfaded frames added between each pair (smoother, longer).",
+    )
+    @click.option(
+        "--width", type=click.IntRange(min=16, max=8192), help="Scale to this width (keeps the aspect)."
+    )
+    @click.option(
+        "--config",
+        "-c",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Config file (its system.output_dir is where frames are read).",
+    )
+    @click.option(
+        "--output",
+        "-o",
+        "output_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Output folder to read frames from (overrides the config).",
+    )
+    def export(
+        out: Path,
+        last: float | None,
+        count: int | None,
+        fps: float,
+        inbetweens: int,
+        width: int | None,
+        config_path: Path | None,
+        output_dir: Path | None,
+    ) -> None:
         """Make a timelapse video (OUT.mp4) or animation (OUT.gif) from the frame history."""
         if last is not None and count is not None:
             raise click.UsageError("use --last or --frames, not both")
@@ -226,13 +292,24 @@ def register_commands(main: click.Group) -> None:
             output_dir = load(config_path).output_dir
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("[bold]exporting[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=True) as progress:
+        with Progress(
+            TextColumn("[bold]exporting[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as progress:
             task = progress.add_task("export", total=None)
             try:
                 n = export_timelapse(
-                    output_dir / FRAMES_DIR, out, last_seconds=last, count=count, fps=fps, inbetweens=inbetweens,
-                    width=width, on_start=lambda total: progress.update(task, total=total),
+                    output_dir / FRAMES_DIR,
+                    out,
+                    last_seconds=last,
+                    count=count,
+                    fps=fps,
+                    inbetweens=inbetweens,
+                    width=width,
+                    on_start=lambda total: progress.update(task, total=total),
                     on_frame=lambda: progress.advance(task),
                 )
             except DreamWindowError as exc:

@@ -90,8 +90,10 @@ def render_ini(s: dict[str, Any], frame: str | None) -> str:
         "StatusLine": status_line(s),
         "Updated": s.get("updated_at"),
     }
-    lines = ["; Written by Dream Window for the Rainmeter skin. Rewritten atomically; do not edit.",
-             f"[{SECTION}]"]
+    lines = [
+        "; Written by Dream Window for the Rainmeter skin. Rewritten atomically; do not edit.",
+        f"[{SECTION}]",
+    ]
     lines += [f"{k}={_clean(v)}" for k, v in fields.items()]
     return "\n".join(lines) + "\n"
 
@@ -155,8 +157,12 @@ class RainmeterWriter:
         with self._lock:
             frame = self._frame
         try:
-            atomic_write_text(self.ini_path, render_ini(self.controller.snapshot(), frame), fsync=False,
-                              retry_delays=_INI_RETRIES)
+            atomic_write_text(
+                self.ini_path,
+                render_ini(self.controller.snapshot(), frame),
+                fsync=False,
+                retry_delays=_INI_RETRIES,
+            )
         except FrameWriteError as exc:
             self._report(exc)
             return

@@ -68,9 +68,12 @@ def dream_config(directory: Path, **sections: dict[str, Any]) -> DreamConfig:
 DreamFactory = Callable[..., Awaitable[Dream]]
 
 
-async def make_dream(tmp_path: Path, *, serve: bool = True, run: bool = False, memory: Any = None,
-                     **sections: dict[str, Any]) -> Dream:
-    cfg = dream_config(tmp_path, viewer={"enabled": True, "port": 0, **sections.pop("viewer", {})}, **sections)
+async def make_dream(
+    tmp_path: Path, *, serve: bool = True, run: bool = False, memory: Any = None, **sections: dict[str, Any]
+) -> Dream:
+    cfg = dream_config(
+        tmp_path, viewer={"enabled": True, "port": 0, **sections.pop("viewer", {})}, **sections
+    )
     backend = BuiltinEngine()
     await backend.start()
     controller = build_controller(cfg, backend, fsync=False, memory=memory)

@@ -52,13 +52,15 @@ async def test_start_viewer_registers_url_and_closer(tmp_path: Path) -> None:
             await closer()
     with pytest.raises(aiohttp.ClientConnectionError):
         await request("GET", f"{url}api/status")
-    off = d.controller.config.model_copy(update={"viewer": d.controller.config.viewer.model_copy(
-        update={"enabled": False})})
+    off = d.controller.config.model_copy(
+        update={"viewer": d.controller.config.viewer.model_copy(update={"enabled": False})}
+    )
     assert await start_viewer(off, d.controller, Services()) is None
 
 
-async def test_port_in_use_is_logged_and_the_dream_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                                           ) -> None:
+async def test_port_in_use_is_logged_and_the_dream_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from dream_window.app import Services
     from dream_window.web import start_viewer
 
@@ -330,7 +332,9 @@ async def test_token_required_off_loopback(tmp_path: Path, unused_tcp_port: int)
         status, _ = await request("POST", base + "/api/pause", headers=auth)
         assert status == 200 and d.controller.pause_reasons == ["user"]
         # Off loopback, any Host name is fine (the token is the guard), but Origin rules still hold.
-        status, _ = await request("POST", base + "/api/skip", headers={**auth, "Origin": "http://evil.example"})
+        status, _ = await request(
+            "POST", base + "/api/skip", headers={**auth, "Origin": "http://evil.example"}
+        )
         assert status == 403
         # The page itself loads without the token (it holds no secret) and trades ?token= for a cookie.
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:  # unsafe: IP host

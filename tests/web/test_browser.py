@@ -21,8 +21,14 @@ from dream_window.controller import State
 from tests.web.conftest import Dream, make_dream
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.browser,
@@ -78,8 +84,12 @@ async def browser() -> AsyncIterator[Any]:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def dream(tmp_path: Path) -> AsyncIterator[Dream]:
-    d = await make_dream(tmp_path, run=True, viewer={"crossfade_ms": 600},
-                         generation={"frame_interval": 0.8, "mode": "img2img"})
+    d = await make_dream(
+        tmp_path,
+        run=True,
+        viewer={"crossfade_ms": 600},
+        generation={"frame_interval": 0.8, "mode": "img2img"},
+    )
     yield d
     await d.close()
 

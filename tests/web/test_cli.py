@@ -15,8 +15,10 @@ from tests.web.conftest import DreamFactory
 
 
 def write_config(path: Path, port: int, **viewer: object) -> Path:
-    path.write_text(yaml.safe_dump({"viewer": {"port": port, **viewer}, "system": {"backend": "builtin"}}),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"viewer": {"port": port, **viewer}, "system": {"backend": "builtin"}}),
+        encoding="utf-8",
+    )
     return path
 
 

@@ -19,16 +19,36 @@ RESOURCES = SKIN / "@Resources"
 LUA = RESOURCES / "Scripts" / "DreamWindow.lua"
 
 # Variables Rainmeter defines itself.
-BUILTIN_VARIABLES = {"@", "CURRENTPATH", "CURRENTFILE", "CURRENTCONFIG", "ROOTCONFIGPATH", "SKINSPATH",
-                     "SETTINGSPATH", "PROGRAMPATH", "ADDONSPATH", "PLUGINSPATH", "CURRENTSECTION", "CRLF"}
-BANG_SECTION = re.compile(r"!(?:UpdateMeter|UpdateMeasure|CommandMeasure|SetOption|ShowMeter|HideMeter)\s+\"?(\w+)")
+BUILTIN_VARIABLES = {
+    "@",
+    "CURRENTPATH",
+    "CURRENTFILE",
+    "CURRENTCONFIG",
+    "ROOTCONFIGPATH",
+    "SKINSPATH",
+    "SETTINGSPATH",
+    "PROGRAMPATH",
+    "ADDONSPATH",
+    "PLUGINSPATH",
+    "CURRENTSECTION",
+    "CRLF",
+}
+BANG_SECTION = re.compile(
+    r"!(?:UpdateMeter|UpdateMeasure|CommandMeasure|SetOption|ShowMeter|HideMeter)\s+\"?(\w+)"
+)
 
 
 def parse(path: Path) -> configparser.ConfigParser:
     """Rainmeter's dialect: ';' comments, no inline comments, '=' only, case-insensitive keys,
     no '%' interpolation (Text=%1), and a section may repeat nothing."""
-    cp = configparser.ConfigParser(interpolation=None, delimiters=("=",), comment_prefixes=(";",),
-                                   inline_comment_prefixes=None, strict=True, empty_lines_in_values=False)
+    cp = configparser.ConfigParser(
+        interpolation=None,
+        delimiters=("=",),
+        comment_prefixes=(";",),
+        inline_comment_prefixes=None,
+        strict=True,
+        empty_lines_in_values=False,
+    )
     text = path.read_text(encoding="utf-8")
     cp.read_string(text, source=str(path))
     return cp
@@ -59,7 +79,9 @@ def test_skin_parses_and_every_reference_exists() -> None:
         for key, value in skin[section].items():
             where = f"[{section}] {key}={value}"
             for var in re.findall(r"#([\w@]+)#", value):
-                assert var.upper() in BUILTIN_VARIABLES or var.lower() in defined, f"undefined #{var}# in {where}"
+                assert var.upper() in BUILTIN_VARIABLES or var.lower() in defined, (
+                    f"undefined #{var}# in {where}"
+                )
             for name in re.findall(r"\[(\w+)\]", value):
                 # [MeasureName] / [MeterName] section variables; bangs are written [!Bang ...]
                 assert name.lower() in sections, f"unknown section [{name}] in {where}"
@@ -122,7 +144,9 @@ async def test_core_writes_what_the_skin_reads(tmp_path: Path) -> None:
     # The newest KEEP frames, under their own numbers, whatever the history keeps (2 here).
     assert frames == [f"frame_{i:06d}.png" for i in range(7 - KEEP + 1, 8)]
     assert status["FrameName"] == "frame_000007.png"
-    assert (cfg.output_dir / FRAMES_DIR / status["FrameName"]).read_bytes() == controller.output.current_path.read_bytes()
+    assert (
+        cfg.output_dir / FRAMES_DIR / status["FrameName"]
+    ).read_bytes() == controller.output.current_path.read_bytes()
     assert not list((cfg.output_dir / FRAMES_DIR).glob(".*.tmp"))
 
 
@@ -146,9 +170,17 @@ async def test_pause_and_prompt_reach_status_ini(tmp_path: Path) -> None:
 
 
 def test_status_line_says_not_ai_and_paused() -> None:
-    text = render_ini({"state": "paused", "pause_reasons": ["game: x.exe"], "frames_per_minute": 40.0,
-                       "backend_is_ai": False, "current_prompt": "mist", "progress": {"value": 2, "max": 8}},
-                      "frame_000003.png")
+    text = render_ini(
+        {
+            "state": "paused",
+            "pause_reasons": ["game: x.exe"],
+            "frames_per_minute": 40.0,
+            "backend_is_ai": False,
+            "current_prompt": "mist",
+            "progress": {"value": 2, "max": 8},
+        },
+        "frame_000003.png",
+    )
     s = _parse_ini(text)
     assert s["StatusLine"] == "paused (game: x.exe) · 40.0/min · not AI · mist"
     assert (s["Paused"], s["Progress"], s["FrameName"]) == ("1", "0.250", "frame_000003.png")

@@ -44,8 +44,12 @@ async def start_viewer(config: DreamConfig, controller: DreamController, service
     if server.policy.requires_token:
         if server.token_created:
             # Printed once, when made; afterwards it is in the token file for whoever may read it.
-            log.warning("viewer: control token created in %s; open %s?token=%s once in your browser",
-                        token_path(), server.url, server.policy.token)
+            log.warning(
+                "viewer: control token created in %s; open %s?token=%s once in your browser",
+                token_path(),
+                server.url,
+                server.policy.token,
+            )
         else:
             log.info("viewer: a control token is required (in %s)", token_path())
     log.info("viewer: %s", server.url)

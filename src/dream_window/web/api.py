@@ -53,17 +53,25 @@ def security_middleware(policy: AccessPolicy) -> Callable[..., Awaitable[web.Str
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return error(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
         guarded = request.path.startswith("/api/")
-        if guarded and not policy.token_ok(authorization=request.headers.get("Authorization"),
-                                           cookie=request.cookies.get(COOKIE)):
-            return error(401, "a control token is required: open the viewer URL printed by `dream-window run`, "
-                              "or send 'Authorization: Bearer <token>'")
+        if guarded and not policy.token_ok(
+            authorization=request.headers.get("Authorization"), cookie=request.cookies.get(COOKIE)
+        ):
+            return error(
+                401,
+                "a control token is required: open the viewer URL printed by `dream-window run`, "
+                "or send 'Authorization: Bearer <token>'",
+            )
         is_ws = request.headers.get("Upgrade", "").lower() == "websocket"
         if (request.method not in ("GET", "HEAD", "OPTIONS") or is_ws) and not policy.origin_ok(
-            request.headers.get("Origin"), own_origin=own_origin(request),
+            request.headers.get("Origin"),
+            own_origin=own_origin(request),
             sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
         ):
-            return error(403, f"origin {request.headers.get('Origin')!r} is not allowed to control the dream "
-                              "(add it to viewer.allowed_origins)")
+            return error(
+                403,
+                f"origin {request.headers.get('Origin')!r} is not allowed to control the dream "
+                "(add it to viewer.allowed_origins)",
+            )
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -108,7 +116,11 @@ class ControlApi:
 
     def _state(self) -> dict[str, Any]:
         s = self.controller.snapshot()
-        return {"state": s["state"], "pause_reasons": s["pause_reasons"], "current_prompt": s["current_prompt"]}
+        return {
+            "state": s["state"],
+            "pause_reasons": s["pause_reasons"],
+            "current_prompt": s["current_prompt"],
+        }
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.controller.snapshot(), dumps=lambda o: json.dumps(o, default=str))
@@ -119,8 +131,10 @@ class ControlApi:
         if not path.is_file():
             return error(404, f"frame {index} is not in the history (it may have been pruned)")
         # A numbered frame never changes once written, so the browser may keep it.
-        return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable",
-                                               "Content-Type": "image/png"})
+        return web.FileResponse(
+            path,
+            headers={"Cache-Control": "public, max-age=31536000, immutable", "Content-Type": "image/png"},
+        )
 
     async def pause(self, request: web.Request) -> web.Response:
         await read_json(request)

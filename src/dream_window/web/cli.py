@@ -36,8 +36,9 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def call(config: DreamConfig, path: str, body: dict[str, Any] | None = None, *, token: str | None = None
-         ) -> dict[str, Any]:
+def call(
+    config: DreamConfig, path: str, body: dict[str, Any] | None = None, *, token: str | None = None
+) -> dict[str, Any]:
     """POST (or GET when ``body`` is None) to the running service; exits 1 with one clear line on failure."""
     if not config.viewer.enabled:
         _fail("the control API is off (viewer.enabled: false in the config)")
@@ -72,7 +73,10 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 def register_commands(main: click.Group) -> None:
     config_option = click.option(
-        "--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+        "--config",
+        "-c",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
         help="Config file (default: ./config.yaml when present, else built-in defaults).",
     )
 

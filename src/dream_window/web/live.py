@@ -97,16 +97,25 @@ class LiveHub:
             while len(self.frame_prompts) > _RECENT_FRAMES:
                 self.frame_prompts.popitem(last=False)
             # The file path stays on the server: pages address frames by index only.
-            return {"type": "frame", "index": index, "url": frame_url(index), "prompt": payload.get("prompt"),
-                    "kind": payload.get("kind"), "status": self.controller.snapshot()}
+            return {
+                "type": "frame",
+                "index": index,
+                "url": frame_url(index),
+                "prompt": payload.get("prompt"),
+                "kind": payload.get("kind"),
+                "status": self.controller.snapshot(),
+            }
         if name == "state":
             return {"type": "state", **payload, "status": self.controller.snapshot()}
         if name == "preview":
             if not self.show_previews:
                 return None
             data = payload.get("data") or b""
-            return {"type": "preview", "mime": payload.get("mime", "image/jpeg"),
-                    "data": base64.b64encode(data).decode("ascii")}
+            return {
+                "type": "preview",
+                "mime": payload.get("mime", "image/jpeg"),
+                "data": base64.b64encode(data).decode("ascii"),
+            }
         if name in ("prompt", "progress", "injection"):
             return {"type": name, **payload}
         return None
@@ -131,8 +140,13 @@ class LiveHub:
         frame = None
         if index and self.controller.output.path_for(index).exists():
             frame = {"index": index, "url": frame_url(index)}
-        return {"type": "hello", "status": status, "frame": frame, "crossfade_ms": self.crossfade_ms,
-                "show_previews": self.show_previews}
+        return {
+            "type": "hello",
+            "status": status,
+            "frame": frame,
+            "crossfade_ms": self.crossfade_ms,
+            "show_previews": self.show_previews,
+        }
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)

@@ -88,7 +88,9 @@ def ensure_token() -> tuple[str, bool]:
         again = read_token()
         if again:
             return again, False
-        raise ConfigError(f"control token file {path} exists but is empty; delete it to make a new one") from None
+        raise ConfigError(
+            f"control token file {path} exists but is empty; delete it to make a new one"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot write the control token to {path}: {exc.strerror or exc}") from exc
     return token, True

@@ -33,8 +33,10 @@ STATIC: dict[str, str] = {
     "icon.svg": "image/svg+xml",
 }
 # Everything the page needs is served from here: no CDN, no inline script, works offline.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 APP_HUB = web.AppKey("hub", LiveHub)
 
@@ -45,8 +47,9 @@ def _load_static() -> dict[str, bytes]:
 
 
 @web.middleware
-async def _headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                   ) -> web.StreamResponse:
+async def _headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     resp = await handler(request)
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     # The token may be in the page's URL: never leak it in a Referer.
@@ -70,8 +73,9 @@ def create_app(controller: DreamController, viewer: ViewerConfig, policy: Access
                 return error(401, "wrong control token")
             # Trade the URL token for a cookie the page's requests (images, WebSocket) carry by themselves.
             redirect = web.HTTPSeeOther("/")
-            redirect.set_cookie(COOKIE, policy.token, httponly=True, samesite="Strict", max_age=365 * 86400,
-                                path="/")
+            redirect.set_cookie(
+                COOKIE, policy.token, httponly=True, samesite="Strict", max_age=365 * 86400, path="/"
+            )
             raise redirect
         return _static_response(static, "index.html")
 
@@ -150,5 +154,9 @@ class ViewerServer:
             await runner.cleanup()
 
     def describe(self) -> dict[str, Any]:
-        return {"url": self.url, "clients": self.hub.client_count, "token_required": self.policy.requires_token,
-                "loopback": is_loopback(self.viewer.host)}
+        return {
+            "url": self.url,
+            "clients": self.hub.client_count,
+            "token_required": self.policy.requires_token,
+            "loopback": is_loopback(self.viewer.host),
+        }
