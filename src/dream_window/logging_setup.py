@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -18,8 +19,14 @@ def setup_logging(*, level: str = "info", verbose: bool = False, log_dir: Path |
     for h in list(root.handlers):
         root.removeHandler(h)
     console_level = logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO)
-    handler = RichHandler(console=console, show_path=verbose, rich_tracebacks=verbose, markup=False,
-                          log_time_format="%H:%M:%S")
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=verbose, rich_tracebacks=verbose, markup=False,
+                              log_time_format="%H:%M:%S")
+    else:
+        # Piped (a service manager, a log file, CI): one unwrapped line per record, easy to grep.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler.setLevel(console_level)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
