@@ -241,3 +241,29 @@ async def test_run_checks_every_interval_and_stops_with_the_dream(tmp_path: Path
     await asyncio.wait_for(task, 5)
     monitor.close()
     assert det.closed
+
+
+async def test_a_hung_check_is_never_run_twice_at_once(tmp_path: Path, clock: FakeClock) -> None:
+    import threading
+
+    gate = threading.Event()
+
+    class Hanging(ScriptedDetector):
+        def check(self, ctx):  # type: ignore[no-untyped-def]
+            r = super().check(ctx)
+            gate.wait(10)  # an X server that stopped answering
+            return r
+
+    det = Hanging("fullscreen", Reading.active("fullscreen: game"))
+    monitor, controller, _ = make(tmp_path, clock, det)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(monitor.check_once(), 0.1)  # what start_monitor does at startup
+    await monitor.check_once()  # skipped: the first is still in its thread
+    assert len(det.calls) == 1 and controller.pause_reasons == []
+    gate.set()
+    for _ in range(200):  # once the stuck thread has returned, checks run again
+        await monitor.check_once()
+        if len(det.calls) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(det.calls) == 2 and controller.pause_reasons == ["fullscreen: game"]

@@ -26,6 +26,9 @@ from dream_window.monitor.system_monitor import SystemMonitor
 
 log = logging.getLogger(__name__)
 
+# Startup waits this long at most for the first check.
+FIRST_CHECK_TIMEOUT = 5.0
+
 __all__ = ["SystemMonitor", "build_detectors", "doctor_checks", "start_monitor"]
 
 
@@ -92,7 +95,10 @@ async def start_monitor(config: DreamConfig, controller: Any, services: Any) -> 
     controller.status_providers["monitor"] = monitor.describe
     # First check now, before the dream starts: with a game already running the controller starts
     # paused, and no model is loaded onto the player's GPU only to be unloaded a moment later.
-    await monitor.check_once()
+    try:
+        await asyncio.wait_for(monitor.check_once(), FIRST_CHECK_TIMEOUT)
+    except TimeoutError:  # a detector hangs (X server not answering): start the dream anyway
+        log.warning("system monitor: first check took over %gs; starting without waiting", FIRST_CHECK_TIMEOUT)
     task = asyncio.create_task(monitor.run(check_first=False), name="system-monitor")
     services.tasks.append(task)
 

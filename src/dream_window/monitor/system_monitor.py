@@ -75,6 +75,8 @@ class SystemMonitor:
         self._logged: dict[str, tuple[Condition, str]] = {}
         self.checks = 0
         self.last_check_ms: float | None = None
+        self._inflight: asyncio.Future[list[tuple[str, Reading]]] | None = None
+        self._stuck_logged = False
 
     # --- inputs --------------------------------------------------------------------------------
 
@@ -108,9 +110,19 @@ class SystemMonitor:
             await self.clock.sleep(self.interval)
 
     async def check_once(self) -> None:
+        """Ask every detector once and act on the answers. While an earlier check is still stuck in
+        its thread (an X server that stopped answering), this one is skipped: never two at once."""
+        if self._inflight is not None and not self._inflight.done():
+            if not self._stuck_logged:
+                log.warning("system monitor: a check is taking very long; skipping checks until it returns")
+                self._stuck_logged = True
+            return
+        self._stuck_logged = False
         ctx = CheckContext(now=self.clock.monotonic(), generating=self._take_generating())
         started = time.perf_counter()
-        readings = await asyncio.to_thread(self._read_all, ctx)
+        self._inflight = asyncio.ensure_future(asyncio.to_thread(self._read_all, ctx))
+        # shield: a caller's timeout must not lose the answer of a thread that keeps running anyway
+        readings = await asyncio.shield(self._inflight)
         self.last_check_ms = round((time.perf_counter() - started) * 1000, 2)
         self.checks += 1
         for name, reading in readings:
