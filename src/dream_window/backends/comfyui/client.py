@@ -53,6 +53,7 @@ PreviewFn = Callable[[Preview], None]
 # How long a watch waits in silence before it asks /history (covers lost messages and a dead socket).
 _QUIET_POLL_S = 5.0
 _DISCONNECTED_POLL_S = 0.5
+_UNREACHABLE_POLLS = 4
 
 
 class ClientState(StrEnum):
@@ -112,6 +113,8 @@ class _Watch:
     done: bool = False
     started: bool = False
     reconnected: bool = False
+    missing: int = 0
+    unreachable: int = 0
 
 
 class ComfyUIClient:
@@ -164,9 +167,7 @@ class ComfyUIClient:
         await self._request("GET", "/system_stats", retries=0)
         self.state = ClientState.OPEN
         self._reader = asyncio.create_task(self._read_forever(), name=f"comfyui-ws {self.base_url}")
-        try:
-            await asyncio.wait_for(self._connected.wait(), self._timeout.sock_connect or 3.0)
-        except TimeoutError:
+        if not await _wait_event(self._connected, self._timeout.sock_connect or 3.0):
             log.warning("ComfyUI at %s: WebSocket not up yet; progress will follow when it is", self.base_url)
 
     async def close(self) -> None:
@@ -311,11 +312,8 @@ class ComfyUIClient:
                     await self._timed_out(prompt_id, timeout)
                 poll = _QUIET_POLL_S if self.connected and not watch.reconnected else _DISCONNECTED_POLL_S
                 watch.wake.clear()
-                try:
-                    await asyncio.wait_for(watch.wake.wait(), min(poll, remaining))
+                if await _wait_event(watch.wake, min(poll, remaining)):
                     continue
-                except TimeoutError:
-                    pass
                 # Quiet: messages may have been lost (socket dropped) or never sent (no socket).
                 if await self._settle_from_history(watch):
                     break
@@ -334,8 +332,27 @@ class ComfyUIClient:
         try:
             entry = await self.get_history(watch.prompt_id, retries=0)
         except ComfyUIUnavailable:
+            # Unreachable for several polls in a row: give the work back so it can go elsewhere
+            # instead of waiting out the generation timeout.
+            watch.unreachable += 1
+            if watch.unreachable >= _UNREACHABLE_POLLS:
+                raise
             return False
+        watch.unreachable = 0
         if not entry:
+            # Neither finished nor queued (twice, to step over the moment between the two): the
+            # server lost it, e.g. it restarted. Waiting longer would only run into the timeout.
+            try:
+                queue = await self.get_queue()
+            except ComfyUIError:
+                return False
+            listed = {str(item[1]) for key in ("queue_running", "queue_pending") for item in queue.get(key, [])
+                      if isinstance(item, list) and len(item) > 1}
+            watch.missing = 0 if watch.prompt_id in listed else watch.missing + 1
+            if watch.missing >= 2:
+                raise ExecutionFailed(f"ComfyUI at {self.base_url} lost prompt {watch.prompt_id} "
+                                      "(the server restarted or dropped it)", server=self.base_url,
+                                      prompt_id=watch.prompt_id)
             return False
         status = entry.get("status") or {}
         if not status.get("completed") and status.get("status_str") != "error":
@@ -504,6 +521,19 @@ class ComfyUIClient:
         watch = self._watches.get(pid) if pid else None
         if watch is not None and watch.on_preview is not None:
             watch.on_preview(preview)
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` up to ``timeout``; True if it was set.
+
+    Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that arrives as the
+    event fires, leaving the caller running after it was cancelled (fixed in 3.12)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return bool(done)
 
 
 class _Retryable(Exception):

@@ -196,7 +196,7 @@ class _Checker:
                 try:
                     # Outside the caller's guard on purpose: a broken link is reported by the frame
                     # that asked for this node, keyed under this node (as ComfyUI does).
-                    received = self.info[self.graph[linked_id]["class_type"]]["output"][idx]
+                    received = tuple(self.info[self.graph[linked_id]["class_type"]]["output"])[idx]  # a tuple in ComfyUI
                 except (KeyError, IndexError, TypeError) as exc:
                     raise _LinkFault(exc) from exc
                 want = input_type(in_spec)
