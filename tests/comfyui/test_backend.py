@@ -148,7 +148,7 @@ async def test_previews_reach_the_callback(tmp_path: Path, comfy_server: ComfyTe
     try:
         await b.txt2img(req())
         assert got and all(m == "image/jpeg" and d[:2] == b"\xff\xd8" for d, m in got)
-        assert progress[-1] == (2, 2)
+        assert (1, 2) in progress and (2, 2) in progress  # (a speculative next frame may report too)
     finally:
         await b.close()
 

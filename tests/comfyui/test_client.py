@@ -55,7 +55,7 @@ async def test_run_collects_outputs_from_executed_messages(client: ComfyUIClient
 
 async def test_refused_connection_fails_fast() -> None:
     c = ComfyUIClient(f"http://127.0.0.1:{free_port()}", max_retries=3, backoff_base=0.01)
-    with pytest.raises(ComfyUIUnavailable, match="unreachable|failed"):
+    with pytest.raises(ComfyUIUnavailable, match=r"unreachable|failed"):
         await c.open()  # open() does not retry: `--backend auto` must fall back quickly
     await c.close()
 

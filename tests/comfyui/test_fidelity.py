@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from dream_window.backends.comfyui.messages import parse_binary
 from dream_window.testing import ComfyTestServer

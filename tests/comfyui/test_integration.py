@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ async def test_cli_run_against_the_test_server(tmp_path: Path, comfy_server: Com
         sys.executable, "-m", "dream_window", "run", "--backend", "comfyui", "--mode", mode, "--max-frames", "5",
         "-c", str(tmp_path / "config.yaml"), "-o", str(out),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    _stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, stderr.decode()[-2000:]
     status = json.loads((out / "status.json").read_text())
     assert status["backend"] == "ComfyUI (sd15)" and status["backend_is_ai"] is True
@@ -52,13 +52,14 @@ async def test_cli_backend_comfyui_fails_cleanly_without_a_server(tmp_path: Path
     assert "no ComfyUI server reachable" in stderr.decode() and "Traceback" not in stderr.decode()
 
 
-async def _until(pred: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+async def _until(pred: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    """Poll ``pred`` (controller state has no event for every condition a test waits on)."""
     async def wait() -> None:
-        while not pred():
+        while not pred():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     try:
-        await asyncio.wait_for(wait(), timeout)
+        await asyncio.wait_for(wait(), limit)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
 

@@ -4,6 +4,11 @@
 exposes fault injection and a record of the requests it received (``server.seen("/interrupt")``).
 """
 
-from dream_window.testing.comfy_server import ComfyTestServer, RequestRecord, recorded_object_info, running_comfy_server
+from dream_window.testing.comfy_server import (
+    ComfyTestServer,
+    RequestRecord,
+    recorded_object_info,
+    running_comfy_server,
+)
 
 __all__ = ["ComfyTestServer", "RequestRecord", "recorded_object_info", "running_comfy_server"]

@@ -48,7 +48,11 @@ from dream_window.backends.comfyui.client import ComfyUIClient, OutputFile, Prom
 from dream_window.backends.comfyui.messages import Preview
 from dream_window.backends.comfyui.pool import Server, ServerPool
 from dream_window.backends.comfyui.validation import check_model_files, validate_graph
-from dream_window.backends.comfyui.workflows import BuiltGraph, CustomWorkflow, WorkflowBuilder, create_builder
+from dream_window.backends.comfyui.workflows import (
+    BuiltGraph,
+    CustomWorkflow,
+    WorkflowBuilder,
+)
 from dream_window.clock import Clock, SystemClock
 from dream_window.config import DreamConfig, Mode, SeedPolicy
 from dream_window.errors import ComfyUIError, ExecutionFailed, WorkflowRejected
@@ -211,11 +215,13 @@ class ComfyUIBackend:
                                                subfolder=f"dream-window/{self._tag}")
         return ref.annotated()
 
-    async def _run(self, server: Server, built: BuiltGraph, holder: dict[str, Any] | None = None) -> PromptResult:
-        """Queue and wait; ``holder`` learns the server and prompt id (to cancel a speculation)."""
+    async def _run(self, server: Server, built: BuiltGraph, holder: dict[str, Any] | None = None, *,
+                   front: bool = False) -> PromptResult:
+        """Queue and wait; ``holder`` learns the server and prompt id (to cancel a speculation).
+        ``front``: encode/decode jump ahead of queued speculative frames (the display waits on them)."""
         client = server.client
         pid = await client.queue_prompt(built.graph, extra_data=self._extra, on_progress=self._on_progress,
-                                        on_preview=self._on_preview)
+                                        on_preview=self._on_preview, front=front)
         if holder is not None:
             holder.update(server=server, id=pid)
         return await client.wait_for_completion(pid, timeout=self._timeout)
@@ -298,7 +304,7 @@ class ComfyUIBackend:
         async def work(server: Server) -> np.ndarray:
             names = [await self._image_on(server, im) for im in images]
             built = self.builder.build_encode(names, prefix=self._prefix("latent"))
-            result = await self._run(server, built)
+            result = await self._run(server, built, front=True)
             z = await self._latents(server, result, built.latent_nodes)
             if z is None or z.shape[0] != len(images):
                 raise ExecutionFailed(f"ComfyUI at {server.url}: encode returned no latents", server=server.url)
@@ -318,7 +324,7 @@ class ComfyUIBackend:
                                                    subfolder=f"dream-window/{self._tag}",
                                                    mime="application/octet-stream")
             built = self.builder.build_decode(ref.annotated(), prefix=self._prefix("inbetween"))
-            result = await self._run(server, built)
+            result = await self._run(server, built, front=True)
             refs = result.files(built.image_node) if built.image_node else []
             if len(refs) != z.shape[0]:
                 raise ExecutionFailed(f"ComfyUI at {server.url}: decode gave {len(refs)} images for {z.shape[0]} "

@@ -279,14 +279,16 @@ class ComfyUIClient:
 
     async def queue_prompt(self, graph: Mapping[str, Any], *, prompt_id: str | None = None,
                            extra_data: Mapping[str, Any] | None = None, on_progress: ProgressFn | None = None,
-                           on_preview: PreviewFn | None = None) -> str:
+                           on_preview: PreviewFn | None = None, front: bool = False) -> str:
         """Queue ``graph`` under our client_id. The watch is registered before the POST so no message
-        can arrive unrouted."""
+        can arrive unrouted. ``front`` puts it ahead of everything pending (ComfyUI's ``front``)."""
         pid = prompt_id or str(uuid.uuid4())
         self._watches[pid] = _Watch(pid, on_progress, on_preview)
         body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": pid}
         if extra_data:
             body["extra_data"] = dict(extra_data)
+        if front:
+            body["front"] = True
         try:
             resp = await self._request("POST", "/prompt", json_body=body)
         except BaseException:
@@ -299,7 +301,7 @@ class ComfyUIClient:
             self._watches[pid] = watch
         return pid
 
-    async def wait_for_completion(self, prompt_id: str, *, timeout: float) -> PromptResult:
+    async def wait_for_completion(self, prompt_id: str, *, timeout: float) -> PromptResult:  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
         """Wait until ``prompt_id`` is finished; interrupt it and raise ComfyUITimeout past ``timeout``."""
         watch = self._watches.get(prompt_id)
         if watch is None:
@@ -321,7 +323,7 @@ class ComfyUIClient:
         finally:
             self._watches.pop(prompt_id, None)
 
-    async def _timed_out(self, prompt_id: str, timeout: float) -> None:
+    async def _timed_out(self, prompt_id: str, timeout: float) -> None:  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
         with contextlib.suppress(ComfyUIError):
             await self.interrupt(prompt_id)
             await self.delete_queued([prompt_id])
@@ -384,7 +386,7 @@ class ComfyUIClient:
                 node_type=d.get("node_type"))
         return PromptResult(watch.prompt_id, watch.outputs, watch.cached, time.monotonic())
 
-    async def run(self, graph: Mapping[str, Any], *, timeout: float, extra_data: Mapping[str, Any] | None = None,
+    async def run(self, graph: Mapping[str, Any], *, timeout: float, extra_data: Mapping[str, Any] | None = None,  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
                   on_progress: ProgressFn | None = None, on_preview: PreviewFn | None = None) -> PromptResult:
         pid = await self.queue_prompt(graph, extra_data=extra_data, on_progress=on_progress, on_preview=on_preview)
         return await self.wait_for_completion(pid, timeout=timeout)
@@ -523,7 +525,7 @@ class ComfyUIClient:
             watch.on_preview(preview)
 
 
-async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
+async def _wait_event(event: asyncio.Event, timeout: float) -> bool:  # noqa: ASYNC109
     """Wait for ``event`` up to ``timeout``; True if it was set.
 
     Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that arrives as the
