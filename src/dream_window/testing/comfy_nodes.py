@@ -225,7 +225,7 @@ async def _noise(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], N
 
 
 async def _guider(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
-    return (dict(i.get("conditioning") or i.get("positive")),), None
+    return (dict(i.get("conditioning") or i.get("positive") or {}),), None
 
 
 async def _vae_decode(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:

@@ -452,7 +452,7 @@ class ComfyTestServer:
     async def _upload(self, request: web.Request) -> web.Response:
         form = await request.post()
         image = form.get("image")
-        if image is None or not hasattr(image, "file"):
+        if not isinstance(image, web.FileField):
             return web.Response(status=400)
         kind = str(form.get("type") or "input")
         folder = {"input": self.root / "input", "temp": self.root / "temp", "output": self.root / "output"}.get(kind)

@@ -280,7 +280,7 @@ class ComfyUIBackend:
         self._remember(out, server, refs[0])
         if follow is not None:
             follow.source = id(out)
-        meta = {"server": server.url, "prompt_id": result.prompt_id, "file": refs[0].annotated()}
+        meta: dict[str, Any] = {"server": server.url, "prompt_id": result.prompt_id, "file": refs[0].annotated()}
         if spec is not None:
             meta["speculative"] = True
         return GeneratedImage(out, request, (time.perf_counter() - t0) * 1000.0, latent, meta)

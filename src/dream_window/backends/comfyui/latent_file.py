@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import numpy as np
 
-_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": None, "F64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype[Any] | None] = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": None,
+                                          "F64": np.dtype("<f8")}
 _LEGACY_SCALE = 1.0 / 0.18215
 
 
@@ -48,7 +50,7 @@ def loads(data: bytes) -> np.ndarray:
     entry = header.get("latent_tensor") if isinstance(header, dict) else None
     if not isinstance(entry, dict):
         raise LatentFileError("no latent_tensor in the file")
-    dtype = _DTYPES.get(entry.get("dtype"))
+    dtype = _DTYPES.get(str(entry.get("dtype")))
     if dtype is None:
         if entry.get("dtype") == "BF16":
             start, end = entry["data_offsets"]

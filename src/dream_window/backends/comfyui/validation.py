@@ -214,12 +214,12 @@ class _Checker:
                     if not self.check(linked_id):
                         valid = False
                 except _LinkFault as fault:
-                    exc = fault.exc
-                    detail = f"'{exc.args[0]}'" if isinstance(exc, KeyError) else str(exc)
+                    cause = fault.exc
+                    detail = f"'{cause.args[0]}'" if isinstance(cause, KeyError) else str(cause)
                     self.validated[linked_id] = (False, [_node_error(
                         "exception_during_inner_validation", "Exception when validating inner node", detail,
                         input_name=name, input_config=list(in_spec), exception_message=detail,
-                        exception_type=type(exc).__name__, traceback=[], linked_node=list(value),
+                        exception_type=type(cause).__name__, traceback=[], linked_node=list(value),
                     )])
                     valid = False
                 continue
