@@ -101,11 +101,6 @@ async def test_game_interrupts_frees_and_resumes_against_comfyui(paused_by_a_gam
     assert len(p.server.seen("/prompt", "POST")) > posts_before_resume  # from the same server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ComfyUI backend: a speculation interrupted by the pause falls back to 'generating directly' "
-    "(backend.py _take_speculation), queuing new prompts on the player's GPU while paused",
-)
 async def test_no_new_prompts_reach_comfyui_while_a_game_runs(paused_by_a_game: Paused) -> None:
     p = paused_by_a_game
     await wait_for(lambda: bool(p.server.seen("/free")), "/free")

@@ -362,6 +362,15 @@ class ComfyUIBackend:
         self._specs.pop(0)
         try:
             return await spec.task
+        except ExecutionFailed as exc:
+            if exc.interrupted:
+                # We were interrupted on purpose (a pause for a game): queuing the same work again
+                # would put it right back on the player's GPU.
+                await self._drop_speculations()
+                raise
+            log.debug("speculative %s failed (%s); generating directly", kind, exc)
+            await self._drop_speculations()
+            return None
         except ComfyUIError as exc:
             log.debug("speculative %s failed (%s); generating directly", kind, exc)
             await self._drop_speculations()
