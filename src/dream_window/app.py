@@ -114,6 +114,7 @@ def build_controller(
         notes=notes,
     )
     ctx.note = lambda msg: controller.notes.append(msg) if msg not in controller.notes else None
+    controller.memory_holders.append(ctx.encoder.free_memory)  # a local VAE gives its VRAM back too
     return controller
 
 

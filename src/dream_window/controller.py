@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,6 +126,8 @@ class DreamController:
         self.max_frames = max_frames
         self.notes: list[str] = list(notes or [])
         self.events = EventBus()
+        # Other holders of GPU memory (a local VAE) freed with the backend on pause(free_memory=True).
+        self.memory_holders: list[Callable[[], Awaitable[None]]] = []
         # Extra status keys contributed by other components: {"monitor": fn, "viewer": fn}.
         self.status_providers: dict[str, Callable[[], Any]] = {}
         self.buffer: FrameBuffer[Frame] = FrameBuffer(config.generation.buffer_size)
@@ -205,6 +207,8 @@ class DreamController:
             await self._guarded(self.backend.interrupt(), "interrupt")
         if free_memory:
             await self._guarded(self.backend.free_memory(), "free memory")
+            for release in self.memory_holders:
+                await self._guarded(release(), "free memory")
         await self.write_status()
 
     async def resume(self, reason: str) -> None:

@@ -222,3 +222,18 @@ async def test_seed_policies(tmp_path: Path, policy: str, check) -> None:  # typ
                        generation={"mode": "img2img", "seed_policy": policy, "seed": 100})
     await c.run()
     assert len(backend.seeds) >= 5 and check(backend.seeds), backend.seeds
+
+
+async def test_free_memory_on_pause_reaches_every_memory_holder(tmp_path: Path) -> None:
+    backend = InterruptingBackend(offload=False)
+    c = controller_for(tmp_path, backend=backend)
+    released: list[str] = []
+
+    async def release() -> None:
+        released.append("vae")
+
+    c.memory_holders.append(release)
+    await c.pause("game: x.exe", free_memory=True)
+    assert backend.freed == 1 and released == ["vae"]
+    await c.pause("user")  # a plain pause frees nothing
+    assert backend.freed == 1 and released == ["vae"]
