@@ -114,7 +114,8 @@ def build_controller(
         notes=notes,
     )
     ctx.note = lambda msg: controller.notes.append(msg) if msg not in controller.notes else None
-    controller.memory_holders.append(ctx.encoder.free_memory)  # a local VAE gives its VRAM back too
+    if ctx.encoder is not None:
+        controller.memory_holders.append(ctx.encoder.free_memory)  # a local VAE gives its VRAM back too
     return controller
 
 

@@ -304,7 +304,8 @@ def _field_bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, An
             return None, None, False, False
         info = cls.model_fields[part]
         cls = info.annotation
-    lo = hi = None
+    lo: Any = None
+    hi: Any = None
     lo_ex = hi_ex = False
     for m in info.metadata if info else []:
         if isinstance(m, annotated_types.Ge):

@@ -121,7 +121,7 @@ class PromptManager:
     # --- moving on ------------------------------------------------------------------------
 
     def _pool(self) -> list[WeightedPrompt]:
-        theme = self._themes.get(part_of_day(self._local_now().hour))
+        theme = self._themes.get(part_of_day(self._local_now().hour))  # type: ignore[call-overload]
         return theme if theme else self._prompts
 
     def _pick(self, exclude: str | None) -> WeightedPrompt:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ from dream_window.backends.base import (
     GenerationRequest,
     ProgressCallback,
 )
+
+T = TypeVar("T")
 
 LATENT_CHANNELS = 4
 LATENT_FACTOR = 4
@@ -195,7 +198,7 @@ class BuiltinEngine:
     async def free_memory(self) -> None:
         self._grain.clear()
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._offload:
             return await asyncio.to_thread(fn, *args)
         return fn(*args)

@@ -9,10 +9,11 @@ from dream_window.modes.interpolate import InterpolateMode
 
 def create_mode(mode: Mode, ctx: ModeContext) -> DreamMode:
     """The mode named in config, wired to its context."""
-    cls: type[DreamMode] = {Mode.IMG2IMG: Img2ImgMode, Mode.INTERPOLATE: InterpolateMode, Mode.HYBRID: HybridMode}[
-        mode
-    ]
-    return cls(ctx)
+    if mode is Mode.IMG2IMG:
+        return Img2ImgMode(ctx)
+    if mode is Mode.INTERPOLATE:
+        return InterpolateMode(ctx)
+    return HybridMode(ctx)
 
 
 __all__ = ["DreamMode", "Frame", "HybridMode", "Img2ImgMode", "InterpolateMode", "ModeContext", "create_mode"]
