@@ -67,7 +67,8 @@ async def select_backend(config: DreamConfig, choice: BackendChoice) -> tuple[Ge
             reason = str(exc)
     else:
         reason = "ComfyUI backend not installed"
-    log.warning("ComfyUI not reachable at %s (%s); falling back to the built-in engine (not AI)", urls, reason)
+    log.warning("ComfyUI not reachable at %s; falling back to the built-in engine (not AI)", urls)
+    log.debug("ComfyUI start failed: %s", reason)
     notes.append(f"ComfyUI not reachable at {urls}: using the built-in engine (not AI)")
     backend = BuiltinEngine()
     await backend.start()
