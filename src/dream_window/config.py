@@ -231,6 +231,10 @@ class InterpolationConfig(_Section):
     vae_path: Path | None = Field(None, validate_default=True)
     vae_family: Literal["sd", "sdxl", "flux", "taesd", "taesdxl", "taef1"] = "flux"
     decode_batch_size: int = Field(4, ge=1, le=64)
+    # Interpolate mode: a latent walk (every frame sampled from slerped noise and lerped prompt
+    # conditioning) where the backend can do it (ComfyUI): auto / on (same, and an error when the
+    # configured ComfyUI workflow cannot) / off (slerp keyframe latents and decode them).
+    walk: Literal["auto", "on", "off"] = "auto"
 
     @field_validator("vae_path")
     @classmethod

@@ -205,7 +205,9 @@ async def test_failover_and_probe_back(tmp_path: Path, comfy_server: ComfyTestSe
 async def test_interpolate_spreads_speculation_over_servers(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
     comfy_server.step_delay = 0.02
     async with running_comfy_server(root=tmp_path / "second", step_delay=0.02) as second:
-        b = await started(tmp_path, [comfy_server.url, second.url], generation={"mode": "interpolate"})
+        # Keyframe speculation is the slerp path's (with the walk, segments are speculated instead).
+        b = await started(tmp_path, [comfy_server.url, second.url], generation={"mode": "interpolate"},
+                          interpolation={"walk": "off"})
         try:
             results = [await b.txt2img(req(seed=i)) for i in range(6)]
             assert sum(bool(r.meta.get("speculative")) for r in results) >= 4

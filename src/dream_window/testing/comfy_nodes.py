@@ -6,6 +6,12 @@ latent's pixels otherwise), so output depends on prompt, seed, input image and d
 carries its pixels along when it has them, so an img2img feedback loop does not degrade through the
 engine's coarse latent; LatentBlend / LoadLatent give samples only, which are decoded.
 
+Latent walks: a CONDITIONING carries weighted prompt texts (``ConditioningAverage`` mixes the
+weights as ComfyUI mixes the tensors, ``to·s + from·(1 − s)``); a sampler renders each text and
+blends the pictures by weight. A sampler whose noise is disabled (``DisableNoise``, ``add_noise``
+off) treats a non-empty starting latent as the noise ComfyUI would otherwise have made: its seed
+is derived from the latent's content, so the same uploaded noise gives the same picture.
+
 Latent channels follow the model family, as in ComfyUI: 16 for Flux (EmptySD3LatentImage, the ``ae``
 VAE, checkpoints named ``flux*``), 4 otherwise. The engine's 4-channel latent is tiled to 16.
 """
@@ -13,6 +19,7 @@ VAE, checkpoints named ``flux*``), 4 otherwise. The engine's 4-channel latent is
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -111,21 +118,47 @@ def resolve_annotated(name: str, ctx: RunContext) -> Path:
     return path
 
 
-async def _sample(ctx: RunContext, *, prompt: str, seed: int, steps: int, denoise: float, latent: Latent,
-                  channels: int) -> Latent:
+def conditioning(text: str) -> dict[str, Any]:
+    return {"text": text, "parts": ((text, 1.0),)}
+
+
+def _parts(cond: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    return tuple(cond.get("parts") or ((str(cond.get("text", "")), 1.0),))
+
+
+def noise_seed(samples: np.ndarray) -> int:
+    """A seed from a starting latent's content (the noise a DisableNoise sampler was handed)."""
+    return int.from_bytes(hashlib.sha256(np.ascontiguousarray(samples, np.float32).tobytes()).digest()[:8],
+                          "little") >> 1
+
+
+async def _sample(ctx: RunContext, *, cond: dict[str, Any], seed: int | None, steps: int, denoise: float,
+                  latent: Latent, channels: int) -> Latent:
+    """``seed`` None: the sampler's noise is disabled; the starting latent is the noise."""
     b, _c, h, w = latent.samples.shape
     width, height = w * 8, h * 8
     empty = latent.pixels is None and not np.any(latent.samples)
+    parts = [(text, weight) for text, weight in _parts(cond) if weight > 0] or [(str(cond.get("text", "")), 1.0)]
+    prompt = max(parts, key=lambda p: p[1])[0]
     for i in range(1, steps + 1):
         await ctx.on_step(i, steps, latent)
+
+    def render(seed_k: int) -> Image.Image:
+        if len(parts) == 1:
+            return Image.fromarray(ctx.engine.render(parts[0][0], seed_k, width, height))
+        total = sum(weight for _, weight in parts)
+        mix = sum(ctx.engine.render(text, seed_k, width, height).astype(np.float32) * (weight / total)
+                  for text, weight in parts)
+        return Image.fromarray(np.clip(np.rint(mix), 0, 255).astype(np.uint8))
 
     def work() -> Latent:
         images = []
         for k in range(b):
-            req = GenerationRequest(prompt=prompt, seed=(seed + k) % 2**63, width=width, height=height,
+            seed_k = noise_seed(latent.samples[k]) if seed is None else (seed + k) % 2**63
+            req = GenerationRequest(prompt=prompt, seed=seed_k, width=width, height=height,
                                     steps=steps, denoise=min(1.0, max(0.0, denoise)))
-            if empty or denoise >= 0.999:
-                images.append(Image.fromarray(ctx.engine.render(prompt, req.seed, width, height)))
+            if empty or denoise >= 0.999 or (seed is None and latent.pixels is None):
+                images.append(render(seed_k))
             else:
                 src = latent.pixels[k] if latent.pixels else from_latent(ctx.engine, latent.samples[k : k + 1])[0]
                 images.append(ctx.engine.grow(src, req))
@@ -174,7 +207,17 @@ async def _dual_clip(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...
 
 
 async def _clip_text(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
-    return ({"text": str(i["text"])},), None
+    return (conditioning(str(i["text"])),), None
+
+
+async def _conditioning_average(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
+    s = float(i["conditioning_to_strength"])
+    mixed: dict[str, float] = {}
+    for parts, scale in ((_parts(i["conditioning_to"]), s), (_parts(i["conditioning_from"]), 1.0 - s)):
+        for text, weight in parts:
+            mixed[text] = mixed.get(text, 0.0) + weight * scale
+    parts_out = tuple(mixed.items())
+    return ({**i["conditioning_to"], "text": max(parts_out, key=lambda p: p[1])[0], "parts": parts_out},), None
 
 
 async def _passthrough(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
@@ -191,7 +234,7 @@ def _empty(channels: int) -> Callable[[dict[str, Any], RunContext], Awaitable[tu
 
 async def _ksampler(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
     latent: Latent = i["latent_image"]
-    out = await _sample(ctx, prompt=i["positive"]["text"], seed=int(i["seed"]), steps=int(i["steps"]),
+    out = await _sample(ctx, cond=i["positive"], seed=int(i["seed"]), steps=int(i["steps"]),
                         denoise=float(i.get("denoise", 1.0)), latent=latent, channels=latent.samples.shape[1])
     return (out,), None
 
@@ -199,7 +242,8 @@ async def _ksampler(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...]
 async def _sampler_custom(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
     latent: Latent = i["latent_image"]
     sig = i["sigmas"]
-    out = await _sample(ctx, prompt=i["positive"]["text"], seed=int(i["noise_seed"]), steps=sig["steps"],
+    seed = int(i["noise_seed"]) if i.get("add_noise", True) else None
+    out = await _sample(ctx, cond=i["positive"], seed=seed, steps=sig["steps"],
                         denoise=sig["denoise"], latent=latent, channels=latent.samples.shape[1])
     return (out, out), None
 
@@ -207,7 +251,8 @@ async def _sampler_custom(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any
 async def _sampler_custom_advanced(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
     latent: Latent = i["latent_image"]
     sig = i["sigmas"]
-    out = await _sample(ctx, prompt=i["guider"]["text"], seed=int(i["noise"]["seed"]), steps=sig["steps"],
+    seed = i["noise"]["seed"]
+    out = await _sample(ctx, cond=i["guider"], seed=None if seed is None else int(seed), steps=sig["steps"],
                         denoise=sig["denoise"], latent=latent, channels=latent.samples.shape[1])
     return (out, out), None
 
@@ -222,6 +267,10 @@ async def _select(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], 
 
 async def _noise(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
     return ({"seed": int(i["noise_seed"])},), None
+
+
+async def _no_noise(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
+    return ({"seed": None},), None
 
 
 async def _guider(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
@@ -295,6 +344,15 @@ async def _load_latent(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, .
         raise NodeFailure(type(exc).__name__, str(exc)) from exc
 
 
+async def _latent_from_batch(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
+    src: Latent = i["samples"]
+    n = src.samples.shape[0]
+    start = min(max(int(i["batch_index"]), 0), n - 1)  # ComfyUI clamps both to the batch
+    end = min(start + int(i["length"]), n)
+    pixels = src.pixels[start:end] if src.pixels else None
+    return (Latent(src.samples[start:end].copy(), pixels),), None
+
+
 async def _latent_blend(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
     a: Latent = i["samples1"]
     b: Latent = i["samples2"]
@@ -320,6 +378,10 @@ _NODES: dict[str, Callable[[dict[str, Any], RunContext], Awaitable[tuple[tuple[A
     "KSamplerSelect": _select,
     "RandomNoise": _noise,
     "BasicGuider": _guider,
+    "CFGGuider": _guider,
+    "DisableNoise": _no_noise,
+    "ConditioningAverage": _conditioning_average,
+    "LatentFromBatch": _latent_from_batch,
     "VAEDecode": _vae_decode,
     "VAEEncode": _vae_encode,
     "SaveImage": _save_image,

@@ -16,6 +16,11 @@ What it does beyond "queue, wait, download":
   something else (a new prompt, an injected frame), the speculation is interrupted and dropped. For
   independent frames (interpolate mode's keyframes) one speculation per healthy server keeps every
   server busy.
+* **Latent walks** (interpolate mode, :class:`~dream_window.interpolation.latent_walk.SupportsLatentWalk`):
+  every frame of a segment is its own prompt (conditioning lerped, starting noise slerped and
+  uploaded once per server as one ``.latent`` batch), all issued at once across the pool, least busy
+  server first, so N servers give ~N× frames/s. While the mode consumes segment k, segment k+1
+  (same prompt, next seed) is already queued behind it; a different request drops it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import random
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +60,7 @@ from dream_window.backends.comfyui.workflows import (
 )
 from dream_window.clock import Clock, SystemClock
 from dream_window.config import DreamConfig, Mode, SeedPolicy
-from dream_window.errors import ComfyUIError, ExecutionFailed, WorkflowRejected
+from dream_window.errors import ComfyUIError, ConfigError, ExecutionFailed, WorkflowRejected
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,25 @@ class _Known:
     image: weakref.ref[Image.Image]
     server: str
     ref: OutputFile
+
+
+@dataclass(eq=False)
+class _Walk:
+    """One segment of a latent walk in flight: a frame task per ``t``."""
+
+    start: GenerationRequest
+    end: GenerationRequest  # as the mode asked (its seed chains the next speculative segment)
+    ts: tuple[float, ...]
+    noise: np.ndarray | None  # [len(ts), C, h, w], pre-scaled; None for flow models
+    speculative: bool = False
+    tasks: list[asyncio.Task[GeneratedImage]] = field(default_factory=list)
+    uploads: dict[str, asyncio.Task[str]] = field(default_factory=dict)  # server url -> LoadLatent name
+    prompts: list[dict[str, Any]] = field(default_factory=list)  # per frame {"server", "id"} once queued
+    # Set when every frame is queued (or failed): a speculative segment queues behind it.
+    queued: asyncio.Event = field(default_factory=asyncio.Event)
+    after: _Walk | None = None
+    cancelled: bool = False
+    n_queued: int = 0
 
 
 @dataclass
@@ -112,12 +136,21 @@ class ComfyUIBackend:
         mode = config.generation.mode
         self._want_latent = mode in (Mode.HYBRID, Mode.INTERPOLATE)
         self._mode = mode
+        # interpolation.walk: auto/on use the walk when the graphs can express it (not a custom workflow).
+        self.latent_walk_available = (config.interpolation.walk != "off"
+                                      and not isinstance(builder, CustomWorkflow))
+        self._walks: list[_Walk] = []  # [current?, speculative?]
+        self._walk_slot = 0
+        self._epoch = 0  # bumped by interrupt(): work started before it must not queue after it
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Connect (fast failure when nothing answers), then check our graphs against each server's
         live object_info so a missing model file is named now, not at the first frame."""
+        if self.config.interpolation.walk == "on" and isinstance(self.builder, CustomWorkflow):
+            raise ConfigError("interpolation.walk is 'on' but a custom comfyui.workflow cannot express a latent "
+                              "walk; set it to 'auto' (slerp keyframe latents instead) or use a built-in model")
         await self.pool.start()
         for s in self.pool.servers:
             if s.up:
@@ -132,19 +165,26 @@ class ComfyUIBackend:
         probe = GenerationRequest(prompt="probe", seed=0, width=self.config.generation.width,
                                   height=self.config.generation.height, steps=self.config.generation.steps,
                                   cfg=self.config.generation.cfg)
-        graph = self.builder.build_txt2img(probe, prefix="dream-window/probe", want_latent=self._want_latent).graph
-        problems = check_model_files(graph, info)
+        graphs = [self.builder.build_txt2img(probe, prefix="dream-window/probe", want_latent=self._want_latent).graph]
+        if self._mode is Mode.INTERPOLATE and self.latent_walk_available and not isinstance(self.builder,
+                                                                                            CustomWorkflow):
+            other = dataclasses.replace(probe, prompt="probe b", seed=1)
+            graphs.append(self.builder.build_walk_frame(probe, other, 0.5, prefix="dream-window/probe",
+                                                        noise="probe.latent", want_latent=True).graph)
+        problems = check_model_files(graphs[0], info)
         if problems:
             return problems
-        result = validate_graph(graph, info, file_exists=lambda kind, name: True)
-        if not result.ok:
-            from dream_window.backends.comfyui.validation import render_error
+        for graph in graphs:
+            result = validate_graph(graph, info, file_exists=lambda kind, name: True)
+            if not result.ok:
+                from dream_window.backends.comfyui.validation import render_error
 
-            return [render_error(result.error, result.node_errors, info, graph)]
+                return [render_error(result.error, result.node_errors, info, graph)]
         return []
 
     async def close(self) -> None:
         await self._drop_speculations()
+        await self._drop_walks()
         await self.pool.close()
 
     async def health(self) -> BackendHealth:
@@ -157,8 +197,13 @@ class ComfyUIBackend:
         self._preview = callback
 
     async def interrupt(self) -> None:
-        """Interrupt our prompts only (other users of the server keep theirs); speculations are dropped."""
+        """Interrupt our prompts only (other users of the server keep theirs); speculations are dropped,
+        and every walk in flight fails with ``ExecutionFailed(interrupted=True)`` without queueing more."""
+        self._epoch += 1
+        for w in self._walks:
+            w.cancelled = True  # before any await: no frame of theirs queues from here on
         await self._drop_speculations()
+        await self._drop_walks()
         for s in self.pool.servers:
             ids = s.client.in_flight_ids()
             if not s.up or not ids:
@@ -170,6 +215,7 @@ class ComfyUIBackend:
 
     async def free_memory(self) -> None:
         await self._drop_speculations()
+        await self._drop_walks()
         for s in self.pool.servers:
             if s.up:
                 with contextlib.suppress(ComfyUIError):
@@ -216,14 +262,20 @@ class ComfyUIBackend:
         return ref.annotated()
 
     async def _run(self, server: Server, built: BuiltGraph, holder: dict[str, Any] | None = None, *,
-                   front: bool = False) -> PromptResult:
-        """Queue and wait; ``holder`` learns the server and prompt id (to cancel a speculation).
+                   front: bool = False, on_queued: Callable[[], None] | None = None) -> PromptResult:
+        """Queue and wait; ``holder`` learns the server and prompt id (to cancel a speculation) —
+        before the POST, since the id is ours, so a cancel racing the POST still knows what to delete.
         ``front``: encode/decode jump ahead of queued speculative frames (the display waits on them)."""
         client = server.client
-        pid = await client.queue_prompt(built.graph, extra_data=self._extra, on_progress=self._on_progress,
-                                        on_preview=self._on_preview, front=front)
+        pid = str(uuid.uuid4())
         if holder is not None:
             holder.update(server=server, id=pid)
+        pid = await client.queue_prompt(built.graph, prompt_id=pid, extra_data=self._extra,
+                                        on_progress=self._on_progress, on_preview=self._on_preview, front=front)
+        if holder is not None:
+            holder.update(server=server, id=pid)
+        if on_queued is not None:
+            on_queued()
         return await client.wait_for_completion(pid, timeout=self._timeout)
 
     @staticmethod
@@ -286,6 +338,10 @@ class ComfyUIBackend:
         return GeneratedImage(out, request, (time.perf_counter() - t0) * 1000.0, latent, meta)
 
     async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+        if self._mode is Mode.INTERPOLATE and self.latent_walk_available:
+            # Interpolate's keyframes are walk endpoints: the same noise convention as the walk
+            # frames (ours, slerpable), so the walk out of this keyframe starts exactly on it.
+            return (await self.latent_walk(request, request, [1.0]))[0]
         hit = await self._take_speculation("txt2img", request, None)
         if hit is not None:
             return hit
@@ -390,7 +446,7 @@ class ComfyUIBackend:
             nxt = dataclasses.replace(request, seed=self._next_seed(request.seed),
                                       denoise=self.config.generation.denoise)
             return self._start_spec("img2img", nxt, server, ref)
-        if self._mode is Mode.INTERPOLATE and not was_img2img:
+        if self._mode is Mode.INTERPOLATE and not was_img2img and not self.latent_walk_available:
             # Independent keyframes: one in flight per healthy server.
             depth = max(1, self.pool.up_count())
             last = self._specs[-1].request if self._specs else request
@@ -421,3 +477,179 @@ class ComfyUIBackend:
                     await server.client.interrupt(pid)
         if specs:
             await asyncio.gather(*(s.task for s in specs), return_exceptions=True)
+
+    # --- latent walk (SupportsLatentWalk) -------------------------------------------------------
+
+    async def latent_walk(self, start: GenerationRequest, end: GenerationRequest,
+                          ts: Sequence[float]) -> list[GeneratedImage]:
+        """One real generation per ``t``: conditioning ``lerp(cond(start), cond(end), t)``, starting
+        noise ``slerp(noise(start.seed), noise(end.seed), t)`` (Flux: one seed, ``start.seed``, for
+        the whole walk). Frames are independent prompts spread over the pool at once. The returned
+        images carry the request really used (for Flux, the walk's seed)."""
+        if not self.latent_walk_available:
+            raise ConfigError("this ComfyUI setup cannot do a latent walk (interpolation.walk is off, or a "
+                              "custom workflow is configured)")
+        tvals = tuple(float(t) for t in ts)
+        if not tvals or any(not 0.0 <= t <= 1.0 for t in tvals):
+            raise ValueError(f"latent_walk needs t values in [0, 1], got {list(tvals)}")
+        if (start.width, start.height) != (end.width, end.height):
+            raise ValueError(f"latent_walk: start is {start.width}x{start.height} but end is {end.width}x{end.height}")
+        epoch = self._epoch
+        walk = await self._take_walk(start, end, tvals)
+        if epoch != self._epoch:  # interrupted (a pause) while we dropped a stale speculation
+            raise ExecutionFailed("ComfyUI latent walk interrupted", interrupted=True)
+        if walk is None:
+            walk = self._start_walk(start, end, tvals)
+        if self._speculate:
+            self._speculate_walk(walk)
+        try:
+            return await self._finish_walk(walk)
+        finally:
+            if walk in self._walks:
+                self._walks.remove(walk)
+
+    def _walk_request(self, walk: _Walk) -> GenerationRequest:
+        """The request the walk's ``t = 1`` frame really is (a Flux walk keeps the start's seed)."""
+        if self.builder.walk_noise.prescale is None:
+            return dataclasses.replace(walk.end, seed=walk.start.seed)
+        return walk.end
+
+    def _start_walk(self, start: GenerationRequest, end: GenerationRequest, ts: tuple[float, ...], *,
+                    after: _Walk | None = None) -> _Walk:
+        conv = self.builder.walk_noise
+        noise = None if conv.prescale is None else conv.walk(start.seed, end.seed, ts, end.width, end.height)
+        walk = _Walk(start, end, ts, noise, speculative=after is not None, after=after)
+        walk.prompts = [{} for _ in ts]
+        walk.tasks = [asyncio.create_task(self._walk_frame(walk, k), name=f"walk frame t={t:.3f}")
+                      for k, t in enumerate(ts)]
+        self._walks.append(walk)
+        return walk
+
+    def _speculate_walk(self, walk: _Walk) -> None:
+        """Queue the segment the mode will most likely ask for next (from this one's end to the same
+        prompt with the next seed), behind this one, so no server idles between segments."""
+        if any(w is not walk for w in self._walks) or walk.ts[-1] != 1.0 or self.pool.up_count() == 0:
+            return
+        n = self.config.generation.interpolation_frames
+        ts = (*(np.arange(1, n + 1, dtype=np.float64) / (n + 1)).tolist(), 1.0)
+        nxt = dataclasses.replace(walk.end, seed=self._next_seed(walk.end.seed))
+        self._start_walk(self._walk_request(walk), nxt, ts, after=walk)
+
+    async def _take_walk(self, start: GenerationRequest, end: GenerationRequest,
+                         ts: tuple[float, ...]) -> _Walk | None:
+        spec = next((w for w in self._walks if w.speculative), None)
+        if spec is None:
+            return None
+        want = end
+        if self.config.generation.seed_policy is SeedPolicy.RANDOM:
+            want = dataclasses.replace(end, seed=spec.end.seed)  # any fresh seed is as good as another
+        if (spec.start == start and want == spec.end and len(spec.ts) == len(ts)
+                and all(abs(a - b) < 1e-9 for a, b in zip(spec.ts, ts, strict=True))):
+            spec.speculative = False
+            return spec
+        await self._drop_walk(spec)
+        return None
+
+    async def _finish_walk(self, walk: _Walk) -> list[GeneratedImage]:
+        try:
+            await asyncio.wait(walk.tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            await self._drop_walk(walk)
+            raise
+        if walk.cancelled:
+            raise ExecutionFailed("ComfyUI latent walk interrupted", interrupted=True)
+        errors = [t.exception() for t in walk.tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        if errors:
+            await self._drop_walk(walk)
+            interrupted = [e for e in errors if isinstance(e, ExecutionFailed) and e.interrupted]
+            raise (interrupted or errors)[0]  # type: ignore[misc]
+        return [t.result() for t in walk.tasks]
+
+    async def _walk_frame(self, walk: _Walk, k: int) -> GeneratedImage:
+        t = walk.ts[k]
+        if walk.after is not None:
+            await walk.after.queued.wait()  # the segment shown first is queued first, on every server
+        counted = False
+
+        def queued() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                walk.n_queued += 1
+                if walk.n_queued == len(walk.ts):
+                    walk.queued.set()
+
+        request = self._walk_request(walk) if t >= 1.0 else walk.end
+        want_latent = self._want_latent and t >= 1.0
+
+        async def work(server: Server) -> GeneratedImage:
+            t0 = time.perf_counter()
+            name = await self._walk_noise_on(server, walk) if walk.noise is not None else None
+            if walk.cancelled:
+                raise ExecutionFailed("ComfyUI latent walk interrupted", server=server.url, interrupted=True)
+            built = self.builder.build_walk_frame(walk.start, walk.end, t, prefix=self._prefix("walk"), noise=name,
+                                                  index=k, want_latent=want_latent)
+            result = await self._run(server, built, walk.prompts[k], on_queued=queued)
+            refs = result.files(built.image_node) if built.image_node else []
+            if not refs:
+                raise ExecutionFailed(f"ComfyUI at {server.url}: walk frame {result.prompt_id} produced no image",
+                                      server=server.url, prompt_id=result.prompt_id)
+            images, latent = await asyncio.gather(self._images(server, refs[:1]),
+                                                  self._latents(server, result, built.latent_nodes))
+            self._remember(images[0], server, refs[0])
+            meta: dict[str, Any] = {"server": server.url, "prompt_id": result.prompt_id, "file": refs[0].annotated(),
+                                    "walk_t": t}
+            return GeneratedImage(images[0], request, (time.perf_counter() - t0) * 1000.0, latent, meta)
+
+        try:
+            return await self.pool.run(work)
+        finally:
+            queued()
+
+    async def _walk_noise_on(self, server: Server, walk: _Walk) -> str:
+        """The LoadLatent name of the walk's noise batch on ``server``: uploaded once per server and
+        segment into a small ring of names (at most two segments are alive, the ring holds four)."""
+        task = walk.uploads.get(server.url)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            assert walk.noise is not None
+            self._walk_slot = (self._walk_slot + 1) % (4 * max(1, len(self.pool.servers)))
+            blob = latent_file.dumps(walk.noise)
+
+            async def upload(name: str) -> str:
+                ref = await server.client.upload_image(blob, name, overwrite=True,
+                                                       subfolder=f"dream-window/{self._tag}",
+                                                       mime="application/octet-stream")
+                return ref.annotated()
+
+            task = asyncio.create_task(upload(f"walk_{self._walk_slot}.latent"), name="walk noise upload")
+            walk.uploads[server.url] = task
+        # shield: one frame being cancelled must not cancel the upload its siblings wait for
+        return await asyncio.shield(task)
+
+    async def _drop_walk(self, walk: _Walk) -> None:
+        """Cancel a walk's frames and take its prompts off the server (queued: deleted; running:
+        interrupted). Ids are known before each POST, so a frame cancelled mid-POST is deleted too."""
+        walk.cancelled = True
+        for dependent in [w for w in self._walks if w.after is walk]:  # it would start from this walk's end
+            await self._drop_walk(dependent)
+        if walk in self._walks:
+            self._walks.remove(walk)
+        for task in (*walk.tasks, *walk.uploads.values()):
+            task.cancel()
+        await asyncio.gather(*walk.tasks, *walk.uploads.values(), return_exceptions=True)
+        walk.queued.set()  # a speculative segment waiting behind this one must not wait forever
+        by_server: dict[str, tuple[Server, list[str]]] = {}
+        for holder in walk.prompts:
+            server, pid = holder.get("server"), holder.get("id")
+            if server is not None and pid is not None:
+                by_server.setdefault(server.url, (server, []))[1].append(pid)
+        for server, pids in by_server.values():
+            if server.up:
+                with contextlib.suppress(ComfyUIError):
+                    await server.client.delete_queued(pids)
+                    for pid in pids:
+                        await server.client.interrupt(pid)
+
+    async def _drop_walks(self) -> None:
+        for walk in list(reversed(self._walks)):  # the speculative one first: it must not slip in
+            await self._drop_walk(walk)

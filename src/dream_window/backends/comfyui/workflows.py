@@ -7,7 +7,11 @@ models loaded across them (identical loader inputs are never re-executed):
   on the sampler output: the keyframe latent for hybrid/interpolate comes back from the same prompt,
   no second round trip and no second VAE in our process;
 * ``encode``: LoadImage → VAEEncode → SaveLatent, one branch per image;
-* ``decode``: LoadLatent (a batch ``[N, C, H, W]``) → VAEDecode → SaveImage: N frames per prompt.
+* ``decode``: LoadLatent (a batch ``[N, C, H, W]``) → VAEDecode → SaveImage: N frames per prompt;
+* ``walk_frame``: one frame of a latent walk (stable-diffusion-videos): the text conditioning lerped
+  with ``ConditioningAverage`` and, for SD families, our own slerped starting noise from an uploaded
+  ``.latent`` batch sampled with the sampler's noise disabled (see :mod:`.walk` for the pre-scaling;
+  Flux keeps one sampler seed for the whole walk instead).
 
 Node ids are stable digit strings so graphs of one family differ only in values, which is what
 ComfyUI's cache keys on.
@@ -16,6 +20,7 @@ ComfyUI's cache keys on.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +28,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dream_window.backends.base import GenerationRequest
+from dream_window.backends.comfyui.walk import (
+    SD15_SCALE_FACTOR,
+    SDXL_SCALE_FACTOR,
+    NoiseConvention,
+    eps_convention,
+)
 from dream_window.config import ComfyUIConfig, ModelFamily
 from dream_window.errors import ConfigError
 
@@ -49,6 +60,12 @@ class WorkflowBuilder(Protocol):
     def build_encode(self, images: list[str], *, prefix: str) -> BuiltGraph: ...
 
     def build_decode(self, latent: str, *, prefix: str) -> BuiltGraph: ...
+
+    @property
+    def walk_noise(self) -> NoiseConvention: ...
+
+    def build_walk_frame(self, start: GenerationRequest, end: GenerationRequest, t: float, *, prefix: str,
+                         noise: str | None = None, index: int = 0, want_latent: bool = False) -> BuiltGraph: ...
 
 
 def _node(class_type: str, **inputs: Any) -> dict[str, Any]:
@@ -123,6 +140,63 @@ class _Builder:
         g["42"] = _node("SaveImage", filename_prefix=prefix, images=["41", 0])
         return BuiltGraph(g, "42")
 
+    # --- latent walk ------------------------------------------------------------------------------
+
+    @property
+    def walk_noise(self) -> NoiseConvention:
+        return eps_convention(self.latent_channels, SD15_SCALE_FACTOR)
+
+    @staticmethod
+    def _lerp_text(g: dict[str, Any], clip: Link, a: str, b: str, t: float, ids: tuple[str, str, str]) -> Link:
+        """Conditioning for ``lerp(cond(a), cond(b), t)``. ConditioningAverage computes
+        ``to·s + from·(1 − s)`` (pooled outputs too), so ``to`` = b, ``from`` = a, ``s`` = t. An
+        endpoint, or equal texts, needs no average (and stays cache-identical to a plain encode)."""
+        ia, ib, iavg = ids
+        if t >= 1.0 or a == b:
+            g[ib] = _node("CLIPTextEncode", text=b, clip=clip)
+            return [ib, 0]
+        g[ia] = _node("CLIPTextEncode", text=a, clip=clip)
+        if t <= 0.0:
+            return [ia, 0]
+        g[ib] = _node("CLIPTextEncode", text=b, clip=clip)
+        g[iavg] = _node("ConditioningAverage", conditioning_to=[ib, 0], conditioning_from=[ia, 0],
+                        conditioning_to_strength=float(t))
+        return [iavg, 0]
+
+    def walk_sigmas(self, g: dict[str, Any], model: Link, request: GenerationRequest) -> Link:
+        g["21"] = _node("BasicScheduler", model=model, scheduler=self.config.scheduler, steps=request.steps,
+                        denoise=1.0)
+        g["22"] = _node("KSamplerSelect", sampler_name=self.config.sampler)
+        return ["21", 0]
+
+    def build_walk_frame(self, start: GenerationRequest, end: GenerationRequest, t: float, *, prefix: str,
+                         noise: str | None = None, index: int = 0, want_latent: bool = False) -> BuiltGraph:
+        """Frame ``t`` of the walk from ``start`` to ``end``: entry ``index`` of the uploaded noise
+        batch ``noise`` is the sampler's starting latent, as is, with the sampler's noise disabled."""
+        if noise is None:
+            raise ValueError(f"{self.family} walk frames need the uploaded noise batch")
+        g, model, clip, vae = self.loaders()
+        pos = self._lerp_text(g, clip, start.prompt, end.prompt, t, ("10", "15", "16"))
+        neg = self._lerp_text(g, clip, start.negative_prompt, end.negative_prompt, t, ("11", "17", "18"))
+        g["40"] = _node("LoadLatent", latent=noise)
+        g["41"] = _node("LatentFromBatch", samples=["40", 0], batch_index=index, length=1)
+        sigmas = self.walk_sigmas(g, model, end)
+        g["23"] = _node("DisableNoise")
+        g["24"] = _node("CFGGuider", model=model, positive=pos, negative=neg, cfg=end.cfg)
+        g["20"] = _node("SamplerCustomAdvanced", noise=["23", 0], guider=["24", 0], sampler=["22", 0],
+                        sigmas=sigmas, latent_image=["41", 0])
+        return self._outputs(g, ["20", 0], vae, prefix, want_latent)
+
+    @staticmethod
+    def _outputs(g: dict[str, Any], samples: Link, vae: Link, prefix: str, want_latent: bool) -> BuiltGraph:
+        g["30"] = _node("VAEDecode", samples=samples, vae=vae)
+        g["31"] = _node("SaveImage", filename_prefix=prefix, images=["30", 0])
+        latents: tuple[str, ...] = ()
+        if want_latent:
+            g["32"] = _node("SaveLatent", filename_prefix=prefix, samples=samples)
+            latents = ("32",)
+        return BuiltGraph(g, "31", latents)
+
 
 class FluxWorkflowBuilder(_Builder):
     """Flux schnell: 4 steps, cfg 1.0, euler/simple, 16-channel latents (EmptySD3LatentImage);
@@ -142,6 +216,22 @@ class FluxWorkflowBuilder(_Builder):
             "3": _node("VAELoader", vae_name=f.vae),
         }
         return g, ["1", 0], ["2", 0], ["3", 0]
+
+    @property
+    def walk_noise(self) -> NoiseConvention:
+        return NoiseConvention(self.latent_channels, None)  # flow model: see walk.py
+
+    def build_walk_frame(self, start: GenerationRequest, end: GenerationRequest, t: float, *, prefix: str,
+                         noise: str | None = None, index: int = 0, want_latent: bool = False) -> BuiltGraph:
+        """Flux: the sampler's own noise from ONE seed for the whole walk (``start.seed``), the
+        conditioning lerped. ``noise``/``index`` are not used (a flow sampler at σ=1 ignores any
+        starting latent when its noise is disabled)."""
+        g, model, clip, vae = self.loaders()
+        pos = self._lerp_text(g, clip, start.prompt, end.prompt, t, ("10", "15", "16"))
+        neg = self._lerp_text(g, clip, start.negative_prompt, end.negative_prompt, t, ("11", "17", "18"))
+        g["12"] = _node(self.empty_latent, width=end.width, height=end.height, batch_size=1)
+        samples = self.sampler(g, model, pos, neg, ["12", 0], dataclasses.replace(end, seed=start.seed), 1.0)
+        return self._outputs(g, samples, vae, prefix, want_latent)
 
 
 class SD15WorkflowBuilder(_Builder):
@@ -170,6 +260,16 @@ class SDXLTurboWorkflowBuilder(_Builder):
         g["20"] = _node("SamplerCustom", model=model, add_noise=True, noise_seed=request.seed, cfg=request.cfg,
                         positive=pos, negative=neg, sampler=["22", 0], sigmas=["21", 0], latent_image=latent)
         return ["20", 0]
+
+    @property
+    def walk_noise(self) -> NoiseConvention:
+        return eps_convention(self.latent_channels, SDXL_SCALE_FACTOR)
+
+    def walk_sigmas(self, g: dict[str, Any], model: Link, request: GenerationRequest) -> Link:
+        # SDTurboScheduler at denoise 1 starts at timestep 999, i.e. σ_max: max_denoise holds.
+        g["21"] = _node("SDTurboScheduler", model=model, steps=min(request.steps, 10), denoise=1.0)
+        g["22"] = _node("KSamplerSelect", sampler_name="euler_ancestral")
+        return ["21", 0]
 
 
 # --- bring your own workflow ---------------------------------------------------------------------
