@@ -12,6 +12,9 @@ Against the ComfyUI test server (each in its own process, a fixed execution time
 
 The seed flow is its BACKEND_ARCHITECTURE loop: upload → queue → wait → /history → download →
 copy → embed → cache, then the next frame. Ours is the real DreamController + ComfyUIBackend.
+"interpolate" is interpolate mode with ``interpolation.walk: off`` (txt2img keyframes, in-betweens
+slerped and decoded on the server); "interpolate-walk" is the latent walk (every frame sampled,
+a segment's frames spread over the servers at once, the next segment queued behind it).
 
     .venv/bin/python bench/comfyui_pipeline.py            # about a minute
 """
@@ -154,12 +157,15 @@ async def seed_flow(url: str, frames: int, out: Path, size: tuple[int, int], ste
 
 async def our_flow(urls: list[str], mode: str, frames: int, out: Path, size: tuple[int, int], steps: int,
                    speculate: bool = True) -> tuple[int, int]:
+    walk = "auto" if mode == "interpolate-walk" else "off"
+    mode = mode.removesuffix("-walk")
     data: dict[str, Any] = {
         "system": {"backend": "comfyui", "comfyui_url": urls, "output_dir": str(out)},
         "generation": {"mode": mode, "model": "sd15", "width": size[0], "height": size[1], "steps": steps,
                        "denoise": 0.4, "frame_interval": 0, "keyframe_interval": 4, "interpolation_frames": 3,
                        "buffer_size": 8, "cache": {"enabled": False}},
         "comfyui": {"sd15_checkpoint": "tiny_sd15.safetensors", "speculate": speculate},
+        "interpolation": {"walk": walk},
         "viewer": {"enabled": False}, "game_detection": {"enabled": False},
     }
     path = out / "config.yaml"
@@ -216,7 +222,8 @@ async def main() -> None:
                 r = await measure("seed sequential img2img", servers.urls,
                                   seed_flow(servers.urls[0], args.frames, out, size, args.steps))
                 rows.append({**r, "servers": n})
-            for mode in (["img2img", "hybrid", "interpolate"] if n == 1 else ["hybrid", "interpolate"]):
+            modes = ["hybrid", "interpolate", "interpolate-walk"]
+            for mode in (["img2img", *modes] if n == 1 else modes):
                 out = root / f"{mode}-{n}"
                 out.mkdir()
                 frames = args.frames if mode == "img2img" else args.frames * 3
@@ -239,11 +246,11 @@ async def main() -> None:
             print(f"  {r['label']:26} busy {r['busy'] / max(seed['busy'], 1e-9):.2f}x, "
                   f"frames/s {r['fps'] / max(seed['fps'], 1e-9):.2f}x")
     print("\nscaling with servers (frames/s relative to 1 server):")
-    for mode in ("hybrid", "interpolate"):
+    for mode in ("hybrid", "interpolate", "interpolate-walk"):
         one = next(r for r in rows if r["label"] == f"ours {mode}" and r["servers"] == 1)
         for r in rows:
             if r["label"] == f"ours {mode}" and r["servers"] > 1:
-                print(f"  {mode:12} {r['servers']} servers: {r['fps'] / max(one['fps'], 1e-9):.2f}x")
+                print(f"  {mode:16} {r['servers']} servers: {r['fps'] / max(one['fps'], 1e-9):.2f}x")
 
 
 if __name__ == "__main__":
