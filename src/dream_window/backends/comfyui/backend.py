@@ -508,15 +508,21 @@ class ComfyUIBackend:
             if walk in self._walks:
                 self._walks.remove(walk)
 
+    @property
+    def _walker(self) -> WorkflowBuilder:
+        if isinstance(self.builder, CustomWorkflow):
+            raise ConfigError("a custom comfyui.workflow cannot express a latent walk")
+        return self.builder
+
     def _walk_request(self, walk: _Walk) -> GenerationRequest:
         """The request the walk's ``t = 1`` frame really is (a Flux walk keeps the start's seed)."""
-        if self.builder.walk_noise.prescale is None:
+        if self._walker.walk_noise.prescale is None:
             return dataclasses.replace(walk.end, seed=walk.start.seed)
         return walk.end
 
     def _start_walk(self, start: GenerationRequest, end: GenerationRequest, ts: tuple[float, ...], *,
                     after: _Walk | None = None) -> _Walk:
-        conv = self.builder.walk_noise
+        conv = self._walker.walk_noise
         noise = None if conv.prescale is None else conv.walk(start.seed, end.seed, ts, end.width, end.height)
         walk = _Walk(start, end, ts, noise, speculative=after is not None, after=after)
         walk.prompts = [{} for _ in ts]
@@ -587,7 +593,7 @@ class ComfyUIBackend:
             name = await self._walk_noise_on(server, walk) if walk.noise is not None else None
             if walk.cancelled:
                 raise ExecutionFailed("ComfyUI latent walk interrupted", server=server.url, interrupted=True)
-            built = self.builder.build_walk_frame(walk.start, walk.end, t, prefix=self._prefix("walk"), noise=name,
+            built = self._walker.build_walk_frame(walk.start, walk.end, t, prefix=self._prefix("walk"), noise=name,
                                                   index=k, want_latent=want_latent)
             result = await self._run(server, built, walk.prompts[k], on_queued=queued)
             refs = result.files(built.image_node) if built.image_node else []
