@@ -164,7 +164,14 @@ class ComfyUIClient:
             raise LifecycleError(f"client for {self.base_url} is already open")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        await self._request("GET", "/system_stats", retries=0)
+        try:
+            await self._request("GET", "/system_stats", retries=0)
+        except BaseException:
+            # A client that never opened owns nothing afterwards: no session left for the GC to warn about.
+            if self._own_session and self._session is not None:
+                await self._session.close()
+                self._session = None
+            raise
         self.state = ClientState.OPEN
         self._reader = asyncio.create_task(self._read_forever(), name=f"comfyui-ws {self.base_url}")
         if not await _wait_event(self._connected, self._timeout.sock_connect or 3.0):
@@ -198,8 +205,10 @@ class ComfyUIClient:
         if up != self._up:
             if up and self._up is False:
                 log.info("ComfyUI at %s is reachable again", self.base_url)
-            elif not up:
+            elif not up and self._up is True:
                 log.warning("ComfyUI at %s unreachable: %s", self.base_url, why)
+            elif not up:  # never reached yet: whoever asked reports it (one line, not three)
+                log.debug("ComfyUI at %s unreachable: %s", self.base_url, why)
             self._up = up
 
     async def _request(

@@ -77,8 +77,10 @@ class ServerPool:
         return True
 
     def _down(self, s: Server, why: str) -> None:
-        if s.up or not s.last_error:
+        if s.up:
             log.warning("ComfyUI server %s taken out: %s", s.url, why)
+        elif not s.last_error:  # never up: the caller reports the failure once
+            log.debug("ComfyUI server %s not reachable: %s", s.url, why)
         s.up = False
         s.failures += 1
         s.last_error = why
