@@ -45,11 +45,17 @@ def stop_latency(runs: int = 3) -> list[float]:
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as d:
             cfg = Path(d) / "c.yaml"
-            cfg.write_text("system: {backend: builtin}\ngeneration: {frame_interval: 0.05, cache: {enabled: false}}\n"
-                           "viewer: {enabled: false}\ngame_detection: {enabled: false}\n")
-            p = subprocess.Popen([sys.executable, "-m", "dream_window", "run", "--config", str(cfg)], cwd=d,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 env={**os.environ, "DREAM_WINDOW_HOME": d})
+            cfg.write_text(
+                "system: {backend: builtin}\ngeneration: {frame_interval: 0.05, cache: {enabled: false}}\n"
+                "viewer: {enabled: false}\ngame_detection: {enabled: false}\n"
+            )
+            p = subprocess.Popen(
+                [sys.executable, "-m", "dream_window", "run", "--config", str(cfg)],
+                cwd=d,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "DREAM_WINDOW_HOME": d},
+            )
             status = Path(d) / "output" / "status.json"
             while not (status.exists() and json.loads(status.read_text() or "{}").get("frame_count", 0) >= 3):
                 time.sleep(0.02)

@@ -34,8 +34,9 @@ TOP_K = 5
 THRESHOLD = 0.0  # random unit vectors: about half pass, so both paths do real filtering and sorting
 
 
-def seed_find_similar(target: np.ndarray, candidates: list[tuple[str, np.ndarray]],
-                      threshold: float, top_k: int) -> list[tuple[str, float]]:
+def seed_find_similar(
+    target: np.ndarray, candidates: list[tuple[str, np.ndarray]], threshold: float, top_k: int
+) -> list[tuple[str, float]]:
     """The seed design's algorithm: a Python loop computing one dot product per entry."""
     results = []
     for cache_id, emb in candidates:
@@ -71,13 +72,19 @@ def bench_search(d: int) -> None:
         matcher.load(ids, m)
         target = unit_rows(1, d, seed=1)[0]
         cands = list(zip(ids, m, strict=True))
-        fast = median_ms(lambda: matcher.find_similar(target, THRESHOLD, TOP_K, at_frame=0), 51 if n < 100_000 else 21)  # noqa: B023 (called at once)
+        fast = median_ms(
+            lambda: matcher.find_similar(target, THRESHOLD, TOP_K, at_frame=0),  # noqa: B023 (called at once)
+            51 if n < 100_000 else 21,
+        )
         slow = median_ms(lambda: seed_find_similar(target, cands, THRESHOLD, TOP_K), 11 if n < 100_000 else 3)  # noqa: B023 (called at once)
         floor = median_ms(lambda: m @ target, 51 if n < 100_000 else 21)  # the bandwidth floor: one matvec  # noqa: B023 (called at once)
-        same = [c for c, _ in matcher.find_similar(target, THRESHOLD, TOP_K)] == \
-            [c for c, _ in seed_find_similar(target, cands, THRESHOLD, TOP_K)]
-        print(f"{n:>8} {slow:>11.3f} {fast:>9.3f} {slow / fast:>8.0f}x {floor:>9.3f}"
-              f"{'' if same else '  RESULTS DIFFER'}")
+        same = [c for c, _ in matcher.find_similar(target, THRESHOLD, TOP_K)] == [
+            c for c, _ in seed_find_similar(target, cands, THRESHOLD, TOP_K)
+        ]
+        print(
+            f"{n:>8} {slow:>11.3f} {fast:>9.3f} {slow / fast:>8.0f}x {floor:>9.3f}"
+            f"{'' if same else '  RESULTS DIFFER'}"
+        )
 
 
 def build_index(directory: Path, n: int, d: int) -> None:
@@ -88,9 +95,18 @@ def build_index(directory: Path, n: int, d: int) -> None:
     conn.executemany(
         "INSERT INTO entries (cache_id, prompt, params, embedding, embedder, width, height, created_at, "
         "last_used_at, last_used_seq, use_count, score) VALUES (?, ?, ?, ?, 'bench', 256, 512, ?, ?, ?, 0, 0)",
-        ((f"{i:032x}", "ethereal angel made of light, flowing robes, cosmic nebula, dreamy, soft glow",
-          json.dumps({"seed": i, "steps": 4, "cfg": 1.0, "denoise": 0.4}), embedding_to_blob(m[i]), now, now, i + 1)
-         for i in range(n)),
+        (
+            (
+                f"{i:032x}",
+                "ethereal angel made of light, flowing robes, cosmic nebula, dreamy, soft glow",
+                json.dumps({"seed": i, "steps": 4, "cfg": 1.0, "denoise": 0.4}),
+                embedding_to_blob(m[i]),
+                now,
+                now,
+                i + 1,
+            )
+            for i in range(n)
+        ),
     )
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -99,10 +115,17 @@ def build_index(directory: Path, n: int, d: int) -> None:
 
 def build_seed_json(path: Path, n: int, d: int) -> None:
     m = unit_rows(n, d)
-    entries = [{"cache_id": f"cache_{i:05d}", "image_path": f"cache/images/cache_{i:05d}.png",
-                "prompt": "ethereal angel made of light, flowing robes, cosmic nebula, dreamy, soft glow",
-                "generation_params": {"steps": 4, "denoise": 0.4, "cfg": 1.0},
-                "embedding": m[i].tolist(), "timestamp": "2025-11-08T09:15:00"} for i in range(n)]
+    entries = [
+        {
+            "cache_id": f"cache_{i:05d}",
+            "image_path": f"cache/images/cache_{i:05d}.png",
+            "prompt": "ethereal angel made of light, flowing robes, cosmic nebula, dreamy, soft glow",
+            "generation_params": {"steps": 4, "denoise": 0.4, "cfg": 1.0},
+            "embedding": m[i].tolist(),
+            "timestamp": "2025-11-08T09:15:00",
+        }
+        for i in range(n)
+    ]
     path.write_text(json.dumps({"version": "1.0", "entries": entries}), encoding="utf-8")
 
 

@@ -62,10 +62,23 @@ class Servers:
         self.procs: list[subprocess.Popen[bytes]] = []
         for i in range(n):
             port = free_port()
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "dream_window.testing.comfy_server", "--port", str(port),
-                 "--step-delay", str(step_delay), "--root", str(root / f"server{i}")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dream_window.testing.comfy_server",
+                        "--port",
+                        str(port),
+                        "--step-delay",
+                        str(step_delay),
+                        "--root",
+                        str(root / f"server{i}"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             self.urls.append(f"http://127.0.0.1:{port}")
 
     async def wait_up(self) -> None:
@@ -99,8 +112,14 @@ async def busy_fraction(urls: list[str], since_ms: float) -> tuple[float, float,
         for entry in hist.values():
             msgs = dict((m[0], m[1]) for m in entry["status"]["messages"])
             start = msgs.get("execution_start", {}).get("timestamp")
-            end = next((msgs[k]["timestamp"] for k in ("execution_success", "execution_error", "execution_interrupted")
-                        if k in msgs), None)
+            end = next(
+                (
+                    msgs[k]["timestamp"]
+                    for k in ("execution_success", "execution_error", "execution_interrupted")
+                    if k in msgs
+                ),
+                None,
+            )
             if start is not None and end is not None and start >= since_ms:
                 s.append((start / 1000.0, end / 1000.0))
         spans.append(s)
@@ -128,9 +147,12 @@ async def seed_flow(url: str, frames: int, out: Path, size: tuple[int, int], ste
         for i in range(frames):
             buf = io.BytesIO()
             image.save(buf, "PNG")
-            ref = await client.upload_image(buf.getvalue(), f"seed_{i}.png", overwrite=True)  # seed: every frame
-            req = GenerationRequest(prompt="misty forest", seed=i, width=size[0], height=size[1], steps=steps,
-                                    denoise=0.4)
+            ref = await client.upload_image(
+                buf.getvalue(), f"seed_{i}.png", overwrite=True
+            )  # seed: every frame
+            req = GenerationRequest(
+                prompt="misty forest", seed=i, width=size[0], height=size[1], steps=steps, denoise=0.4
+            )
             built = builder.build_img2img(req, ref.annotated(), prefix="seed/frame")
             pid = await client.queue_prompt(built.graph)
             await client.wait_for_completion(pid, timeout=60)
@@ -142,8 +164,13 @@ async def seed_flow(url: str, frames: int, out: Path, size: tuple[int, int], ste
             image.save(b, "PNG")
             atomic_write_bytes(path, b.getvalue())
             small = np.asarray(image.resize((32, 32)), dtype=np.float32)  # embed
-            emb = np.concatenate([small.mean(axis=(0, 1)), small.std(axis=(0, 1)),
-                                  np.histogram(small, bins=32)[0].astype(np.float32)])
+            emb = np.concatenate(
+                [
+                    small.mean(axis=(0, 1)),
+                    small.std(axis=(0, 1)),
+                    np.histogram(small, bins=32)[0].astype(np.float32),
+                ]
+            )
             db.execute("INSERT INTO frames (path, emb) VALUES (?, ?)", (str(path), emb.tobytes()))  # cache
             db.commit()
     finally:
@@ -155,18 +182,36 @@ async def seed_flow(url: str, frames: int, out: Path, size: tuple[int, int], ste
 # --- ours -------------------------------------------------------------------------------------------
 
 
-async def our_flow(urls: list[str], mode: str, frames: int, out: Path, size: tuple[int, int], steps: int,
-                   speculate: bool = True) -> tuple[int, int]:
+async def our_flow(
+    urls: list[str],
+    mode: str,
+    frames: int,
+    out: Path,
+    size: tuple[int, int],
+    steps: int,
+    speculate: bool = True,
+) -> tuple[int, int]:
     walk = "auto" if mode == "interpolate-walk" else "off"
     mode = mode.removesuffix("-walk")
     data: dict[str, Any] = {
         "system": {"backend": "comfyui", "comfyui_url": urls, "output_dir": str(out)},
-        "generation": {"mode": mode, "model": "sd15", "width": size[0], "height": size[1], "steps": steps,
-                       "denoise": 0.4, "frame_interval": 0, "keyframe_interval": 4, "interpolation_frames": 3,
-                       "buffer_size": 8, "cache": {"enabled": False}},
+        "generation": {
+            "mode": mode,
+            "model": "sd15",
+            "width": size[0],
+            "height": size[1],
+            "steps": steps,
+            "denoise": 0.4,
+            "frame_interval": 0,
+            "keyframe_interval": 4,
+            "interpolation_frames": 3,
+            "buffer_size": 8,
+            "cache": {"enabled": False},
+        },
         "comfyui": {"sd15_checkpoint": "tiny_sd15.safetensors", "speculate": speculate},
         "interpolation": {"walk": walk},
-        "viewer": {"enabled": False}, "game_detection": {"enabled": False},
+        "viewer": {"enabled": False},
+        "game_detection": {"enabled": False},
     }
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -196,8 +241,15 @@ async def measure(label: str, urls: list[str], coro: Any) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     busy, window, prompts = await busy_fraction(urls, since)
     frames = result[0] if isinstance(result, tuple) else result
-    return {"label": label, "busy": busy, "window": window, "wall": wall, "frames": frames,
-            "fps": frames / max(window, 1e-9), "prompts": prompts}
+    return {
+        "label": label,
+        "busy": busy,
+        "window": window,
+        "wall": wall,
+        "frames": frames,
+        "fps": frames / max(window, 1e-9),
+        "prompts": prompts,
+    }
 
 
 async def main() -> None:
@@ -219,32 +271,44 @@ async def main() -> None:
             if n == 1:
                 out = root / "seed"
                 out.mkdir()
-                r = await measure("seed sequential img2img", servers.urls,
-                                  seed_flow(servers.urls[0], args.frames, out, size, args.steps))
+                r = await measure(
+                    "seed sequential img2img",
+                    servers.urls,
+                    seed_flow(servers.urls[0], args.frames, out, size, args.steps),
+                )
                 rows.append({**r, "servers": n})
             modes = ["hybrid", "interpolate", "interpolate-walk"]
-            for mode in (["img2img", *modes] if n == 1 else modes):
+            for mode in ["img2img", *modes] if n == 1 else modes:
                 out = root / f"{mode}-{n}"
                 out.mkdir()
                 frames = args.frames if mode == "img2img" else args.frames * 3
-                r = await measure(f"ours {mode}", servers.urls,
-                                  our_flow(servers.urls, mode, frames, out, size, args.steps))
+                r = await measure(
+                    f"ours {mode}", servers.urls, our_flow(servers.urls, mode, frames, out, size, args.steps)
+                )
                 rows.append({**r, "servers": n})
         finally:
             servers.stop()
 
-    print(f"\nComfyUI pipeline: {size[0]}x{size[1]}, {args.steps} steps x {args.step_delay:g}s per frame "
-          f"(~{args.steps * args.step_delay:.2f}s execution), test server per process, {os.cpu_count()} CPUs\n")
-    print(f"{'flow':28} {'servers':>7} {'busy':>7} {'frames':>7} {'prompts':>8} {'window s':>9} {'frames/s':>9}")
+    print(
+        f"\nComfyUI pipeline: {size[0]}x{size[1]}, {args.steps} steps x {args.step_delay:g}s per frame "
+        f"(~{args.steps * args.step_delay:.2f}s execution), test server per process, {os.cpu_count()} CPUs\n"
+    )
+    print(
+        f"{'flow':28} {'servers':>7} {'busy':>7} {'frames':>7} {'prompts':>8} {'window s':>9} {'frames/s':>9}"
+    )
     for r in rows:
-        print(f"{r['label']:28} {r['servers']:>7} {r['busy']:>6.1%} {r['frames']:>7} {r['prompts']:>8} "
-              f"{r['window']:>9.2f} {r['fps']:>9.2f}")
+        print(
+            f"{r['label']:28} {r['servers']:>7} {r['busy']:>6.1%} {r['frames']:>7} {r['prompts']:>8} "
+            f"{r['window']:>9.2f} {r['fps']:>9.2f}"
+        )
     seed = rows[0]
     print("\nratios (ours / seed):")
     for r in rows[1:]:
         if r["servers"] == 1:
-            print(f"  {r['label']:26} busy {r['busy'] / max(seed['busy'], 1e-9):.2f}x, "
-                  f"frames/s {r['fps'] / max(seed['fps'], 1e-9):.2f}x")
+            print(
+                f"  {r['label']:26} busy {r['busy'] / max(seed['busy'], 1e-9):.2f}x, "
+                f"frames/s {r['fps'] / max(seed['fps'], 1e-9):.2f}x"
+            )
     print("\nscaling with servers (frames/s relative to 1 server):")
     for mode in ("hybrid", "interpolate", "interpolate-walk"):
         one = next(r for r in rows if r["label"] == f"ours {mode}" and r["servers"] == 1)

@@ -59,7 +59,11 @@ def bench_slerp() -> None:
     a = torch.randn(1, 16, 64, 32)
     b = torch.randn(1, 16, 64, 32)
     b = b / b.norm() * a.norm()
-    diff = (torch.stack([seed_spherical_lerp(a, b, float(t)) for t in ts]) - spherical_lerp(a, b, ts)).abs().max()
+    diff = (
+        (torch.stack([seed_spherical_lerp(a, b, float(t)) for t in ts]) - spherical_lerp(a, b, ts))
+        .abs()
+        .max()
+    )
     print(f"  max |seed - ours| on equal-norm latents: {float(diff):.2e}")
 
 

@@ -81,8 +81,12 @@ def x11_bench(runs: int) -> tuple[float, float] | str:
     except ImportError:
         return "python-xlib not installed: skipped"
     r, w = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(w), "-screen", "0", "1920x1080x24", "-nolisten", "tcp",
-                             "-noreset"], pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(w), "-screen", "0", "1920x1080x24", "-nolisten", "tcp", "-noreset"],
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(w)
     try:
         with os.fdopen(r, "rb") as f:
@@ -145,14 +149,17 @@ def main() -> None:
         own = OwnProcesses(["http://127.0.0.1:8188"])
         gpu = GpuDetector(reader, own=own.pids)
         row(f"gpu: NVML check ({reader.device_name(0)})", timed(lambda: gpu.check(ctx), runs))
-        row("gpu: own-process lookup (every 60 s)", timed(lambda: own._finder(own.ports), max(10, runs // 10)))
+        row(
+            "gpu: own-process lookup (every 60 s)", timed(lambda: own._finder(own.ports), max(10, runs // 10))
+        )
         print(f"  gpu: per-process utilisation supported: {reader.process_utilization(0) is not None}")
 
     row("fullscreen: X11 on Xvfb (fullscreen window)", x11_bench(runs))
-    fg = ForegroundWindow(1, "Game", "UnityWndClass", "game.exe", Rect(0, 0, 1920, 1080), Rect(0, 0, 1920, 1080))
+    fg = ForegroundWindow(
+        1, "Game", "UnityWndClass", "game.exe", Rect(0, 0, 1920, 1080), Rect(0, 0, 1920, 1080)
+    )
     row("fullscreen: Windows decision (pure)", timed(lambda: decide(fg, None), runs))
     row("battery: psutil.sensors_battery", timed(lambda: BatteryDetector().check(ctx), runs))
-
 
     dets: list[Any] = [by_path] + ([gpu] if gpu is not None else [])
     monitor = SystemMonitor(dets, _Target(), clock=_Clock(), interval=2.0)
@@ -161,8 +168,10 @@ def main() -> None:
         await monitor.check_once()
 
     loop = asyncio.new_event_loop()
-    row("whole check via to_thread (games" + (" + gpu)" if gpu else ")"),
-        timed(lambda: loop.run_until_complete(one()), runs))
+    row(
+        "whole check via to_thread (games" + (" + gpu)" if gpu else ")"),
+        timed(lambda: loop.run_until_complete(one()), runs),
+    )
     loop.close()
     if gpu is not None:
         gpu.close()

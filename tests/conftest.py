@@ -64,8 +64,14 @@ def fast_config(tmp_path: Path, **sections: dict[str, Any]) -> DreamConfig:
     """A config for tests: built-in backend, no pauses between frames, small history, no viewer."""
     data: dict[str, Any] = {
         "system": {"backend": "builtin", "output_dir": "output", "cache_dir": "cache"},
-        "generation": {"frame_interval": 0, "keyframe_interval": 3, "interpolation_frames": 2, "buffer_size": 4,
-                       "history_size": 50, "cache": {"enabled": False}},
+        "generation": {
+            "frame_interval": 0,
+            "keyframe_interval": 3,
+            "interpolation_frames": 2,
+            "buffer_size": 4,
+            "history_size": 50,
+            "cache": {"enabled": False},
+        },
         "viewer": {"enabled": False},
         "game_detection": {"enabled": False},
     }

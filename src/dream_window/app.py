@@ -132,7 +132,10 @@ async def open_memory(config: DreamConfig, rng: random.Random) -> Any:
 async def start_services(config: DreamConfig, controller: DreamController) -> Services:
     """Start the system monitor and the viewer when they are available and enabled."""
     services = Services()
-    for mod_name, fn_name in (("dream_window.monitor", "start_monitor"), ("dream_window.web", "start_viewer")):
+    for mod_name, fn_name in (
+        ("dream_window.monitor", "start_monitor"),
+        ("dream_window.web", "start_viewer"),
+    ):
         mod = optional_module(mod_name)
         starter = getattr(mod, fn_name, None) if mod is not None else None
         if starter is not None:
@@ -153,13 +156,21 @@ async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_f
     """The main job. Returns the process exit code."""
     rng = random.Random()
     backend, notes = await select_backend(config, backend_choice)
-    log.info("dreaming with %s, mode %s, %dx%d, output %s", backend.name, config.generation.mode.value,
-             config.generation.width, config.generation.height, config.output_dir)
+    log.info(
+        "dreaming with %s, mode %s, %dx%d, output %s",
+        backend.name,
+        config.generation.mode.value,
+        config.generation.width,
+        config.generation.height,
+        config.output_dir,
+    )
     memory = None
     services = Services()
     try:
         memory = await open_memory(config, rng)
-        controller = build_controller(config, backend, rng=rng, max_frames=max_frames, notes=notes, memory=memory)
+        controller = build_controller(
+            config, backend, rng=rng, max_frames=max_frames, notes=notes, memory=memory
+        )
         attach_rainmeter(controller)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -173,7 +184,9 @@ async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_f
             await controller.run()
         finally:
             detach()
-        log.info("stopped after %d frame(s); last frame %s", controller.frame_count, controller.output.current_path)
+        log.info(
+            "stopped after %d frame(s); last frame %s", controller.frame_count, controller.output.current_path
+        )
         return 0
     except BackendError as exc:
         log.error("%s", exc)

@@ -49,7 +49,10 @@ def load(config_path: Path | None, **overrides: Any) -> DreamConfig:
 
 
 config_option = click.option(
-    "--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
     help="Config file (default: ./config.yaml when present, else built-in defaults).",
 )
 
@@ -62,16 +65,41 @@ def main() -> None:
 
 @main.command()
 @config_option
-@click.option("--mode", type=click.Choice([m.value for m in Mode]), help="Generation mode (default from config: hybrid).")
-@click.option("--backend", type=click.Choice([b.value for b in BackendChoice]), help="auto: ComfyUI when reachable, else built-in.")
-@click.option("--output", "-o", type=click.Path(path_type=Path, file_okay=False), help="Output folder for frames and status.")
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    help="Generation mode (default from config: hybrid).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice([b.value for b in BackendChoice]),
+    help="auto: ComfyUI when reachable, else built-in.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder for frames and status.",
+)
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after publishing N frames.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging on the console.")
-def run(config_path: Path | None, mode: str | None, backend: str | None, output: Path | None,
-        max_frames: int | None, verbose: bool) -> None:
+def run(
+    config_path: Path | None,
+    mode: str | None,
+    backend: str | None,
+    output: Path | None,
+    max_frames: int | None,
+    verbose: bool,
+) -> None:
     """Dream: generate frames into the output folder until stopped (Ctrl-C)."""
-    cfg = load(config_path, **{"generation.mode": mode, "system.backend": backend,
-                               "system.output_dir": output.resolve() if output else None})
+    cfg = load(
+        config_path,
+        **{
+            "generation.mode": mode,
+            "system.backend": backend,
+            "system.output_dir": output.resolve() if output else None,
+        },
+    )
     from dream_window.app import run_dream
     from dream_window.logging_setup import setup_logging
 
@@ -106,7 +134,12 @@ def init(path: Path, force: bool) -> None:
 
 @main.command()
 @config_option
-@click.option("--output", "-o", type=click.Path(path_type=Path, file_okay=False), help="Output folder to read status from.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder to read status from.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status(config_path: Path | None, output: Path | None, as_json: bool) -> None:
     """Show what the dream is doing (reads status.json)."""

@@ -153,7 +153,9 @@ class PromptsConfig(_Section):
     # ... or every N minutes (0 = never by time); whichever comes first.
     rotate_every_minutes: float = Field(0.0, ge=0.0)
     # Optional prompts by time of day; keys morning (5-12), afternoon (12-17), evening (17-22), night (22-5).
-    themes: dict[Literal["morning", "afternoon", "evening", "night"], builtins.list[str]] = Field(default_factory=dict)
+    themes: dict[Literal["morning", "afternoon", "evening", "night"], builtins.list[str]] = Field(
+        default_factory=dict
+    )
 
 
 class GameDetectionConfig(_Section):
@@ -364,8 +366,12 @@ def _describe(err: Mapping[str, Any]) -> str:
             high = f"less than {_fmt(hi)}" if hi_ex else f"at most {_fmt(hi)}"
             return f"{key} must be {low} and {high}, got {_fmt(got)}"
         bound = next(iter(ctx.values()), None)
-        word = {"greater_than_equal": "at least", "greater_than": "greater than",
-                "less_than_equal": "at most", "less_than": "less than"}[typ]
+        word = {
+            "greater_than_equal": "at least",
+            "greater_than": "greater than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[typ]
         return f"{key} must be {word} {_fmt(bound)}, got {_fmt(got)}"
     if typ == "enum" or typ == "literal_error":
         expected = ctx.get("expected", "")

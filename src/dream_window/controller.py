@@ -115,7 +115,9 @@ class DreamController:
         self.backend = backend
         self.mode = mode
         self.generator = DreamGenerator(
-            mode=mode, backend=backend, memory=memory,
+            mode=mode,
+            backend=backend,
+            memory=memory,
             on_injection=lambda label: self.events.emit("injection", {"label": label}),
         )
         self.prompts = prompts
@@ -178,8 +180,12 @@ class DreamController:
     def _transition(self, to: State) -> None:
         if to not in _LEGAL[self._state]:
             raise LifecycleError(f"cannot go from {self._state.value} to {to.value}")
-        log.info("state: %s → %s%s", self._state.value, to.value,
-                 f" ({'; '.join(self._reasons)})" if to is State.PAUSED else "")
+        log.info(
+            "state: %s → %s%s",
+            self._state.value,
+            to.value,
+            f" ({'; '.join(self._reasons)})" if to is State.PAUSED else "",
+        )
         self._state = to
         if to is State.RUNNING:
             self._running.set()
@@ -254,7 +260,8 @@ class DreamController:
         publisher = asyncio.create_task(self._publish_loop(), name="dream-publisher")
         try:
             done, _ = await asyncio.wait(
-                {producer, publisher, asyncio.create_task(self._stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+                {producer, publisher, asyncio.create_task(self._stop.wait())},
+                return_when=asyncio.FIRST_COMPLETED,
             )
             for t in done & {producer, publisher}:
                 if t.exception() is not None:
@@ -351,7 +358,9 @@ class DreamController:
             self._last_gen_ms = frame.generation_ms
         self._publish_times.append(time.monotonic())
         self.prompts.frame_done()
-        self.events.emit("frame", {"index": index, "prompt": frame.prompt, "kind": frame.kind, "path": str(path)})
+        self.events.emit(
+            "frame", {"index": index, "prompt": frame.prompt, "kind": frame.kind, "path": str(path)}
+        )
         if self.memory is not None and frame.kind != "inbetween":
             try:
                 await self.memory.remember(frame, path)
@@ -442,7 +451,9 @@ class DreamController:
             log.warning("not continuing from %s: %s", path, exc)
         with contextlib.suppress(OSError, ValueError):
             saved = json.loads((self.output.dir / STATE_FILE).read_text(encoding="utf-8"))
-            if isinstance(saved, dict) and isinstance(saved.get("prompt"), str) and saved["prompt"] in {
-                p.text for p in self.prompts.prompts
-            }:
+            if (
+                isinstance(saved, dict)
+                and isinstance(saved.get("prompt"), str)
+                and saved["prompt"] in {p.text for p in self.prompts.prompts}
+            ):
                 self.prompts.set_prompt(saved["prompt"])

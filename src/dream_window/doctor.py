@@ -44,7 +44,13 @@ def module_available(name: str) -> tuple[bool, str]:
 
 
 async def core_checks(config: DreamConfig) -> list[Check]:
-    out = [Check("config", "ok", f"valid (mode {config.generation.mode.value}, model {config.generation.model.value})")]
+    out = [
+        Check(
+            "config",
+            "ok",
+            f"valid (mode {config.generation.mode.value}, model {config.generation.model.value})",
+        )
+    ]
     for label, path in (("output dir", config.output_dir), ("cache dir", config.cache_dir)):
         ok, detail = _writable(path)
         out.append(Check(label, "ok" if ok else "fail", ("writable: " if ok else "not writable: ") + detail))

@@ -52,7 +52,9 @@ def atomic_write_bytes(
             except PermissionError as exc:
                 # Windows: a reader has the target open. Give it a moment.
                 if attempt == len(retry_delays):
-                    raise FrameWriteError(f"cannot replace {path}: still locked after {attempt + 1} tries") from exc
+                    raise FrameWriteError(
+                        f"cannot replace {path}: still locked after {attempt + 1} tries"
+                    ) from exc
                 sleep(retry_delays[attempt])
     except OSError as exc:
         raise FrameWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
@@ -67,7 +69,9 @@ def atomic_write_text(path: Path, text: str, **kwargs: Any) -> None:
 
 
 def atomic_write_json(path: Path, data: Any, **kwargs: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), **kwargs)
+    atomic_write_bytes(
+        path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), **kwargs
+    )
 
 
 def clean_stale_temps(directory: Path) -> int:

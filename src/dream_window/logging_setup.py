@@ -21,8 +21,13 @@ def setup_logging(*, level: str = "info", verbose: bool = False, log_dir: Path |
     console_level = logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO)
     handler: logging.Handler
     if console.is_terminal:
-        handler = RichHandler(console=console, show_path=verbose, rich_tracebacks=verbose, markup=False,
-                              log_time_format="%H:%M:%S")
+        handler = RichHandler(
+            console=console,
+            show_path=verbose,
+            rich_tracebacks=verbose,
+            markup=False,
+            log_time_format="%H:%M:%S",
+        )
     else:
         # Piped (a service manager, a log file, CI): one unwrapped line per record, easy to grep.
         handler = logging.StreamHandler(sys.stderr)
@@ -38,7 +43,9 @@ def setup_logging(*, level: str = "info", verbose: bool = False, log_dir: Path |
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             log_file = log_dir / "dream-window.log"
-            fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+            fh = logging.handlers.RotatingFileHandler(
+                log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+            )
             fh.setLevel(logging.DEBUG)
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
             root.addHandler(fh)

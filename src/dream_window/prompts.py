@@ -90,12 +90,18 @@ class PromptManager:
             self._prompts = load_prompts_file(path)
         else:
             self._prompts = [
-                p for i, line in enumerate(config.list) if (p := parse_prompt_line(line, where=f"prompts.list[{i}]"))
+                p
+                for i, line in enumerate(config.list)
+                if (p := parse_prompt_line(line, where=f"prompts.list[{i}]"))
             ]
         if not self._prompts:
             raise ConfigError("prompts.list must hold at least one prompt (or set prompts.file)")
         self._themes = {
-            k: [p for i, line in enumerate(v) if (p := parse_prompt_line(line, where=f"prompts.themes.{k}[{i}]"))]
+            k: [
+                p
+                for i, line in enumerate(v)
+                if (p := parse_prompt_line(line, where=f"prompts.themes.{k}[{i}]"))
+            ]
             for k, v in config.themes.items()
         }
         self._listeners: list[Callable[[str, str], None]] = []
@@ -146,7 +152,10 @@ class PromptManager:
     def maybe_rotate(self) -> bool:
         c = self._cfg
         by_frames = c.rotate_every_frames > 0 and self._frames_on >= c.rotate_every_frames
-        by_time = c.rotate_every_minutes > 0 and (self._clock.monotonic() - self._since) >= c.rotate_every_minutes * 60
+        by_time = (
+            c.rotate_every_minutes > 0
+            and (self._clock.monotonic() - self._since) >= c.rotate_every_minutes * 60
+        )
         if by_frames or by_time:
             self._set(self._pick(exclude=self._current).text, "rotation")
             return True

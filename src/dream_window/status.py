@@ -40,7 +40,9 @@ def read_status(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DreamWindowError(f"no status file at {path}: is dream-window running with this output folder?") from None
+        raise DreamWindowError(
+            f"no status file at {path}: is dream-window running with this output folder?"
+        ) from None
     except (OSError, ValueError) as exc:
         raise DreamWindowError(f"cannot read status file {path}: {exc}") from None
     if not isinstance(data, dict):

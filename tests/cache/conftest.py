@@ -10,8 +10,13 @@ import pytest
 from PIL import Image
 
 
-def picture(seed: int, *, hue: tuple[int, int, int] = (200, 80, 40), size: tuple[int, int] = (48, 64),
-            noise: float = 40.0) -> Image.Image:
+def picture(
+    seed: int,
+    *,
+    hue: tuple[int, int, int] = (200, 80, 40),
+    size: tuple[int, int] = (48, 64),
+    noise: float = 40.0,
+) -> Image.Image:
     """A gradient of ``hue`` with seeded noise: same hue → alike, other hue → different."""
     rng = np.random.default_rng(seed)
     w, h = size
@@ -37,11 +42,25 @@ def build_tiny_clip(directory: Path) -> Path:
     tokenizer = CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 16, "bos_token_id": 0,
-                     "eos_token_id": 1, "pad_token_id": 1},
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=8,
     )
     torch.manual_seed(0)

@@ -17,14 +17,18 @@ from tests.conftest import write_config
 
 @pytest.fixture
 def filled(tmp_path: Path) -> tuple[Path, list[str]]:
-    cfg = write_config(tmp_path, {"system": {"cache_dir": "cache"},
-                                  "generation": {"cache": {"embedder": "features", "max_size": 10}}})
+    cfg = write_config(
+        tmp_path,
+        {"system": {"cache_dir": "cache"}, "generation": {"cache": {"embedder": "features", "max_size": 10}}},
+    )
     m = CacheManager(tmp_path / "cache", max_size=10, fsync=False)
     e = FeatureEmbedder()
     ids = []
     for i, hue in enumerate([RED, RED, BLUE, BLUE]):
         img = picture(i, hue=hue)
-        ids.append(m.add(img, prompt=f"prompt {i}", embedding=e.embed([img])[0], embedder=e.id).entry.cache_id)
+        ids.append(
+            m.add(img, prompt=f"prompt {i}", embedding=e.embed([img])[0], embedder=e.id).entry.cache_id
+        )
     m.set_score(ids[3], -1)
     m.add(picture(2, hue=BLUE), score=1)  # a rating through add (a frame rated again) is kept in the PNG too
     m.close()
@@ -40,7 +44,12 @@ def test_stats_and_list(filled: tuple[Path, list[str]]) -> None:
     r = run("cache", "stats", "-c", str(cfg), "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
-    assert (data["entries"], data["liked"], data["disliked"], data["embedders"]) == (4, 1, 1, {"features-v1": 4})
+    assert (data["entries"], data["liked"], data["disliked"], data["embedders"]) == (
+        4,
+        1,
+        1,
+        {"features-v1": 4},
+    )
     assert data["image_bytes"] > 0 and data["schema_version"] == 2
     r = run("cache", "list", "-c", str(cfg), "-n", "2")
     lines = r.output.strip().splitlines()
@@ -73,7 +82,12 @@ def test_export_writes_the_seed_format_and_images(filled: tuple[Path, list[str]]
     r = run("cache", "export", str(out), "-c", str(cfg))
     assert r.exit_code == 0 and "exported 4" in r.output
     index = json.loads((out / "cache_index.json").read_text(encoding="utf-8"))
-    assert index["entry_count"] == 4 and [e["prompt"] for e in index["entries"]] == ["prompt 0", "prompt 1", "prompt 3", "prompt 2"]
+    assert index["entry_count"] == 4 and [e["prompt"] for e in index["entries"]] == [
+        "prompt 0",
+        "prompt 1",
+        "prompt 3",
+        "prompt 2",
+    ]
     for e in index["entries"]:
         assert (out / e["image_path"]).is_file() and len(e["embedding"]) == FeatureEmbedder.dim
 
@@ -94,7 +108,9 @@ def test_damaged_database_one_line_exit_1_then_rebuild(filled: tuple[Path, list[
     m = CacheManager(db.parent, max_size=10)
     entries = {e.cache_id: e for e in m.get_all()}
     assert set(entries) == set(ids)
-    assert entries[ids[3]].score == -1 and entries[ids[2]].score == 1 and entries[ids[0]].prompt == "prompt 0"  # from the PNG metadata
+    assert (
+        entries[ids[3]].score == -1 and entries[ids[2]].score == 1 and entries[ids[0]].prompt == "prompt 0"
+    )  # from the PNG metadata
     assert m.embedder_counts() == {"features-v1": 4}
 
 

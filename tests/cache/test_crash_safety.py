@@ -43,8 +43,12 @@ while True:
 def _child(tmp_path: Path, step: str, nth: int, start: int) -> subprocess.Popen[str]:
     root = Path(__file__).resolve().parents[2]
     code = CHILD.format(src=str(root / "src"), root=str(root), max=MAX)
-    return subprocess.Popen([sys.executable, "-c", code, step, str(nth), str(start), str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, step, str(nth), str(start), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _assert_consistent(cache_dir: Path) -> None:
@@ -59,7 +63,9 @@ def _assert_consistent(cache_dir: Path) -> None:
     m.close()
 
 
-@pytest.mark.parametrize("step", ["image-written", "row-inserted", "rows-evicted", "committed", "image-unlinked-0"])
+@pytest.mark.parametrize(
+    "step", ["image-written", "row-inserted", "rows-evicted", "committed", "image-unlinked-0"]
+)
 def test_killed_at_each_step(tmp_path: Path, step: str) -> None:
     # The 5th time the step is reached the cache is full, so evictions are in play.
     proc = _child(tmp_path, step, 5, 0)

@@ -18,11 +18,22 @@ from tests.conftest import fast_config
 
 @pytest.mark.parametrize("mode", ["img2img", "hybrid"])
 async def test_loop_injects_cached_frames(tmp_path: Path, mode: str) -> None:
-    cfg = fast_config(tmp_path, generation={
-        "mode": mode, "width": 64, "height": 64,
-        "cache": {"enabled": True, "embedder": "features", "injection_probability": 1.0,
-                  "similarity_threshold": -1.0, "reinject_cooldown_frames": 0, "max_size": 50},
-    })
+    cfg = fast_config(
+        tmp_path,
+        generation={
+            "mode": mode,
+            "width": 64,
+            "height": 64,
+            "cache": {
+                "enabled": True,
+                "embedder": "features",
+                "injection_probability": 1.0,
+                "similarity_threshold": -1.0,
+                "reinject_cooldown_frames": 0,
+                "max_size": 50,
+            },
+        },
+    )
     rng = random.Random(5)
     memory = await open_frame_memory(cfg, rng=rng)
     assert isinstance(memory, CachedFrameMemory)

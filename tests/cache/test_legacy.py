@@ -24,20 +24,46 @@ def _seed_cache(tmp_path: Path) -> list:  # type: ignore[type-arg]
         p.save(images / f"cache_{i:05d}.png")
     emb = np.random.default_rng(0).normal(size=512)
     entries = [
-        {"cache_id": "cache_00002", "image_path": "cache/images/cache_00002.png", "prompt": "third",
-         "generation_params": {"steps": 4}, "embedding": None, "timestamp": "2025-11-08T09:17:00"},
-        {"cache_id": "cache_00000", "image_path": "cache/images/cache_00000.png", "prompt": "first",
-         "generation_params": {"steps": 4, "denoise": 0.4}, "embedding": emb.tolist(),
-         "timestamp": "2025-11-08T09:15:00"},
-        {"cache_id": "cache_00001", "image_path": "/nowhere/cache_00001.png", "prompt": "second",
-         "generation_params": {}, "embedding": [0.1, 0.2], "timestamp": "2025-11-08T09:16:00"},
-        {"cache_id": "cache_00009", "image_path": "cache/images/gone.png", "prompt": "missing",
-         "generation_params": {}, "embedding": None, "timestamp": "2025-11-08T09:18:00"},
+        {
+            "cache_id": "cache_00002",
+            "image_path": "cache/images/cache_00002.png",
+            "prompt": "third",
+            "generation_params": {"steps": 4},
+            "embedding": None,
+            "timestamp": "2025-11-08T09:17:00",
+        },
+        {
+            "cache_id": "cache_00000",
+            "image_path": "cache/images/cache_00000.png",
+            "prompt": "first",
+            "generation_params": {"steps": 4, "denoise": 0.4},
+            "embedding": emb.tolist(),
+            "timestamp": "2025-11-08T09:15:00",
+        },
+        {
+            "cache_id": "cache_00001",
+            "image_path": "/nowhere/cache_00001.png",
+            "prompt": "second",
+            "generation_params": {},
+            "embedding": [0.1, 0.2],
+            "timestamp": "2025-11-08T09:16:00",
+        },
+        {
+            "cache_id": "cache_00009",
+            "image_path": "cache/images/gone.png",
+            "prompt": "missing",
+            "generation_params": {},
+            "embedding": None,
+            "timestamp": "2025-11-08T09:18:00",
+        },
         "not an entry",
     ]
     (tmp_path / "cache" / "cache_index.json").write_text(
-        json.dumps({"version": "1.0", "last_updated": "2025-11-08T10:30:00", "entry_count": 5, "entries": entries}),
-        encoding="utf-8")
+        json.dumps(
+            {"version": "1.0", "last_updated": "2025-11-08T10:30:00", "entry_count": 5, "entries": entries}
+        ),
+        encoding="utf-8",
+    )
     return pics
 
 
@@ -51,7 +77,9 @@ def test_seed_index_is_imported_once(tmp_path: Path) -> None:
     first = m.get(pixel_hash(pics[0]))
     assert first is not None and first.embedder == SEED_EMBEDDER and first.embedding is not None
     assert first.embedding.shape == (512,) and abs(float(np.linalg.norm(first.embedding)) - 1) < 1e-5
-    assert first.generation_params == {"steps": 4, "denoise": 0.4} and first.timestamp == "2025-11-08T09:15:00"
+    assert (
+        first.generation_params == {"steps": 4, "denoise": 0.4} and first.timestamp == "2025-11-08T09:15:00"
+    )
     second = m.get(pixel_hash(pics[1]))
     assert second is not None and second.embedding is None  # a 2-d vector is not the seed's CLIP: re-embed
     record = json.loads(m.get_meta("legacy_import") or "{}")

@@ -34,8 +34,13 @@ def test_add_get_persist_reload(tmp_path: Path) -> None:
     m2 = CacheManager(tmp_path, max_size=10)
     e = m2.get(cid)
     assert e is not None
-    assert (e.prompt, e.generation_params, e.embedder, e.width, e.height) == ("red dawn", {"seed": 7},
-                                                                             "features-v1", 48, 64)
+    assert (e.prompt, e.generation_params, e.embedder, e.width, e.height) == (
+        "red dawn",
+        {"seed": 7},
+        "features-v1",
+        48,
+        64,
+    )
     np.testing.assert_array_equal(e.embedding, _vec(1))
     assert np.asarray(m2.load_image(cid)).tolist() == np.asarray(img).tolist()
     ids, matrix, scores = m2.load_embeddings("features-v1")

@@ -23,8 +23,9 @@ def _frame(i: int, hue: tuple[int, int, int], prompt: str = "p") -> Frame:
 
 
 def _memory(tmp_path: Path, rng: random.Random, embedder=None, **cfg) -> CachedFrameMemory:  # type: ignore[no-untyped-def]
-    conf = CacheConfig(**{"injection_probability": 1.0, "reinject_cooldown_frames": 0,
-                          "similarity_threshold": -1.0, **cfg})
+    conf = CacheConfig(
+        **{"injection_probability": 1.0, "reinject_cooldown_frames": 0, "similarity_threshold": -1.0, **cfg}
+    )
     manager = CacheManager(tmp_path / "cache", max_size=conf.max_size, fsync=False)
     return CachedFrameMemory(manager, embedder or FeatureEmbedder(), conf, rng=rng)
 
@@ -46,7 +47,12 @@ async def test_remember_runs_in_the_background_and_persists(tmp_path: Path) -> N
 async def test_injection_picks_a_similar_frame_never_the_current_one(tmp_path: Path) -> None:
     mem = _memory(tmp_path, random.Random(3), top_k=2, temperature=0.05)
     await mem.start()
-    frames = [_frame(0, RED, "red a"), _frame(1, RED, "red b"), _frame(2, BLUE, "blue"), _frame(3, GREEN, "green")]
+    frames = [
+        _frame(0, RED, "red a"),
+        _frame(1, RED, "red b"),
+        _frame(2, BLUE, "blue"),
+        _frame(3, GREEN, "green"),
+    ]
     for f in frames:
         await mem.remember(f, tmp_path)
     await mem.flush()
@@ -138,7 +144,9 @@ async def test_clip_that_fails_to_load_falls_back_to_features(tmp_path: Path) ->
     await mem.close()
 
 
-async def test_tiny_clip_end_to_end_and_reembedding_after_a_model_change(tmp_path: Path, tiny_clip: Path) -> None:
+async def test_tiny_clip_end_to_end_and_reembedding_after_a_model_change(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
     mem = _memory(tmp_path, random.Random(0))
     await mem.start()
     for i, hue in enumerate([RED, BLUE, GREEN]):

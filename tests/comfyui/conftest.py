@@ -43,8 +43,12 @@ def comfy_config(tmp_path: Path, urls: str | list[str], **sections: dict[str, An
     merged: dict[str, dict[str, Any]] = {
         "system": {"backend": "comfyui", "comfyui_url": urls},
         "generation": {"model": "sd15", "width": 64, "height": 128, "steps": 2},
-        "comfyui": {"sd15_checkpoint": "tiny_sd15.safetensors", "generation_timeout": 20, "max_retries": 1,
-                    "connect_timeout": 1},
+        "comfyui": {
+            "sd15_checkpoint": "tiny_sd15.safetensors",
+            "generation_timeout": 20,
+            "max_retries": 1,
+            "connect_timeout": 1,
+        },
     }
     for name, values in sections.items():
         merged[name] = {**merged.get(name, {}), **values}

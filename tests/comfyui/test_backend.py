@@ -68,7 +68,9 @@ async def test_flux_latents_have_16_channels(tmp_path: Path, comfy_server: Comfy
 
 
 async def test_img2img_depends_on_input_and_denoise(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
-    b = await started(tmp_path, comfy_server.url, generation={"mode": "img2img"}, comfyui={"speculate": False})
+    b = await started(
+        tmp_path, comfy_server.url, generation={"mode": "img2img"}, comfyui={"speculate": False}
+    )
     try:
         red = Image.new("RGB", (64, 128), (200, 30, 30))
         blue = Image.new("RGB", (64, 128), (30, 30, 200))
@@ -78,20 +80,29 @@ async def test_img2img_depends_on_input_and_denoise(tmp_path: Path, comfy_server
         from_blue = np.asarray((await b.img2img(blue, req(denoise=0.4, seed=3))).image, dtype=float)
         stronger = np.asarray((await b.img2img(red, req(denoise=0.9, seed=3))).image, dtype=float)
         assert from_red[..., 0].mean() > from_blue[..., 0].mean() + 20
-        assert np.abs(stronger - np.asarray(red, float)).mean() > np.abs(from_red - np.asarray(red, float)).mean()
+        assert (
+            np.abs(stronger - np.asarray(red, float)).mean()
+            > np.abs(from_red - np.asarray(red, float)).mean()
+        )
     finally:
         await b.close()
 
 
 async def test_feedback_chain_never_reuploads(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
-    b = await started(tmp_path, comfy_server.url, generation={"mode": "img2img"}, comfyui={"speculate": False})
+    b = await started(
+        tmp_path, comfy_server.url, generation={"mode": "img2img"}, comfyui={"speculate": False}
+    )
     try:
         r = await b.txt2img(req())
         for i in range(3):
             r = await b.img2img(r.image, req(denoise=0.4, seed=10 + i))
         assert comfy_server.seen("/upload/image") == []
-        loads = [n["inputs"]["image"] for rec in comfy_server.seen("/prompt", "POST")
-                 for n in rec.body["prompt"].values() if n["class_type"] == "LoadImage"]
+        loads = [
+            n["inputs"]["image"]
+            for rec in comfy_server.seen("/prompt", "POST")
+            for n in rec.body["prompt"].values()
+            if n["class_type"] == "LoadImage"
+        ]
         assert len(loads) == 3 and all(x.endswith(" [output]") for x in loads)
         # A foreign image is uploaded into a small ring of names, not a new file each time.
         for _ in range(6):
@@ -102,10 +113,12 @@ async def test_feedback_chain_never_reuploads(tmp_path: Path, comfy_server: Comf
         await b.close()
 
 
-async def test_speculation_serves_the_next_frame_and_drops_wrong_guesses(tmp_path: Path,
-                                                                         comfy_server: ComfyTestServer) -> None:
-    b = await started(tmp_path, comfy_server.url, generation={"mode": "img2img", "denoise": 0.4,
-                                                              "seed_policy": "increment"})
+async def test_speculation_serves_the_next_frame_and_drops_wrong_guesses(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
+    b = await started(
+        tmp_path, comfy_server.url, generation={"mode": "img2img", "denoise": 0.4, "seed_policy": "increment"}
+    )
     try:
         r = await b.txt2img(req(seed=100))
         r2 = await b.img2img(r.image, req(seed=101, denoise=0.4))
@@ -130,7 +143,10 @@ async def test_interrupt_and_free(tmp_path: Path, comfy_server: ComfyTestServer)
         with pytest.raises(ExecutionFailed) as info:
             await gen
         assert info.value.interrupted
-        assert any(r.body and r.body.get("prompt_id") == info.value.prompt_id for r in comfy_server.seen("/interrupt"))
+        assert any(
+            r.body and r.body.get("prompt_id") == info.value.prompt_id
+            for r in comfy_server.seen("/interrupt")
+        )
         comfy_server.release()
         await b.free_memory()
         assert comfy_server.seen("/free")[-1].body == {"unload_models": True, "free_memory": True}
@@ -161,31 +177,51 @@ async def test_start_fails_fast_without_a_server(tmp_path: Path) -> None:
 
 
 async def test_start_names_a_missing_model(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
-    b = create_comfyui_backend(comfy_config(tmp_path, comfy_server.url,
-                                            comfyui={"sd15_checkpoint": "v1-5-pruned-emaonly.safetensors"}))
+    b = create_comfyui_backend(
+        comfy_config(
+            tmp_path, comfy_server.url, comfyui={"sd15_checkpoint": "v1-5-pruned-emaonly.safetensors"}
+        )
+    )
     with pytest.raises(WorkflowRejected) as info:
         await b.start()
-    assert "checkpoint 'v1-5-pruned-emaonly.safetensors' is not on the ComfyUI server; it has: " \
-           "corrupt_checkpoint.safetensors, flux1-schnell-fp8.safetensors" in str(info.value)
+    assert (
+        "checkpoint 'v1-5-pruned-emaonly.safetensors' is not on the ComfyUI server; it has: "
+        "corrupt_checkpoint.safetensors, flux1-schnell-fp8.safetensors" in str(info.value)
+    )
 
 
 async def test_doctor(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
     ok = await doctor_checks(comfy_config(tmp_path, comfy_server.url))
     assert [c.level for c in ok] == ["ok", "ok"] and "validate" in ok[1].detail
-    bad = await doctor_checks(comfy_config(tmp_path, comfy_server.url, generation={"model": "sdxl-turbo"},
-                                           comfyui={"sdxl_turbo_checkpoint": "turbo.safetensors"}))
-    assert bad[-1].level == "fail" and "checkpoint 'turbo.safetensors' is not on the ComfyUI server" in bad[-1].detail
+    bad = await doctor_checks(
+        comfy_config(
+            tmp_path,
+            comfy_server.url,
+            generation={"model": "sdxl-turbo"},
+            comfyui={"sdxl_turbo_checkpoint": "turbo.safetensors"},
+        )
+    )
+    assert (
+        bad[-1].level == "fail"
+        and "checkpoint 'turbo.safetensors' is not on the ComfyUI server" in bad[-1].detail
+    )
     down = await doctor_checks(comfy_config(tmp_path, f"http://127.0.0.1:{free_port()}"))
     assert [c.level for c in down] == ["fail"] and "not reachable" in down[0].detail
 
 
 async def test_failover_and_probe_back(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
     async with running_comfy_server(root=tmp_path / "second") as second:
-        config = comfy_config(tmp_path, [comfy_server.url, second.url], generation={"mode": "interpolate"},
-                              comfyui={"speculate": False})
+        config = comfy_config(
+            tmp_path,
+            [comfy_server.url, second.url],
+            generation={"mode": "interpolate"},
+            comfyui={"speculate": False},
+        )
         clock = FakeClock()
         pool = ServerPool([ComfyUIClient(u, max_retries=0) for u in config.system.comfyui_urls], clock=clock)
-        b = ComfyUIBackend(config, pool, create_builder(config.generation.model, config.comfyui), speculate=False)
+        b = ComfyUIBackend(
+            config, pool, create_builder(config.generation.model, config.comfyui), speculate=False
+        )
         await b.start()
         try:
             used = {(await b.txt2img(req(seed=i))).meta["server"] for i in range(4)}
@@ -202,12 +238,18 @@ async def test_failover_and_probe_back(tmp_path: Path, comfy_server: ComfyTestSe
             await b.close()
 
 
-async def test_interpolate_spreads_speculation_over_servers(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
+async def test_interpolate_spreads_speculation_over_servers(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
     comfy_server.step_delay = 0.02
     async with running_comfy_server(root=tmp_path / "second", step_delay=0.02) as second:
         # Keyframe speculation is the slerp path's (with the walk, segments are speculated instead).
-        b = await started(tmp_path, [comfy_server.url, second.url], generation={"mode": "interpolate"},
-                          interpolation={"walk": "off"})
+        b = await started(
+            tmp_path,
+            [comfy_server.url, second.url],
+            generation={"mode": "interpolate"},
+            interpolation={"walk": "off"},
+        )
         try:
             results = [await b.txt2img(req(seed=i)) for i in range(6)]
             assert sum(bool(r.meta.get("speculative")) for r in results) >= 4

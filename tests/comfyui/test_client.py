@@ -39,8 +39,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_run_collects_outputs_from_executed_messages(client: ComfyUIClient, comfy_server: ComfyTestServer
-                                                           ) -> None:
+async def test_run_collects_outputs_from_executed_messages(
+    client: ComfyUIClient, comfy_server: ComfyTestServer
+) -> None:
     result = await client.run(graph(want_latent=True), timeout=10)
     (img,) = result.files("31")
     (lat,) = result.files("32", "latents")
@@ -77,7 +78,9 @@ async def test_rejected_workflow_is_readable(client: ComfyUIClient) -> None:
     with pytest.raises(WorkflowRejected) as info:
         await client.queue_prompt(g)
     text = str(info.value)
-    assert "checkpoint 'flux1-dev.safetensors' is not on the ComfyUI server; it has: corrupt_checkpoint" in text
+    assert (
+        "checkpoint 'flux1-dev.safetensors' is not on the ComfyUI server; it has: corrupt_checkpoint" in text
+    )
     assert "node 20 (KSampler) input 'steps': Value 0 smaller than min of 1" in text
     assert set(info.value.node_errors) == {"1", "20"}
     assert client.in_flight_ids() == []
@@ -85,8 +88,9 @@ async def test_rejected_workflow_is_readable(client: ComfyUIClient) -> None:
 
 async def test_execution_error(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
     comfy_server.fail_classes["VAEDecode"] = "CUDA out of memory"
-    with pytest.raises(ExecutionFailed, match="node 30 \\(VAEDecode\\) failed: RuntimeError: CUDA out of memory") \
-            as info:
+    with pytest.raises(
+        ExecutionFailed, match="node 30 \\(VAEDecode\\) failed: RuntimeError: CUDA out of memory"
+    ) as info:
         await client.run(graph(), timeout=10)
     assert info.value.node_type == "VAEDecode" and not info.value.interrupted
 
@@ -112,7 +116,9 @@ async def test_interrupt_raises_interrupted(client: ComfyUIClient, comfy_server:
     comfy_server.release()
 
 
-async def test_dropped_websocket_mid_run_resumes(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
+async def test_dropped_websocket_mid_run_resumes(
+    client: ComfyUIClient, comfy_server: ComfyTestServer
+) -> None:
     comfy_server.step_delay = 0.03
     comfy_server.drop_websockets_after(2)
     progress: list[tuple[int, int]] = []
@@ -122,8 +128,9 @@ async def test_dropped_websocket_mid_run_resumes(client: ComfyUIClient, comfy_se
     assert progress[0] == (1, 8)
 
 
-async def test_server_restart_mid_run_is_reported_not_hung(client: ComfyUIClient, comfy_server: ComfyTestServer
-                                                           ) -> None:
+async def test_server_restart_mid_run_is_reported_not_hung(
+    client: ComfyUIClient, comfy_server: ComfyTestServer
+) -> None:
     comfy_server.stall()
     pid = await client.queue_prompt(graph())
     waiter = asyncio.create_task(client.wait_for_completion(pid, timeout=30))
@@ -141,8 +148,13 @@ async def test_server_restart_mid_run_is_reported_not_hung(client: ComfyUIClient
 async def test_previews_and_progress(client: ComfyUIClient) -> None:
     previews: list[Preview] = []
     progress: list[tuple[int, int]] = []
-    await client.run(graph(steps=3), timeout=10, extra_data={"preview_method": "latent2rgb"},
-                     on_progress=lambda v, m: progress.append((v, m)), on_preview=previews.append)
+    await client.run(
+        graph(steps=3),
+        timeout=10,
+        extra_data={"preview_method": "latent2rgb"},
+        on_progress=lambda v, m: progress.append((v, m)),
+        on_preview=previews.append,
+    )
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert len(previews) == 3 and all(p.event == 4 and p.image[:2] == b"\xff\xd8" for p in previews)
 
@@ -157,7 +169,9 @@ async def test_history_race_is_tolerated(client: ComfyUIClient, comfy_server: Co
     await client.wait_for_completion(pid, timeout=10)
 
 
-async def test_upload_ring_overwrites(client: ComfyUIClient, comfy_server: ComfyTestServer, tmp_path: Path) -> None:
+async def test_upload_ring_overwrites(
+    client: ComfyUIClient, comfy_server: ComfyTestServer, tmp_path: Path
+) -> None:
     a = await client.upload_image(b"\x89PNG first", "in_1.png", subfolder="dream-window/x")
     b = await client.upload_image(b"\x89PNG second", "in_1.png", subfolder="dream-window/x")
     assert a.annotated() == b.annotated() == "dream-window/x/in_1.png"

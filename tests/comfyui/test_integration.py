@@ -21,13 +21,30 @@ from tests.conftest import FakeClock
 
 
 @pytest.mark.parametrize("mode", ["img2img", "interpolate", "hybrid"])
-async def test_cli_run_against_the_test_server(tmp_path: Path, comfy_server: ComfyTestServer, mode: str) -> None:
+async def test_cli_run_against_the_test_server(
+    tmp_path: Path, comfy_server: ComfyTestServer, mode: str
+) -> None:
     comfy_config(tmp_path, comfy_server.url, generation={"keyframe_interval": 3, "interpolation_frames": 2})
     out = tmp_path / "out"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dream_window", "run", "--backend", "comfyui", "--mode", mode, "--max-frames", "5",
-        "-c", str(tmp_path / "config.yaml"), "-o", str(out),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
+        sys.executable,
+        "-m",
+        "dream_window",
+        "run",
+        "--backend",
+        "comfyui",
+        "--mode",
+        mode,
+        "--max-frames",
+        "5",
+        "-c",
+        str(tmp_path / "config.yaml"),
+        "-o",
+        str(out),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
+    )
     _stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, stderr.decode()[-2000:]
     status = json.loads((out / "status.json").read_text())
@@ -37,16 +54,29 @@ async def test_cli_run_against_the_test_server(tmp_path: Path, comfy_server: Com
     kinds = {p["prompt"]["1"]["class_type"] for p in (r.body for r in comfy_server.seen("/prompt", "POST"))}
     assert kinds == {"CheckpointLoaderSimple"}
     if mode != "img2img":  # in-betweens were decoded on the server, from uploaded .latent batches
-        assert any("LoadLatent" in {n["class_type"] for n in r.body["prompt"].values()}
-                   for r in comfy_server.seen("/prompt", "POST"))
+        assert any(
+            "LoadLatent" in {n["class_type"] for n in r.body["prompt"].values()}
+            for r in comfy_server.seen("/prompt", "POST")
+        )
 
 
 async def test_cli_backend_comfyui_fails_cleanly_without_a_server(tmp_path: Path) -> None:
     comfy_config(tmp_path, "http://127.0.0.1:9")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dream_window", "run", "--backend", "comfyui", "--max-frames", "1",
-        "-c", str(tmp_path / "config.yaml"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=tmp_path)
+        sys.executable,
+        "-m",
+        "dream_window",
+        "run",
+        "--backend",
+        "comfyui",
+        "--max-frames",
+        "1",
+        "-c",
+        str(tmp_path / "config.yaml"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
+    )
     _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     assert "no ComfyUI server reachable" in stderr.decode() and "Traceback" not in stderr.decode()
@@ -54,6 +84,7 @@ async def test_cli_backend_comfyui_fails_cleanly_without_a_server(tmp_path: Path
 
 async def _until(pred: Callable[[], bool], what: str, limit: float = 20.0) -> None:
     """Poll ``pred`` (controller state has no event for every condition a test waits on)."""
+
     async def wait() -> None:
         while not pred():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -66,8 +97,10 @@ async def _until(pred: Callable[[], bool], what: str, limit: float = 20.0) -> No
 
 @pytest.mark.parametrize("mode", ["hybrid", "img2img"])
 async def test_the_loop_survives_every_fault(tmp_path: Path, mode: str) -> None:
-    async with running_comfy_server(root=tmp_path / "a", step_delay=0.005) as a, \
-            running_comfy_server(root=tmp_path / "b", step_delay=0.005) as b:
+    async with (
+        running_comfy_server(root=tmp_path / "a", step_delay=0.005) as a,
+        running_comfy_server(root=tmp_path / "b", step_delay=0.005) as b,
+    ):
         config = comfy_config(tmp_path, [a.url, b.url], generation={"mode": mode, "keyframe_interval": 3})
         backend = create_comfyui_backend(config)
         await backend.start()
@@ -101,8 +134,11 @@ async def test_the_loop_survives_every_fault(tmp_path: Path, mode: str) -> None:
                     s.models["checkpoints"].append("tiny_sd15.safetensors")
 
             await failing_then_fixed(remove_model, restore_model, "validation error")
-            await failing_then_fixed(lambda: [s.fail_classes.update(KSampler="boom") for s in servers],
-                                     lambda: [s.fail_classes.clear() for s in servers], "execution error")
+            await failing_then_fixed(
+                lambda: [s.fail_classes.update(KSampler="boom") for s in servers],
+                lambda: [s.fail_classes.clear() for s in servers],
+                "execution error",
+            )
 
             for s in servers:
                 s.stall()

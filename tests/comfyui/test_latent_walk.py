@@ -30,8 +30,9 @@ from dream_window.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.testing import ComfyTestServer, recorded_object_info, running_comfy_server
 from tests.comfyui.conftest import comfy_config
 
-A = GenerationRequest(prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0,
-                      negative_prompt="blurry")
+A = GenerationRequest(
+    prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, negative_prompt="blurry"
+)
 B = dataclasses.replace(A, prompt="ocean waves", seed=7, negative_prompt="dark")
 CFG = ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors")
 BUILDERS = {
@@ -50,8 +51,15 @@ def _by_class(graph: dict, cls: str) -> list[dict]:  # type: ignore[type-arg]
 @pytest.mark.parametrize("t", [0.0, 0.25, 1.0])
 def test_walk_graphs_validate_and_lerp_the_conditioning(name: str, t: float) -> None:
     builder = BUILDERS[name]
-    built = builder.build_walk_frame(A, B, t, prefix="dream-window/x/walk", noise="dream-window/x/walk_1.latent",
-                                     index=2, want_latent=t == 1.0)
+    built = builder.build_walk_frame(
+        A,
+        B,
+        t,
+        prefix="dream-window/x/walk",
+        noise="dream-window/x/walk_1.latent",
+        index=2,
+        want_latent=t == 1.0,
+    )
     g = built.graph
     result = validate_graph(g, recorded_object_info())
     assert result.ok, result.body()
@@ -65,7 +73,9 @@ def test_walk_graphs_validate_and_lerp_the_conditioning(name: str, t: float) -> 
             assert g[avg["conditioning_to"][0]]["inputs"]["text"] in ("ocean waves", "dark")
             assert g[avg["conditioning_from"][0]]["inputs"]["text"] in ("misty forest", "blurry")
     else:  # endpoints are plain keyframes
-        assert averages == [] and texts == ({"misty forest", "blurry"} if t == 0.0 else {"ocean waves", "dark"})
+        assert averages == [] and texts == (
+            {"misty forest", "blurry"} if t == 0.0 else {"ocean waves", "dark"}
+        )
     assert bool(built.latent_nodes) == (t == 1.0)
     if name.startswith("flux"):  # flow model: one sampler seed for the whole walk, nothing uploaded
         assert _by_class(g, "LoadLatent") == [] and _by_class(g, "KSampler")[0]["seed"] == A.seed
@@ -115,16 +125,21 @@ async def _backend(tmp_path: Path, urls: list[str], **sections: dict) -> ComfyUI
 
 
 def _walk_posts(server: ComfyTestServer) -> list[dict]:  # type: ignore[type-arg]
-    return [r.body["prompt"] for r in server.seen("/prompt", "POST")
-            if any(n["class_type"] == "SamplerCustomAdvanced" for n in r.body["prompt"].values())]
+    return [
+        r.body["prompt"]
+        for r in server.seen("/prompt", "POST")
+        if any(n["class_type"] == "SamplerCustomAdvanced" for n in r.body["prompt"].values())
+    ]
 
 
 async def test_a_segment_is_spread_over_servers_and_its_keyframe_is_the_walk_endpoint(tmp_path: Path) -> None:
-    async with running_comfy_server(root=tmp_path / "a", step_delay=0.01) as a, \
-            running_comfy_server(root=tmp_path / "b", step_delay=0.01) as b:
+    async with (
+        running_comfy_server(root=tmp_path / "a", step_delay=0.01) as a,
+        running_comfy_server(root=tmp_path / "b", step_delay=0.01) as b,
+    ):
         backend = await _backend(tmp_path, [a.url, b.url], comfyui={"speculate": False})
         try:
-            start = (await backend.txt2img(_req("misty forest", 11)))
+            start = await backend.txt2img(_req("misty forest", 11))
             frames = await backend.latent_walk(start.request, _req("ocean waves", 12), [0.25, 0.5, 0.75, 1.0])
             assert [f.meta["walk_t"] for f in frames] == [0.25, 0.5, 0.75, 1.0]
             assert all(f.image.size == (64, 128) for f in frames)
@@ -132,10 +147,18 @@ async def test_a_segment_is_spread_over_servers_and_its_keyframe_is_the_walk_end
             assert len(_walk_posts(a)) >= 2 and len(_walk_posts(b)) >= 2
             assert frames[-1].latent is not None and frames[-1].latent.shape == (1, 4, 16, 8)
             # The uploaded noise batch is ours, all t of the segment in one file per server.
-            names = {n["inputs"]["latent"].removesuffix(" [input]") for p in _walk_posts(a) + _walk_posts(b)
-                     for n in p.values() if n["class_type"] == "LoadLatent"}
-            stored = [latent_file.loads((s.root / "input" / n).read_bytes())
-                      for s in (a, b) for n in names if (s.root / "input" / n).is_file()]
+            names = {
+                n["inputs"]["latent"].removesuffix(" [input]")
+                for p in _walk_posts(a) + _walk_posts(b)
+                for n in p.values()
+                if n["class_type"] == "LoadLatent"
+            }
+            stored = [
+                latent_file.loads((s.root / "input" / n).read_bytes())
+                for s in (a, b)
+                for n in names
+                if (s.root / "input" / n).is_file()
+            ]
             seg = backend.builder.walk_noise.walk(11, 12, [0.25, 0.5, 0.75, 1.0], 64, 128)
             assert sum(z.shape == seg.shape and np.allclose(z, seg) for z in stored) == 2
             # The walk's last frame is exactly the keyframe txt2img gives for the end request.
@@ -175,8 +198,11 @@ async def test_interrupt_mid_walk_fails_the_walk_and_queues_nothing_new(tmp_path
         try:
             key = await backend.txt2img(_req("misty forest", 5))
             a.stall()  # the first walk frame hangs mid-run; the rest wait in the queue
-            walk = asyncio.create_task(backend.latent_walk(key.request, _req("misty forest", 6),
-                                                           [i / 6 for i in range(1, 6)] + [1.0]))
+            walk = asyncio.create_task(
+                backend.latent_walk(
+                    key.request, _req("misty forest", 6), [i / 6 for i in range(1, 6)] + [1.0]
+                )
+            )
             for _ in range(500):
                 if a._running is not None and len(_walk_posts(a)) >= 12:  # this segment and the next
                     break
@@ -204,9 +230,24 @@ async def test_cli_interpolate_walks_on_comfyui(tmp_path: Path) -> None:
         comfy_config(tmp_path, [a.url, b.url], generation={"interpolation_frames": 2})
         out = tmp_path / "out"
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dream_window", "run", "--backend", "comfyui", "--mode", "interpolate",
-            "--max-frames", "7", "-c", str(tmp_path / "config.yaml"), "-o", str(out),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
+            sys.executable,
+            "-m",
+            "dream_window",
+            "run",
+            "--backend",
+            "comfyui",
+            "--mode",
+            "interpolate",
+            "--max-frames",
+            "7",
+            "-c",
+            str(tmp_path / "config.yaml"),
+            "-o",
+            str(out),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+        )
         _stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, stderr.decode()[-2000:]
         status = json.loads((out / "status.json").read_text())
@@ -216,16 +257,24 @@ async def test_cli_interpolate_walks_on_comfyui(tmp_path: Path) -> None:
         # One prompt all along: no conditioning to lerp, the noise walks (entries 0..2 of each segment's batch).
         assert {_by_class(p, "LatentFromBatch")[0]["batch_index"] for p in walks} == {0, 1, 2}
         # Every frame was sampled: nothing was decoded from slerped output latents.
-        assert all(_by_class(r.body["prompt"], "SamplerCustomAdvanced") for s in (a, b)
-                   for r in s.seen("/prompt", "POST"))
+        assert all(
+            _by_class(r.body["prompt"], "SamplerCustomAdvanced")
+            for s in (a, b)
+            for r in s.seen("/prompt", "POST")
+        )
         assert Image.open(out / "current_frame.png").size == (64, 128)
 
 
 @pytest.mark.parametrize("walk", ["off", "auto"])
-async def test_the_switch_picks_the_path_and_says_so(tmp_path: Path, comfy_server: ComfyTestServer,
-                                                     walk: str) -> None:
-    config = comfy_config(tmp_path, comfy_server.url, generation={"mode": "interpolate", "interpolation_frames": 2},
-                          interpolation={"walk": walk})
+async def test_the_switch_picks_the_path_and_says_so(
+    tmp_path: Path, comfy_server: ComfyTestServer, walk: str
+) -> None:
+    config = comfy_config(
+        tmp_path,
+        comfy_server.url,
+        generation={"mode": "interpolate", "interpolation_frames": 2},
+        interpolation={"walk": walk},
+    )
     backend = create_comfyui_backend(config)
     await backend.start()
     try:

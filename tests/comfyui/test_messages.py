@@ -17,8 +17,11 @@ def test_recorded_preview_frames_parse(recorded: Path, scenario: str, event: int
     frames = sorted((recorded / scenario / "binary").glob("*.bin"))
     assert frames
     transcript = load_json(recorded / scenario / "transcript.json")
-    pid = next(e["json"]["data"]["prompt_id"] for e in transcript
-               if e["dir"] == "ws_in" and e.get("kind") == "text" and e["json"]["type"] == "execution_start")
+    pid = next(
+        e["json"]["data"]["prompt_id"]
+        for e in transcript
+        if e["dir"] == "ws_in" and e.get("kind") == "text" and e["json"]["type"] == "execution_start"
+    )
     for f in frames:
         p = parse_binary(f.read_bytes())
         assert p is not None and p.event == event
@@ -61,7 +64,9 @@ def test_latent_file_round_trip_and_legacy_scale() -> None:
     import json
     import struct
 
-    header = json.dumps({"latent_tensor": {"dtype": "F32", "shape": [1, 1, 1, 1], "data_offsets": [0, 4]}}).encode()
+    header = json.dumps(
+        {"latent_tensor": {"dtype": "F32", "shape": [1, 1, 1, 1], "data_offsets": [0, 4]}}
+    ).encode()
     legacy = struct.pack("<Q", len(header)) + header + np.float32(0.18215).tobytes()
     assert latent_file.loads(legacy)[0, 0, 0, 0] == pytest.approx(1.0)
     with pytest.raises(ValueError):

@@ -20,7 +20,9 @@ from dream_window.errors import ConfigError
 from dream_window.testing import recorded_object_info
 from tests.comfyui.conftest import load_json
 
-REQ = GenerationRequest(prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, denoise=0.4)
+REQ = GenerationRequest(
+    prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, denoise=0.4
+)
 CFG = ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors")
 BUILDERS = {
     "flux-checkpoint": FluxWorkflowBuilder(CFG),
@@ -32,8 +34,10 @@ BUILDERS = {
 
 def _graphs(builder):  # type: ignore[no-untyped-def]
     yield "txt2img", builder.build_txt2img(REQ, prefix="dream-window/t/frame", want_latent=True)
-    yield "img2img", builder.build_img2img(REQ, "dream-window/t/frame_00001_.png [output]", prefix="p",
-                                           want_latent=True)
+    yield (
+        "img2img",
+        builder.build_img2img(REQ, "dream-window/t/frame_00001_.png [output]", prefix="p", want_latent=True),
+    )
     yield "encode", builder.build_encode(["a.png", "b.png [output]"], prefix="p")
     yield "decode", builder.build_decode("dream-window/t/lat_1.latent", prefix="p")
 
@@ -52,12 +56,23 @@ def test_every_graph_validates_against_recorded_object_info(name: str) -> None:
 
 def test_family_details() -> None:
     flux = BUILDERS["flux-checkpoint"].build_txt2img(REQ, prefix="p").graph
-    assert {n["class_type"] for n in flux.values()} >= {"CheckpointLoaderSimple", "EmptySD3LatentImage", "KSampler"}
+    assert {n["class_type"] for n in flux.values()} >= {
+        "CheckpointLoaderSimple",
+        "EmptySD3LatentImage",
+        "KSampler",
+    }
     ks = next(n for n in flux.values() if n["class_type"] == "KSampler")["inputs"]
-    assert (ks["steps"], ks["cfg"], ks["sampler_name"], ks["scheduler"], ks["seed"]) == (4, 1.0, "euler", "simple",
-                                                                                          2**62)
+    assert (ks["steps"], ks["cfg"], ks["sampler_name"], ks["scheduler"], ks["seed"]) == (
+        4,
+        1.0,
+        "euler",
+        "simple",
+        2**62,
+    )
     turbo = BUILDERS["sdxl-turbo"].build_img2img(REQ, "x.png", prefix="p").graph
-    assert next(n for n in turbo.values() if n["class_type"] == "SDTurboScheduler")["inputs"]["denoise"] == 0.4
+    assert (
+        next(n for n in turbo.values() if n["class_type"] == "SDTurboScheduler")["inputs"]["denoise"] == 0.4
+    )
     sd15 = BUILDERS["sd15"].build_txt2img(REQ, prefix="p").graph
     assert any(n["class_type"] == "EmptyLatentImage" for n in sd15.values())
     assert BUILDERS["flux-split"].latent_channels == 16 and BUILDERS["sd15"].latent_channels == 4
@@ -84,8 +99,15 @@ def test_custom_workflow_mapping(tmp_path: Path, recorded: Path) -> None:
     load = next(k for k, n in graph.items() if n["class_type"] == "LoadImage")
     ks = next(k for k, n in graph.items() if n["class_type"] == "KSampler")
     pos = graph[ks]["inputs"]["positive"][0]
-    wf = CustomWorkflow(_write(tmp_path, recorded), {"prompt": f"{pos}.text", "seed": f"{ks}.seed",
-                                                      "denoise": f"{ks}.denoise", "input_image": f"{load}.image"})
+    wf = CustomWorkflow(
+        _write(tmp_path, recorded),
+        {
+            "prompt": f"{pos}.text",
+            "seed": f"{ks}.seed",
+            "denoise": f"{ks}.denoise",
+            "input_image": f"{load}.image",
+        },
+    )
     built = wf.build_img2img(REQ, "in.png", prefix="dream-window/x/frame")
     assert built.graph[pos]["inputs"]["text"] == "misty forest"
     assert built.graph[ks]["inputs"]["seed"] == 2**62 and built.graph[ks]["inputs"]["denoise"] == 0.4
@@ -95,13 +117,18 @@ def test_custom_workflow_mapping(tmp_path: Path, recorded: Path) -> None:
     assert json.loads(json.dumps(built.graph))  # still plain JSON
 
 
-@pytest.mark.parametrize("mapping,needle", [
-    ({"prompt": "99.text"}, "must be 'node_id.input'"),
-    ({"prompt": "3.nope"}, "has no input 'nope'"),
-    ({"promt": "6.text"}, "unknown key 'promt'"),
-    ({}, "needs at least 'prompt'"),
-])
-def test_custom_workflow_bad_mapping(tmp_path: Path, recorded: Path, mapping: dict[str, str], needle: str) -> None:
+@pytest.mark.parametrize(
+    "mapping,needle",
+    [
+        ({"prompt": "99.text"}, "must be 'node_id.input'"),
+        ({"prompt": "3.nope"}, "has no input 'nope'"),
+        ({"promt": "6.text"}, "unknown key 'promt'"),
+        ({}, "needs at least 'prompt'"),
+    ],
+)
+def test_custom_workflow_bad_mapping(
+    tmp_path: Path, recorded: Path, mapping: dict[str, str], needle: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         CustomWorkflow(_write(tmp_path, recorded), mapping)
     assert needle in str(info.value) or any(needle in p for p in info.value.problems)

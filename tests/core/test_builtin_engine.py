@@ -83,7 +83,7 @@ async def test_latent_shape_round_trip_and_slerp_decodes_between_keyframes(engin
     err_same = np.abs(_arr(back[0]) - _arr(a)).mean()
     err_other = np.abs(_arr(back[0]) - _arr(b)).mean()
     assert err_same < 0.5 * err_other
-    mid = (await engine.decode(spherical_lerp(z[0], z[1], np.array([0.25, 0.5, 0.75]))))
+    mid = await engine.decode(spherical_lerp(z[0], z[1], np.array([0.25, 0.5, 0.75])))
     d_to_a = [np.abs(_arr(m) - _arr(back[0])).mean() for m in mid]
     assert d_to_a == sorted(d_to_a)  # moves monotonically from a toward b
 

@@ -24,15 +24,30 @@ FAST = {
 
 
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dream_window", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dream_window", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("mode", ["img2img", "interpolate", "hybrid"])
 def test_run_max_frames_produces_frames_and_valid_status(tmp_path: Path, mode: str) -> None:
     cfg = write_config(tmp_path, FAST)
-    r = cli("run", "--config", str(cfg), "--mode", mode, "--max-frames", "6", "--output", str(tmp_path / "o"),
-            cwd=tmp_path)
+    r = cli(
+        "run",
+        "--config",
+        str(cfg),
+        "--mode",
+        mode,
+        "--max-frames",
+        "6",
+        "--output",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     status = json.loads((tmp_path / "o" / "status.json").read_text())
     assert status["state"] == "stopped" and status["frame_count"] == 6 and status["mode"] == mode
@@ -53,12 +68,15 @@ def test_auto_backend_falls_back_to_builtin_and_says_so_once(tmp_path: Path) -> 
     assert any("not AI" in n for n in status["notes"])
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["run", "--mode", "dreamy"], "Invalid value for '--mode'"),
-    (["run", "--max-frames", "0"], "Invalid value for '--max-frames'"),
-    (["run", "--config", "missing.yaml"], "does not exist"),
-    (["bogus"], "No such command"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--mode", "dreamy"], "Invalid value for '--mode'"),
+        (["run", "--max-frames", "0"], "Invalid value for '--max-frames'"),
+        (["run", "--config", "missing.yaml"], "does not exist"),
+        (["bogus"], "No such command"),
+    ],
+)
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     r = cli(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -87,8 +105,14 @@ def test_doctor_reports_each_part(tmp_path: Path) -> None:
 def test_signal_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     cfg = write_config(tmp_path, FAST)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "dream_window", "run", "--config", str(cfg)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dream_window", "run", "--config", str(cfg)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     status_path = tmp_path / "output" / "status.json"
     try:
         deadline = time.monotonic() + 60

@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 BAD_CONFIGS: list[tuple[str, str]] = [
     ("generation:\n  denoise: 1.7\n", "generation.denoise must be between 0 and 1, got 1.7"),
     ("generation:\n  denoise: -0.1\n", "generation.denoise must be between 0 and 1, got -0.1"),
-    ("generation:\n  mode: dreamy\n", "generation.mode must be one of 'img2img', 'interpolate' or 'hybrid', got 'dreamy'"),
+    (
+        "generation:\n  mode: dreamy\n",
+        "generation.mode must be one of 'img2img', 'interpolate' or 'hybrid', got 'dreamy'",
+    ),
     ("generation:\n  model: flux-dev\n", "generation.model must be one of"),
     ("generation:\n  width: 250\n", "generation.width must be a multiple of 8, got 250"),
     ("generation:\n  height: 32\n", "generation.height must be between 64 and 4096, got 32"),
@@ -28,16 +31,34 @@ BAD_CONFIGS: list[tuple[str, str]] = [
     ("generation:\n  seed_policy: lucky\n", "generation.seed_policy must be one of"),
     ("generation:\n  frame_interval: -1\n", "generation.frame_interval must be between 0 and 3600, got -1"),
     ("generation:\n  buffer_size: 0\n", "generation.buffer_size must be between 1 and 1000, got 0"),
-    ("generation:\n  cache:\n    max_size: 0\n", "generation.cache.max_size must be between 1 and 1000000, got 0"),
-    ("generation:\n  cache:\n    injection_probability: 2\n", "generation.cache.injection_probability must be between 0 and 1, got 2"),
-    ("generation:\n  cache:\n    max_sise: 10\n", "unknown key 'generation.cache.max_sise' (did you mean 'generation.cache.max_size'?)"),
+    (
+        "generation:\n  cache:\n    max_size: 0\n",
+        "generation.cache.max_size must be between 1 and 1000000, got 0",
+    ),
+    (
+        "generation:\n  cache:\n    injection_probability: 2\n",
+        "generation.cache.injection_probability must be between 0 and 1, got 2",
+    ),
+    (
+        "generation:\n  cache:\n    max_sise: 10\n",
+        "unknown key 'generation.cache.max_sise' (did you mean 'generation.cache.max_size'?)",
+    ),
     ("generaton:\n  mode: hybrid\n", "unknown key 'generaton' (did you mean 'generation'?)"),
     ("system:\n  comfyui_url: localhost:8188\n", "must be an http:// or https:// URL, got 'localhost:8188'"),
     ("system:\n  comfyui_url: []\n", "system.comfyui_url must name at least one URL"),
     ("system:\n  backend: gpu\n", "system.backend must be one of"),
-    ("game_detection:\n  gpu_threshold: 150\n", "game_detection.gpu_threshold must be between 1 and 100, got 150"),
-    ("game_detection:\n  gpu_threshold: 50\n  gpu_resume_threshold: 70\n", "gpu_resume_threshold must not be above gpu_threshold"),
-    ("game_detection:\n  known_games: eldenring.exe\n", "game_detection.known_games must be a list, got 'eldenring.exe'"),
+    (
+        "game_detection:\n  gpu_threshold: 150\n",
+        "game_detection.gpu_threshold must be between 1 and 100, got 150",
+    ),
+    (
+        "game_detection:\n  gpu_threshold: 50\n  gpu_resume_threshold: 70\n",
+        "gpu_resume_threshold must not be above gpu_threshold",
+    ),
+    (
+        "game_detection:\n  known_games: eldenring.exe\n",
+        "game_detection.known_games must be a list, got 'eldenring.exe'",
+    ),
     ("game_detection:\n  check_interval: 0\n", "game_detection.check_interval must be greater than 0"),
     ("game_detection:\n  enabled: maybe\n", "game_detection.enabled must be true or false, got 'maybe'"),
     ("prompts:\n  rotate_every_frames: -5\n", "prompts.rotate_every_frames must be at least 0, got -5"),
@@ -67,12 +88,16 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
 def test_shipped_config_is_valid_and_matches_the_packaged_default() -> None:
     repo_cfg = REPO / "config.yaml"
     packaged = REPO / "src" / "dream_window" / "data" / "config.yaml"
-    assert repo_cfg.read_text() == packaged.read_text(), "run: cp config.yaml src/dream_window/data/config.yaml"
+    assert repo_cfg.read_text() == packaged.read_text(), (
+        "run: cp config.yaml src/dream_window/data/config.yaml"
+    )
     cfg = load_config(repo_cfg)
     assert cfg.generation.mode is Mode.HYBRID
     assert (cfg.generation.width, cfg.generation.height) == (256, 512)
     # Every key of the model is documented in the shipped file (the file sets all of them).
-    assert cfg.model_dump(exclude={"base_dir"}) == DreamConfig(base_dir=cfg.base_dir).model_dump(exclude={"base_dir"})
+    assert cfg.model_dump(exclude={"base_dir"}) == DreamConfig(base_dir=cfg.base_dir).model_dump(
+        exclude={"base_dir"}
+    )
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
@@ -101,8 +126,9 @@ def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dream_window", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dream_window", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_bad_config_exits_2_with_one_clear_line_and_no_traceback(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ from tests.conftest import FakeClock, fast_config
 
 def controller_for(tmp_path: Path, clock: FakeClock | None = None, backend=None, max_frames=None, **sections):  # type: ignore[no-untyped-def]
     cfg = fast_config(tmp_path, **sections)
-    return build_controller(cfg, backend or BuiltinEngine(offload=False), clock=clock, max_frames=max_frames,
-                            fsync=False)
+    return build_controller(
+        cfg, backend or BuiltinEngine(offload=False), clock=clock, max_frames=max_frames, fsync=False
+    )
 
 
 async def wait_for(cond, limit: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -86,8 +87,19 @@ async def test_max_frames_publishes_exactly_n_and_writes_status(tmp_path: Path) 
     s = status(c)
     assert s["state"] == "stopped" and s["frame_count"] == 7 and s["frame_index"] == 7
     assert s["backend"] == "built-in engine (not AI)" and s["backend_is_ai"] is False
-    for key in ("mode", "model", "current_prompt", "last_generation_ms", "frames_per_minute", "backend_health",
-                "cache", "started_at", "updated_at", "version", "pause_reason"):
+    for key in (
+        "mode",
+        "model",
+        "current_prompt",
+        "last_generation_ms",
+        "frames_per_minute",
+        "backend_health",
+        "cache",
+        "started_at",
+        "updated_at",
+        "version",
+        "pause_reason",
+    ):
         assert key in s
     assert len(list((tmp_path / "output" / "frames").glob("frame_*.png"))) == 7
     saved = json.loads((tmp_path / "output" / "state.json").read_text())
@@ -118,8 +130,9 @@ class FlakyBackend(BuiltinEngine):
         return await super().txt2img(request)
 
 
-async def test_backend_failures_back_off_then_recover(tmp_path: Path, clock: FakeClock,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+async def test_backend_failures_back_off_then_recover(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     backend = FlakyBackend(failures=4)
     c = controller_for(tmp_path, clock=clock, backend=backend, max_frames=3, generation={"mode": "img2img"})
@@ -211,15 +224,22 @@ class RecordingBackend(BuiltinEngine):
         return await super().encode(images)
 
 
-@pytest.mark.parametrize(("policy", "check"), [
-    ("random", lambda s: len(set(s)) == len(s)),
-    ("increment", lambda s: s == list(range(100, 100 + len(s)))),
-    ("fixed", lambda s: set(s) == {100}),
-])
+@pytest.mark.parametrize(
+    ("policy", "check"),
+    [
+        ("random", lambda s: len(set(s)) == len(s)),
+        ("increment", lambda s: s == list(range(100, 100 + len(s)))),
+        ("fixed", lambda s: set(s) == {100}),
+    ],
+)
 async def test_seed_policies(tmp_path: Path, policy: str, check) -> None:  # type: ignore[no-untyped-def]
     backend = RecordingBackend()
-    c = controller_for(tmp_path, backend=backend, max_frames=5,
-                       generation={"mode": "img2img", "seed_policy": policy, "seed": 100})
+    c = controller_for(
+        tmp_path,
+        backend=backend,
+        max_frames=5,
+        generation={"mode": "img2img", "seed_policy": policy, "seed": 100},
+    )
     await c.run()
     assert len(backend.seeds) >= 5 and check(backend.seeds), backend.seeds
 

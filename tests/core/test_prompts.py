@@ -78,12 +78,16 @@ def test_weights_are_respected_statistically(clock: FakeClock) -> None:
 def test_themes_by_time_of_day(clock: FakeClock) -> None:
     m = PromptManager(
         PromptsConfig(list=["day"], themes={"night": ["stars"], "morning": ["sunrise"]}),
-        clock=clock, rng=random.Random(0), local_now=lambda: datetime(2026, 1, 1, 23, 30),
+        clock=clock,
+        rng=random.Random(0),
+        local_now=lambda: datetime(2026, 1, 1, 23, 30),
     )
     assert m.current == "stars"
     m2 = PromptManager(
         PromptsConfig(list=["day"], themes={"night": ["stars"]}),
-        clock=clock, rng=random.Random(0), local_now=lambda: datetime(2026, 1, 1, 14, 0),
+        clock=clock,
+        rng=random.Random(0),
+        local_now=lambda: datetime(2026, 1, 1, 14, 0),
     )
     assert m2.current == "day"  # no afternoon theme: the main list
 

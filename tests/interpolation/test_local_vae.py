@@ -27,12 +27,20 @@ def _pixels(images: list[Image.Image]) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
 
 
-@pytest.mark.parametrize(("family", "channels", "scale", "shift"),
-                         [("sd", 4, 0.18215, 0.0), ("sdxl", 4, 0.13025, 0.0), ("flux", 16, 0.3611, 0.1159)])
-def test_shipped_configs_carry_the_published_constants(family: str, channels: int, scale: float, shift: float) -> None:
+@pytest.mark.parametrize(
+    ("family", "channels", "scale", "shift"),
+    [("sd", 4, 0.18215, 0.0), ("sdxl", 4, 0.13025, 0.0), ("flux", 16, 0.3611, 0.1159)],
+)
+def test_shipped_configs_carry_the_published_constants(
+    family: str, channels: int, scale: float, shift: float
+) -> None:
     cfg = family_config(family)
     assert cfg["_class_name"] == "AutoencoderKL"
-    assert (cfg["latent_channels"], cfg["scaling_factor"], cfg.get("shift_factor", 0.0)) == (channels, scale, shift)
+    assert (cfg["latent_channels"], cfg["scaling_factor"], cfg.get("shift_factor", 0.0)) == (
+        channels,
+        scale,
+        shift,
+    )
 
 
 @pytest.mark.parametrize(("family", "channels"), [("sd", 4), ("flux", 16)])
@@ -134,8 +142,9 @@ def test_factory_follows_the_config(tmp_path: Path) -> None:
 
     engine = BuiltinEngine(offload=False)
     assert isinstance(create_latent_encoder(fast_config(tmp_path), engine), BackendLatentEncoder)
-    cfg = fast_config(tmp_path, interpolation={"encoder": "local", "vae_path": "vae/ae.safetensors",
-                                                "vae_family": "flux"})
+    cfg = fast_config(
+        tmp_path, interpolation={"encoder": "local", "vae_path": "vae/ae.safetensors", "vae_family": "flux"}
+    )
     enc = create_latent_encoder(cfg, engine)
     assert isinstance(enc, LocalVAEEncoder) and enc.latent_channels == 16
     assert enc.path == tmp_path / "vae" / "ae.safetensors" and not enc.loaded  # lazy

@@ -58,9 +58,14 @@ def _ctx(tmp_path: Path, prompts: list[str], encoder=None, notes: list[str] | No
         current["p"] = next(it)
 
     engine = BuiltinEngine(offload=False)
-    ctx = ModeContext(backend=engine, config=cfg.generation, prompt=prompt,
-                      seeds=SeedSource(SeedPolicy.INCREMENT, 1, random.Random(0)), encoder=encoder,
-                      decode_batch_size=3)
+    ctx = ModeContext(
+        backend=engine,
+        config=cfg.generation,
+        prompt=prompt,
+        seeds=SeedSource(SeedPolicy.INCREMENT, 1, random.Random(0)),
+        encoder=encoder,
+        decode_batch_size=3,
+    )
     if notes is not None:
         ctx.note = notes.append
     return ctx, engine, advance
@@ -139,8 +144,9 @@ async def test_no_latent_path_falls_back_to_crossfade_and_says_so_once(tmp_path:
 
 
 async def test_crossfade_frames_are_exact_blends(tmp_path: Path) -> None:
-    ctx, _, _ = _ctx(tmp_path, [OCEAN], encoder=LocalVAEEncoder(tmp_path / "x.safetensors", "sd"),
-                     keyframe_interval=2)
+    ctx, _, _ = _ctx(
+        tmp_path, [OCEAN], encoder=LocalVAEEncoder(tmp_path / "x.safetensors", "sd"), keyframe_interval=2
+    )
     mode = HybridMode(ctx)
     a = (await mode.next_frames())[0].image
     mid, b = await mode.next_frames()
@@ -156,10 +162,13 @@ class WalkingEngine(BuiltinEngine):
         super().__init__(offload=False)
         self.walks: list[tuple[GenerationRequest, GenerationRequest, list[float]]] = []
 
-    async def latent_walk(self, start: GenerationRequest, end: GenerationRequest,
-                          ts: Sequence[float]) -> list[GeneratedImage]:
+    async def latent_walk(
+        self, start: GenerationRequest, end: GenerationRequest, ts: Sequence[float]
+    ) -> list[GeneratedImage]:
         self.walks.append((start, end, list(ts)))
-        za = self.encode_sync([Image.fromarray(self.render(start.prompt, start.seed, start.width, start.height))])
+        za = self.encode_sync(
+            [Image.fromarray(self.render(start.prompt, start.seed, start.width, start.height))]
+        )
         zb = self.encode_sync([Image.fromarray(self.render(end.prompt, end.seed, end.width, end.height))])
         from dream_window.interpolation.spherical_lerp import spherical_lerp
 
@@ -171,13 +180,17 @@ async def test_interpolate_uses_the_backends_latent_walk_when_it_has_one(tmp_pat
     engine = WalkingEngine()
     assert isinstance(engine, SupportsLatentWalk)
     cfg = fast_config(tmp_path, generation={"width": 64, "height": 128, "interpolation_frames": 3})
-    ctx = ModeContext(backend=engine, config=cfg.generation, prompt=lambda: OCEAN,
-                      seeds=SeedSource(SeedPolicy.INCREMENT, 5, random.Random(0)))
+    ctx = ModeContext(
+        backend=engine,
+        config=cfg.generation,
+        prompt=lambda: OCEAN,
+        seeds=SeedSource(SeedPolicy.INCREMENT, 5, random.Random(0)),
+    )
     mode = InterpolateMode(ctx)
     await mode.next_frames()
     frames = await mode.next_frames()
     assert [f.kind for f in frames] == ["inbetween"] * 3 + ["keyframe"]
-    (start, end, ts), = engine.walks
+    ((start, end, ts),) = engine.walks
     assert (start.seed, end.seed) == (5, 6) and ts == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert all(f.params["interpolation"] == "latent_walk" for f in frames[:-1])
 
@@ -198,8 +211,11 @@ async def test_controller_publishes_inbetweens_end_to_end(tmp_path: Path, mode: 
 
 
 async def test_controller_states_the_crossfade_fallback_in_status(tmp_path: Path) -> None:
-    cfg = fast_config(tmp_path, generation={"width": 64, "height": 128},
-                      interpolation={"encoder": "local", "vae_path": "nowhere/vae.safetensors", "vae_family": "sd"})
+    cfg = fast_config(
+        tmp_path,
+        generation={"width": 64, "height": 128},
+        interpolation={"encoder": "local", "vae_path": "nowhere/vae.safetensors", "vae_family": "sd"},
+    )
     c = build_controller(cfg, BuiltinEngine(offload=False), max_frames=5, fsync=False)
     await asyncio.wait_for(c.run(), 60)
     status = json.loads((tmp_path / "output" / "status.json").read_text())

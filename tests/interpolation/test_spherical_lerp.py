@@ -56,7 +56,9 @@ def test_vector_t_equals_a_loop_of_scalar_t(a: np.ndarray, b: np.ndarray, tl: li
     out = spherical_lerp(a, b, np.array(tl))
     assert out.shape == (len(tl), *SHAPE) and out.dtype == np.float32
     for i, t in enumerate(tl):
-        np.testing.assert_allclose(out[i], spherical_lerp(a, b, t), rtol=0, atol=1e-6 * max(_norm(a), _norm(b)))
+        np.testing.assert_allclose(
+            out[i], spherical_lerp(a, b, t), rtol=0, atol=1e-6 * max(_norm(a), _norm(b))
+        )
 
 
 @fast
@@ -64,7 +66,9 @@ def test_vector_t_equals_a_loop_of_scalar_t(a: np.ndarray, b: np.ndarray, tl: li
 def test_torch_matches_numpy_and_keeps_dtype(a: np.ndarray, b: np.ndarray, t: float) -> None:
     out_t = spherical_lerp(torch.from_numpy(a), torch.from_numpy(b), t)
     assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
-    np.testing.assert_allclose(out_t.numpy(), spherical_lerp(a, b, t), rtol=0, atol=1e-5 * max(_norm(a), _norm(b)))
+    np.testing.assert_allclose(
+        out_t.numpy(), spherical_lerp(a, b, t), rtol=0, atol=1e-5 * max(_norm(a), _norm(b))
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

@@ -33,7 +33,9 @@ def start_xvfb() -> XServer:
     # -noreset: the server must not reset (dropping new connections) each time the last client leaves.
     proc = subprocess.Popen(
         [exe, "-displayfd", str(write_fd), "-screen", "0", "1280x720x24", "-nolisten", "tcp", "-noreset"],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as f:

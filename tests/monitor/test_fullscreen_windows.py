@@ -21,8 +21,14 @@ RIGHT = Rect(1920, 0, 1920 + 2560, 1440)  # secondary, 1440p, to the right
 
 
 def fg(title: str = "Game", rect: Rect = LEFT, monitor: Rect | None = LEFT, **kw: object) -> ForegroundWindow:
-    base = ForegroundWindow(handle=42, title=title, class_name="UnityWndClass", process_name="game.exe",
-                            rect=rect, monitor=monitor)
+    base = ForegroundWindow(
+        handle=42,
+        title=title,
+        class_name="UnityWndClass",
+        process_name="game.exe",
+        rect=rect,
+        monitor=monitor,
+    )
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -33,12 +39,20 @@ def fg(title: str = "Game", rect: Rect = LEFT, monitor: Rect | None = LEFT, **kw
         (fg(rect=RIGHT, monitor=RIGHT), None, Condition.ACTIVE),  # fullscreen on the 1440p secondary
         # the seed compared with the primary's size: a 1920x1080 window on the 1440p monitor is not fullscreen
         (fg(rect=Rect(1920, 0, 3840, 1080), monitor=RIGHT), None, Condition.CLEAR),
-        (fg(rect=Rect(0, 0, 1920, 1040), maximized=True, has_caption=True), None, Condition.CLEAR),  # maximized
+        (
+            fg(rect=Rect(0, 0, 1920, 1040), maximized=True, has_caption=True),
+            None,
+            Condition.CLEAR,
+        ),  # maximized
         (fg(rect=Rect(-8, -8, 1928, 1088), maximized=True, has_caption=False), None, Condition.ACTIVE),
         (fg(rect=Rect(0, 0, 1920, 1040)), None, Condition.ACTIVE),  # 96 %, borderless: counts
         (fg(rect=Rect(100, 100, 900, 700)), None, Condition.CLEAR),
         (fg(rect=Rect(100, 100, 900, 700)), QUNS_RUNNING_D3D_FULL_SCREEN, Condition.ACTIVE),  # exclusive D3D
-        (fg(rect=Rect(100, 100, 900, 700)), QUNS_BUSY, Condition.CLEAR),  # presentation mode alone: not a game
+        (
+            fg(rect=Rect(100, 100, 900, 700)),
+            QUNS_BUSY,
+            Condition.CLEAR,
+        ),  # presentation mode alone: not a game
         (fg(class_name="WorkerW"), None, Condition.CLEAR),  # the desktop covers the monitor, always
         (fg(class_name="Progman"), None, Condition.CLEAR),
         (fg(class_name="Shell_TrayWnd"), QUNS_RUNNING_D3D_FULL_SCREEN, Condition.CLEAR),

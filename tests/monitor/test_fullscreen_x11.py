@@ -33,20 +33,32 @@ class Desk:
         self.root = self.screen.root
         self.windows: list[Any] = []
 
-    def window(self, title: str, x: int = 0, y: int = 0, w: int | None = None, h: int | None = None,
-               active: bool = True, states: tuple[str, ...] = (), wtype: str | None = None) -> Any:
+    def window(
+        self,
+        title: str,
+        x: int = 0,
+        y: int = 0,
+        w: int | None = None,
+        h: int | None = None,
+        active: bool = True,
+        states: tuple[str, ...] = (),
+        wtype: str | None = None,
+    ) -> Any:
         w = self.screen.width_in_pixels if w is None else w
         h = self.screen.height_in_pixels if h is None else h
         win = self.root.create_window(x, y, w, h, 0, self.screen.root_depth, X.InputOutput, X.CopyFromParent)
         win.set_wm_name(title.encode("latin-1", "replace"))  # WM_NAME is latin-1; _NET_WM_NAME has the UTF-8
-        win.change_property(self.d.intern_atom("_NET_WM_NAME"), self.d.intern_atom("UTF8_STRING"), 8,
-                            title.encode())
+        win.change_property(
+            self.d.intern_atom("_NET_WM_NAME"), self.d.intern_atom("UTF8_STRING"), 8, title.encode()
+        )
         if states:
-            win.change_property(self.d.intern_atom("_NET_WM_STATE"), Xatom.ATOM, 32,
-                                [self.d.intern_atom(s) for s in states])
+            win.change_property(
+                self.d.intern_atom("_NET_WM_STATE"), Xatom.ATOM, 32, [self.d.intern_atom(s) for s in states]
+            )
         if wtype:
-            win.change_property(self.d.intern_atom("_NET_WM_WINDOW_TYPE"), Xatom.ATOM, 32,
-                                [self.d.intern_atom(wtype)])
+            win.change_property(
+                self.d.intern_atom("_NET_WM_WINDOW_TYPE"), Xatom.ATOM, 32, [self.d.intern_atom(wtype)]
+            )
         win.map()
         if active:
             self.activate(win)
@@ -55,8 +67,9 @@ class Desk:
         return win
 
     def activate(self, win: Any) -> None:
-        self.root.change_property(self.d.intern_atom("_NET_ACTIVE_WINDOW"), Xatom.WINDOW, 32,
-                                  [win.id if win else 0])
+        self.root.change_property(
+            self.d.intern_atom("_NET_ACTIVE_WINDOW"), Xatom.WINDOW, 32, [win.id if win else 0]
+        )
         self.d.sync()
 
     def close(self) -> None:
@@ -138,7 +151,9 @@ def test_switching_windows_and_closing_the_active_one(desk: Desk, detector: X11F
 def test_reason_stays_with_the_window_when_its_title_changes(desk: Desk, detector: X11Fullscreen) -> None:
     win = desk.window("Game — 60 fps")
     assert detector.check(CTX).reason == "fullscreen: Game — 60 fps"
-    win.change_property(desk.d.intern_atom("_NET_WM_NAME"), desk.d.intern_atom("UTF8_STRING"), 8, b"Game - 59 fps")
+    win.change_property(
+        desk.d.intern_atom("_NET_WM_NAME"), desk.d.intern_atom("UTF8_STRING"), 8, b"Game - 59 fps"
+    )
     desk.d.sync()
     assert detector.check(CTX).reason == "fullscreen: Game — 60 fps"
 
@@ -161,7 +176,11 @@ def test_no_display_is_unsupported_without_crashing() -> None:
 @pytest.mark.parametrize(
     ("env", "platform", "words"),
     [
-        ({"XDG_SESSION_TYPE": "wayland", "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "linux", "Wayland"),
+        (
+            {"XDG_SESSION_TYPE": "wayland", "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"},
+            "linux",
+            "Wayland",
+        ),
         ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", "Wayland"),
         ({}, "darwin", "macOS"),
     ],

@@ -25,7 +25,11 @@ LIBS = ["steamapps/common", "Epic Games", "GOG Galaxy/Games"]
         ("Game.exe", r"D:\SteamLibrary\steamapps\common\Hades\x64\Game.exe", "game.exe"),  # library folder
         ("hades", "/home/me/.steam/steam/steamapps/common/Hades/hades", "hades"),
         ("x.exe", r"C:\Program Files\Epic Games\Fortnite\x.exe", "x.exe"),
-        ("EpicGamesLauncher.exe", r"C:\Program Files (x86)\Epic Games\Launcher\Portal\EpicGamesLauncher.exe", None),
+        (
+            "EpicGamesLauncher.exe",
+            r"C:\Program Files (x86)\Epic Games\Launcher\Portal\EpicGamesLauncher.exe",
+            None,
+        ),
         ("helper.exe", r"C:\Program Files\Epic Games\Launcher\Engine\helper.exe", None),  # launcher folder
         ("steamwebhelper.exe", r"C:\Steam\steamapps\common\x\steamwebhelper.exe", None),  # helper name
         ("tool.exe", r"C:\Steam\steamapps\common\Steamworks Shared\tool.exe", None),

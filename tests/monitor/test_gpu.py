@@ -25,7 +25,9 @@ def detector(reader: FakeGpuReader, **kw: Any) -> GpuDetector:
     return GpuDetector(reader, own=lambda now: {OURS, COMFY}, **opts)
 
 
-def feed(det: GpuDetector, reader: FakeGpuReader, t: float, util: float, generating: bool = False) -> Condition:
+def feed(
+    det: GpuDetector, reader: FakeGpuReader, t: float, util: float, generating: bool = False
+) -> Condition:
     reader.util = util
     return det.check(CheckContext(now=t, generating=generating)).condition
 
@@ -125,12 +127,27 @@ async def test_gpu_hysteresis_through_the_monitor_with_a_fake_clock(tmp_path: Pa
     from dream_window.backends.builtin import BuiltinEngine
 
     r = FakeGpuReader()
-    d = GpuDetector(r, threshold=85, resume_threshold=60, hold_seconds=10, window_seconds=0, own=lambda n: {OURS})
-    controller = build_controller(fast_config(tmp_path), BuiltinEngine(offload=False), clock=clock, fsync=False)
+    d = GpuDetector(
+        r, threshold=85, resume_threshold=60, hold_seconds=10, window_seconds=0, own=lambda n: {OURS}
+    )
+    controller = build_controller(
+        fast_config(tmp_path), BuiltinEngine(offload=False), clock=clock, fsync=False
+    )
     monitor = SystemMonitor([d], controller, clock=clock, interval=2, cooldown=4)
     timeline: list[tuple[float, bool]] = []
-    for t, u in [(0, 30), (2, 92), (4, 50), (6, 50), (8, 50), (10, 50), (12, 50), (14, 50),
-                 (16, 50), (18, 50), (20, 50)]:
+    for t, u in [
+        (0, 30),
+        (2, 92),
+        (4, 50),
+        (6, 50),
+        (8, 50),
+        (10, 50),
+        (12, 50),
+        (14, 50),
+        (16, 50),
+        (18, 50),
+        (20, 50),
+    ]:
         clock.t = 1000 + t
         r.util = u
         await monitor.check_once()
@@ -190,8 +207,11 @@ class FakePynvml:
 def test_nvml_reader_maps_process_utilisation_answers() -> None:
     nv = FakePynvml()
     reader = NvmlReader(nv)
-    nv.samples = [SimpleNamespace(pid=7, smUtil=30, timeStamp=5), SimpleNamespace(pid=7, smUtil=50, timeStamp=9),
-                  SimpleNamespace(pid=8, smUtil=10, timeStamp=7)]
+    nv.samples = [
+        SimpleNamespace(pid=7, smUtil=30, timeStamp=5),
+        SimpleNamespace(pid=7, smUtil=50, timeStamp=9),
+        SimpleNamespace(pid=8, smUtil=10, timeStamp=7),
+    ]
     assert reader.process_utilization(0) == {7: 50.0, 8: 10.0}
     nv.samples = nv.NVML_ERROR_NOT_FOUND  # no process used the GPU since last time
     assert reader.process_utilization(0) == {}
@@ -215,8 +235,12 @@ def test_own_processes_are_ours_plus_the_local_comfyui_listener_refreshed_now_an
         asked.append(ports)
         return {COMFY}
 
-    own = OwnProcesses(["http://127.0.0.1:8188", "http://gpu-box:8188", "http://localhost:9000"],
-                       refresh_seconds=60, finder=finder, own_pid=OURS)
+    own = OwnProcesses(
+        ["http://127.0.0.1:8188", "http://gpu-box:8188", "http://localhost:9000"],
+        refresh_seconds=60,
+        finder=finder,
+        own_pid=OURS,
+    )
     assert own.pids(0) == {OURS, COMFY}
     assert own.pids(30) == {OURS, COMFY}
     assert own.pids(61) == {OURS, COMFY}

@@ -52,7 +52,9 @@ async def test_game_start_pauses_with_reason_and_its_exit_resumes(tmp_path: Path
     run = asyncio.create_task(controller.run())
     try:
         await wait_for(lambda: controller.frame_count >= 3, "the dream to run")
-        await wait_for(lambda: read_status(controller).get("monitor", {}).get("checks", 0) >= 1, "a first check")
+        await wait_for(
+            lambda: read_status(controller).get("monitor", {}).get("checks", 0) >= 1, "a first check"
+        )
         assert read_status(controller)["state"] == "running"
 
         checks_before = read_status(controller)["monitor"]["checks"]

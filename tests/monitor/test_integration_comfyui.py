@@ -53,8 +53,12 @@ async def paused_by_a_game(tmp_path: Path, game_process: Any) -> AsyncIterator[P
             system={"backend": "comfyui", "comfyui_url": server.url},
             generation={"model": "sd15", "width": 64, "height": 128, "steps": 2, "mode": "img2img"},
             comfyui={"sd15_checkpoint": "tiny_sd15.safetensors", "generation_timeout": 20, "max_retries": 1},
-            game_detection={"enabled": True, "check_interval": INTERVAL, "cooldown_seconds": 0.3,
-                            "fullscreen": False},
+            game_detection={
+                "enabled": True,
+                "check_interval": INTERVAL,
+                "cooldown_seconds": 0.3,
+                "fullscreen": False,
+            },
         )
         backend = create_comfyui_backend(cfg)
         await backend.start()
@@ -84,7 +88,9 @@ async def paused_by_a_game(tmp_path: Path, game_process: Any) -> AsyncIterator[P
 async def test_game_interrupts_frees_and_resumes_against_comfyui(paused_by_a_game: Paused) -> None:
     p = paused_by_a_game
     assert read_status(p.controller)["pause_reason"] == "game: eldenring.exe"
-    await wait_for(lambda: bool(p.server.seen("/interrupt")) and bool(p.server.seen("/free")), "/interrupt and /free")
+    await wait_for(
+        lambda: bool(p.server.seen("/interrupt")) and bool(p.server.seen("/free")), "/interrupt and /free"
+    )
     free = p.server.seen("/free")[0].body
     assert free.get("unload_models") is True and free.get("free_memory") is True
     interrupted = {r.body.get("prompt_id") for r in p.server.seen("/interrupt")}

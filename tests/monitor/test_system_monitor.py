@@ -33,12 +33,25 @@ class RecordingEngine(BuiltinEngine):
         await super().free_memory()
 
 
-def make(tmp_path: Path, clock: FakeClock, *detectors: ScriptedDetector, cooldown: float = 5.0,
-         free: bool = True, generating: bool = False) -> tuple[SystemMonitor, DreamController, RecordingEngine]:
+def make(
+    tmp_path: Path,
+    clock: FakeClock,
+    *detectors: ScriptedDetector,
+    cooldown: float = 5.0,
+    free: bool = True,
+    generating: bool = False,
+) -> tuple[SystemMonitor, DreamController, RecordingEngine]:
     engine = RecordingEngine()
     controller = build_controller(fast_config(tmp_path), engine, clock=clock, fsync=False)
-    monitor = SystemMonitor(list(detectors), controller, clock=clock, interval=2.0, cooldown=cooldown,
-                            free_memory=free, generating=lambda: generating)
+    monitor = SystemMonitor(
+        list(detectors),
+        controller,
+        clock=clock,
+        interval=2.0,
+        cooldown=cooldown,
+        free_memory=free,
+        generating=lambda: generating,
+    )
     return monitor, controller, engine
 
 
@@ -66,7 +79,9 @@ async def test_pauses_at_once_and_resumes_only_after_the_cooldown(tmp_path: Path
     assert controller.pause_reasons == [] and monitor.paused_for == []
 
 
-async def test_a_flickering_condition_holds_the_pause_instead_of_thrashing(tmp_path: Path, clock: FakeClock) -> None:
+async def test_a_flickering_condition_holds_the_pause_instead_of_thrashing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     fs = ScriptedDetector("fullscreen")
     monitor, controller, _ = make(tmp_path, clock, fs, cooldown=5.0)
     states: list[str] = []
@@ -152,7 +167,11 @@ async def test_reason_resumed_by_someone_else_is_forgotten_quietly(tmp_path: Pat
 
 @pytest.mark.parametrize(
     "reading",
-    [Reading.unavailable("no NVML"), Reading.unsupported("Wayland"), Reading(Condition.UNKNOWN, None, "boom")],
+    [
+        Reading.unavailable("no NVML"),
+        Reading.unsupported("Wayland"),
+        Reading(Condition.UNKNOWN, None, "boom"),
+    ],
 )
 async def test_unavailable_unsupported_and_failed_checks_never_pause(
     tmp_path: Path, clock: FakeClock, reading: Reading

@@ -24,8 +24,8 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -70,12 +70,38 @@ _PALETTES: dict[str, list[tuple[float, float, float]]] = {
 
 # Structure by keyword: which shaping the noise field gets.
 _STRUCTURES: dict[str, str] = {
-    "wave": "waves", "waves": "waves", "ocean": "waves", "water": "waves", "sea": "waves",
-    "nebula": "stars", "cosmic": "stars", "space": "stars", "stars": "stars", "galaxy": "stars", "night": "stars",
-    "crystal": "cells", "geometric": "cells", "prismatic": "cells", "cathedral": "cells", "ice": "cells",
-    "forest": "trees", "tree": "trees", "trees": "trees", "rain": "trees", "waterfall": "trees",
-    "mist": "mist", "fog": "mist", "cloud": "mist", "clouds": "mist", "dreamy": "mist", "ethereal": "mist",
-    "fire": "flames", "flame": "flames", "flames": "flames", "aurora": "flames", "smoke": "flames",
+    "wave": "waves",
+    "waves": "waves",
+    "ocean": "waves",
+    "water": "waves",
+    "sea": "waves",
+    "nebula": "stars",
+    "cosmic": "stars",
+    "space": "stars",
+    "stars": "stars",
+    "galaxy": "stars",
+    "night": "stars",
+    "crystal": "cells",
+    "geometric": "cells",
+    "prismatic": "cells",
+    "cathedral": "cells",
+    "ice": "cells",
+    "forest": "trees",
+    "tree": "trees",
+    "trees": "trees",
+    "rain": "trees",
+    "waterfall": "trees",
+    "mist": "mist",
+    "fog": "mist",
+    "cloud": "mist",
+    "clouds": "mist",
+    "dreamy": "mist",
+    "ethereal": "mist",
+    "fire": "flames",
+    "flame": "flames",
+    "flames": "flames",
+    "aurora": "flames",
+    "smoke": "flames",
 }
 
 
@@ -132,7 +158,9 @@ def _resize_f(a: np.ndarray, width: int, height: int) -> np.ndarray:
     )
 
 
-def _fbm(rng: np.random.Generator, width: int, height: int, *, octaves: int, base: int, aspect: float = 1.0) -> np.ndarray:
+def _fbm(
+    rng: np.random.Generator, width: int, height: int, *, octaves: int, base: int, aspect: float = 1.0
+) -> np.ndarray:
     """Fractal value noise in roughly [-1, 1]: random grids of growing size, upsampled and summed."""
     out = np.zeros((height, width), dtype=np.float32)
     amp, total = 1.0, 0.0
@@ -259,7 +287,7 @@ class BuiltinEngine:
             f = 0.6 * f + 0.4 * np.sin(6.0 * r * style.scale * 4 + ang * 2.0 + 2.0 * f)
 
         # Normalise by rank-free min/max so every palette stop is used, then map through the palette.
-        lo, hi = np.percentile(f[:: 4, :: 4], (1.0, 99.0))
+        lo, hi = np.percentile(f[::4, ::4], (1.0, 99.0))
         t = np.clip((f - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
         stops = np.linspace(0.0, 1.0, len(style.palette), dtype=np.float32)
         rgb = np.stack([np.interp(t, stops, style.palette[:, c]) for c in range(3)], axis=-1)

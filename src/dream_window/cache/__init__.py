@@ -73,7 +73,9 @@ async def open_frame_memory(
         log.error("frame cache disabled: %s", exc)
         return DisabledFrameMemory(str(exc))
     embedder, reason = select_embedder(cfg.embedder, cfg.clip_model)
-    level = logging.WARNING if cfg.embedder == "clip" and isinstance(embedder, FeatureEmbedder) else logging.INFO
+    level = (
+        logging.WARNING if cfg.embedder == "clip" and isinstance(embedder, FeatureEmbedder) else logging.INFO
+    )
     log.log(level, "frame cache embedder: %s; %s", embedder.label, reason)
     memory = CachedFrameMemory(manager, embedder, cfg, rng=rng, embedder_reason=reason)
     try:
@@ -104,8 +106,11 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
         try:
             manager.check()
             n = manager.count()
-            return Check("cache database", "ok",
-                         f"{manager.db_path}: healthy, {n} frame(s), schema v{manager.schema_version()}")
+            return Check(
+                "cache database",
+                "ok",
+                f"{manager.db_path}: healthy, {n} frame(s), schema v{manager.schema_version()}",
+            )
         finally:
             manager.close()
 

@@ -63,7 +63,10 @@ def _human(n: float) -> str:
 
 
 config_option = click.option(
-    "--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
     help="Config file (default: ./config.yaml when present, else built-in defaults).",
 )
 
@@ -118,14 +121,21 @@ def register_commands(main: click.Group) -> None:
             return
         mark = {1: "+", -1: "-", 0: " "}
         for e in entries:
-            click.echo(f"{e.cache_id[:12]}  {mark[e.score]}  uses {e.use_count:>3}  {e.last_used_at}  "
-                       f"{e.prompt[:60]}")
+            click.echo(
+                f"{e.cache_id[:12]}  {mark[e.score]}  uses {e.use_count:>3}  {e.last_used_at}  "
+                f"{e.prompt[:60]}"
+            )
 
     @cache.command()
     @config_option
     @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
-    @click.option("--top", "-k", type=click.IntRange(min=1, max=100), default=None,
-                  help="How many (default: generation.cache.top_k).")
+    @click.option(
+        "--top",
+        "-k",
+        type=click.IntRange(min=1, max=100),
+        default=None,
+        help="How many (default: generation.cache.top_k).",
+    )
     def similar(config_path: Path | None, image: Path, top: int | None) -> None:
         """Cached frames most like IMAGE (cosine similarity with the active embedder)."""
         from dream_window.cache import AestheticMatcher, select_embedder
@@ -147,8 +157,10 @@ def register_commands(main: click.Group) -> None:
             matcher = AestheticMatcher(temperature=c.temperature)
             matcher.load(ids, matrix, scores)
             if len(matcher) == 0:
-                _fail(f"no cached frame has a {embedder.label} embedding yet "
-                      f"({total} frame(s) cached; `dream-window cache rebuild` embeds them)")
+                _fail(
+                    f"no cached frame has a {embedder.label} embedding yet "
+                    f"({total} frame(s) cached; `dream-window cache rebuild` embeds them)"
+                )
             try:
                 target = embedder.embed([picture])[0]
             except DreamWindowError as exc:
@@ -157,12 +169,18 @@ def register_commands(main: click.Group) -> None:
             click.echo(f"embedder: {embedder.label} ({reason}); searched {len(matcher)} of {total}")
             for cid, sim in hits:
                 e = m.get(cid)
-                click.echo(f"{sim:6.3f}  {cid[:12]}  {e.image_path if e else ''}  {(e.prompt if e else '')[:50]}")
+                click.echo(
+                    f"{sim:6.3f}  {cid[:12]}  {e.image_path if e else ''}  {(e.prompt if e else '')[:50]}"
+                )
 
     @cache.command()
     @config_option
-    @click.option("--keep", type=click.IntRange(min=0), default=None,
-                  help="Frames to keep (default: generation.cache.max_size).")
+    @click.option(
+        "--keep",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Frames to keep (default: generation.cache.max_size).",
+    )
     def prune(config_path: Path | None, keep: int | None) -> None:
         """Remove the least recently used frames (and repair leftovers of a crash)."""
         cfg = _config(config_path)
@@ -189,8 +207,12 @@ def register_commands(main: click.Group) -> None:
                     rec = e.to_dict()
                     rec["image_path"] = str(Path("images") / dest.name)
                     records.append(rec)
-                index = {"version": "1.0", "last_updated": max((e.last_used_at for e in entries), default=None),
-                         "entry_count": len(records), "entries": records}
+                index = {
+                    "version": "1.0",
+                    "last_updated": max((e.last_used_at for e in entries), default=None),
+                    "entry_count": len(records),
+                    "entries": records,
+                }
                 (directory / "cache_index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
             except OSError as exc:
                 _fail(f"cannot export to {directory}: {exc.strerror or exc}")
@@ -207,14 +229,21 @@ def register_commands(main: click.Group) -> None:
         c = cfg.generation.cache
         embedder, reason = select_embedder(c.embedder, c.clip_model)
         click.echo(f"embedding with {embedder.label} ({reason})")
+
         def progress(done: int, total: int) -> None:
             return click.echo(f"  {done}/{total}", err=True)
+
         try:
             report = do_rebuild(cfg.cache_dir, embedder, max_size=c.max_size, progress=progress)
         except DreamWindowError as exc:
             _fail(str(exc))
         if report.backup:
             click.echo(f"old index kept as {report.backup}")
-        click.echo(f"indexed {report.indexed} frame(s)" +
-                   (f"; {report.unreadable} unreadable image(s) moved to {cfg.cache_dir / 'quarantine'}"
-                    if report.unreadable else ""))
+        click.echo(
+            f"indexed {report.indexed} frame(s)"
+            + (
+                f"; {report.unreadable} unreadable image(s) moved to {cfg.cache_dir / 'quarantine'}"
+                if report.unreadable
+                else ""
+            )
+        )

@@ -99,8 +99,10 @@ def clip_source(model: str) -> tuple[bool, str]:
         return False, "huggingface_hub not installed"
     hit = try_to_load_from_cache(model, "config.json")
     if not isinstance(hit, str):
-        return False, (f"weights for {model} are not in the local Hugging Face cache "
-                       f"(download once with: huggingface-cli download {model})")
+        return False, (
+            f"weights for {model} are not in the local Hugging Face cache "
+            f"(download once with: huggingface-cli download {model})"
+        )
     return True, f"{model} from the local Hugging Face cache"
 
 
@@ -135,8 +137,11 @@ class CLIPEmbedder:
             device = self._device_choice or ("cuda" if torch.cuda.is_available() else "cpu")
             # fp16 only on CUDA; CPU stays fp32 (bf16 on CPU can kill the process).
             dtype = torch.float16 if device.startswith("cuda") else torch.float32
-            src = str(Path(self.model_name).expanduser()) if Path(self.model_name).expanduser().is_dir() \
+            src = (
+                str(Path(self.model_name).expanduser())
+                if Path(self.model_name).expanduser().is_dir()
                 else self.model_name
+            )
             try:
                 model = CLIPModel.from_pretrained(src, local_files_only=True, dtype=dtype)
                 processor = CLIPProcessor.from_pretrained(src, local_files_only=True)
@@ -145,7 +150,9 @@ class CLIPEmbedder:
                 raise ModelLoadError(f"cannot load CLIP model {self.model_name}: {exc}") from exc
             self._processor, self.device, self.dtype = processor, device, dtype
             self._model = model
-            log.info("CLIP model %s loaded on %s (%s)", self.model_name, device, str(dtype).removeprefix("torch."))
+            log.info(
+                "CLIP model %s loaded on %s (%s)", self.model_name, device, str(dtype).removeprefix("torch.")
+            )
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.load()

@@ -56,13 +56,17 @@ def import_legacy(manager: CacheManager, *, base_dir: Path) -> LegacyReport | No
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CacheError(f"cannot read the old cache index {index}: {exc} "
-                         f"(fix or move the file away to start a fresh cache)") from exc
+        raise CacheError(
+            f"cannot read the old cache index {index}: {exc} "
+            f"(fix or move the file away to start a fresh cache)"
+        ) from exc
     entries = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise CacheError(f"old cache index {index} has no 'entries' list (move the file away to start fresh)")
     report = LegacyReport()
-    ok: list[dict[str, Any]] = [e for e in entries if isinstance(e, dict) and isinstance(e.get("image_path"), str)]
+    ok: list[dict[str, Any]] = [
+        e for e in entries if isinstance(e, dict) and isinstance(e.get("image_path"), str)
+    ]
     report.bad_entries = len(entries) - len(ok)
     ok.sort(key=lambda e: str(e.get("timestamp", "")))
     for e in ok:
@@ -86,16 +90,30 @@ def import_legacy(manager: CacheManager, *, base_dir: Path) -> LegacyReport | No
             except (TypeError, ValueError):
                 vec = None
         params = e.get("generation_params")
-        manager.add(image, prompt=str(e.get("prompt", "")), params=params if isinstance(params, dict) else {},
-                    embedding=vec, embedder=SEED_EMBEDDER if vec is not None else None,
-                    created_at=str(e.get("timestamp") or "") or None)
+        manager.add(
+            image,
+            prompt=str(e.get("prompt", "")),
+            params=params if isinstance(params, dict) else {},
+            embedding=vec,
+            embedder=SEED_EMBEDDER if vec is not None else None,
+            created_at=str(e.get("timestamp") or "") or None,
+        )
         report.imported += 1
-    manager.set_meta("legacy_import", json.dumps({"from": str(index), "imported": report.imported,
-                                                  "missing_images": report.missing_images}))
+    manager.set_meta(
+        "legacy_import",
+        json.dumps(
+            {"from": str(index), "imported": report.imported, "missing_images": report.missing_images}
+        ),
+    )
     try:
         index.replace(index.with_name(LEGACY_FILE + ".imported"))
     except OSError as exc:  # recorded in meta, so a rename failure cannot cause a second import
         log.warning("could not rename %s after importing it: %s", index, exc)
-    log.info("imported %d frame(s) from the old cache index %s (%d image(s) missing, %d bad entries)",
-             report.imported, index, report.missing_images, report.bad_entries)
+    log.info(
+        "imported %d frame(s) from the old cache index %s (%d image(s) missing, %d bad entries)",
+        report.imported,
+        index,
+        report.missing_images,
+        report.bad_entries,
+    )
     return report

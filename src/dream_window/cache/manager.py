@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 # process at exactly that point.
 Checkpoint = Callable[[str], None]
 
-_COLUMNS = ("cache_id, prompt, params, embedding, embedder, width, height, created_at, last_used_at, "
-            "last_used_seq, use_count, score")
+_COLUMNS = (
+    "cache_id, prompt, params, embedding, embedder, width, height, created_at, last_used_at, "
+    "last_used_seq, use_count, score"
+)
 
 
 @dataclass(slots=True)
@@ -164,8 +166,21 @@ class CacheManager:
             gp = json.loads(params)
         except ValueError:
             gp = {}
-        return CacheEntry(cid, self.store.path_for(cid), prompt, gp if isinstance(gp, dict) else {},
-                          blob_to_embedding(emb), embedder, w, h, created, used_at, seq, uses, score)
+        return CacheEntry(
+            cid,
+            self.store.path_for(cid),
+            prompt,
+            gp if isinstance(gp, dict) else {},
+            blob_to_embedding(emb),
+            embedder,
+            w,
+            h,
+            created,
+            used_at,
+            seq,
+            uses,
+            score,
+        )
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         return int(conn.execute("SELECT COALESCE(MAX(last_used_seq), 0) + 1 FROM entries").fetchone()[0])
@@ -221,9 +236,14 @@ class CacheManager:
                     "UPDATE entries SET last_used_at = ?, last_used_seq = ?, "
                     "score = COALESCE(?, score), embedding = COALESCE(?, embedding), "
                     "embedder = COALESCE(?, embedder) WHERE cache_id = ?",
-                    (now, self._next_seq(conn), score,
-                     None if embedding is None else embedding_to_blob(embedding),
-                     None if embedding is None else embedder, cid),
+                    (
+                        now,
+                        self._next_seq(conn),
+                        score,
+                        None if embedding is None else embedding_to_blob(embedding),
+                        None if embedding is None else embedder,
+                        cid,
+                    ),
                 )
             if score is not None and score != existing.score:
                 self._persist_score(cid, score)
@@ -238,9 +258,19 @@ class CacheManager:
         with self._tx() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                (cid, prompt, json.dumps(params, default=str), None if embedding is None else
-                 embedding_to_blob(embedding), None if embedding is None else embedder,
-                 img.width, img.height, created_at, now, self._next_seq(conn), score or 0),
+                (
+                    cid,
+                    prompt,
+                    json.dumps(params, default=str),
+                    None if embedding is None else embedding_to_blob(embedding),
+                    None if embedding is None else embedder,
+                    img.width,
+                    img.height,
+                    created_at,
+                    now,
+                    self._next_seq(conn),
+                    score or 0,
+                ),
             )
             self._checkpoint("row-inserted")
             evicted = self._select_evictions(conn, self.max_size, protect=cid)
@@ -252,7 +282,9 @@ class CacheManager:
         assert entry is not None
         return AddResult(entry, created=True, evicted=evicted)
 
-    def _select_evictions(self, conn: sqlite3.Connection, keep: int, *, protect: str | None = None) -> list[str]:
+    def _select_evictions(
+        self, conn: sqlite3.Connection, keep: int, *, protect: str | None = None
+    ) -> list[str]:
         n = int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
         if n <= keep:
             return []
@@ -322,10 +354,13 @@ class CacheManager:
         if score not in (-1, 0, 1):
             raise ValueError(f"score must be -1, 0 or 1, got {score}")
         with self._tx() as conn:
-            found = conn.execute(
-                "UPDATE entries SET score = ?, last_used_at = ?, last_used_seq = ? WHERE cache_id = ?",
-                (score, self._now(), self._next_seq(conn), cache_id),
-            ).rowcount > 0
+            found = (
+                conn.execute(
+                    "UPDATE entries SET score = ?, last_used_at = ?, last_used_seq = ? WHERE cache_id = ?",
+                    (score, self._now(), self._next_seq(conn), cache_id),
+                ).rowcount
+                > 0
+            )
         if found:
             self._persist_score(cache_id, score)
         return found
@@ -339,8 +374,10 @@ class CacheManager:
 
     def set_embedding(self, cache_id: str, embedding: np.ndarray, embedder: str) -> None:
         with self._tx() as conn:
-            conn.execute("UPDATE entries SET embedding = ?, embedder = ? WHERE cache_id = ?",
-                         (embedding_to_blob(embedding), embedder, cache_id))
+            conn.execute(
+                "UPDATE entries SET embedding = ?, embedder = ? WHERE cache_id = ?",
+                (embedding_to_blob(embedding), embedder, cache_id),
+            )
 
     def load_image(self, cache_id: str) -> Image.Image:
         return self.store.load(cache_id)
@@ -364,20 +401,25 @@ class CacheManager:
         if len(dims) != 1:
             raise db.damaged(self.db_path, f"embeddings of {embedder} have mixed sizes {sorted(dims)}")
         d = dims.pop() // 4
-        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), d).astype(np.float32, copy=False)
+        matrix = (
+            np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), d).astype(np.float32, copy=False)
+        )
         return list(ids), matrix, np.asarray(scores, dtype=np.int8)
 
     def ids_without_embedding(self, embedder: str, *, limit: int = 64) -> list[str]:
         with self._db() as conn:
             rows = conn.execute(
                 "SELECT cache_id FROM entries WHERE embedder IS NOT ? OR embedding IS NULL "
-                "ORDER BY last_used_seq DESC LIMIT ?", (embedder, limit),
+                "ORDER BY last_used_seq DESC LIMIT ?",
+                (embedder, limit),
             ).fetchall()
         return [r[0] for r in rows]
 
     def embedder_counts(self) -> dict[str, int]:
         with self._db() as conn:
-            rows = conn.execute("SELECT COALESCE(embedder, 'none'), COUNT(*) FROM entries GROUP BY 1").fetchall()
+            rows = conn.execute(
+                "SELECT COALESCE(embedder, 'none'), COUNT(*) FROM entries GROUP BY 1"
+            ).fetchall()
         return {str(k): int(v) for k, v in rows}
 
     def score_counts(self) -> dict[int, int]:
@@ -403,8 +445,12 @@ class CacheManager:
             self.store.delete(cid)
         report.orphan_images = len(orphans)
         if report:
-            log.info("cache repaired: %d temp file(s), %d row(s) without image, %d orphan image(s) removed",
-                     report.temps_removed, report.rows_without_image, report.orphan_images)
+            log.info(
+                "cache repaired: %d temp file(s), %d row(s) without image, %d orphan image(s) removed",
+                report.temps_removed,
+                report.rows_without_image,
+                report.orphan_images,
+            )
         return report
 
 

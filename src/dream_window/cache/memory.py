@@ -275,16 +275,25 @@ class CachedFrameMemory:
             vectors = await self._embed([j.image for j in jobs])
         for j, v in zip(jobs, vectors if vectors is not None else [None] * len(jobs), strict=True):
             result = await asyncio.to_thread(
-                self.manager.add, j.image, prompt=j.prompt, params=j.params,
-                embedding=v, embedder=self.embedder.id if v is not None else None, score=j.score,
+                self.manager.add,
+                j.image,
+                prompt=j.prompt,
+                params=j.params,
+                embedding=v,
+                embedder=self.embedder.id if v is not None else None,
+                score=j.score,
             )
             cid = result.entry.cache_id
             self.matcher.remove_many(result.evicted)
             self._size += int(result.created) - len(result.evicted)
             if v is not None:
                 # Just shown (or just rated, which means on screen): it rests before it can come back.
-                self.matcher.add(cid, v, score=result.entry.score,
-                                 rest_until=j.index + self.config.reinject_cooldown_frames)
+                self.matcher.add(
+                    cid,
+                    v,
+                    score=result.entry.score,
+                    rest_until=j.index + self.config.reinject_cooldown_frames,
+                )
             if j.score is not None:
                 self.matcher.set_score(cid, j.score)
             if j.done is not None and not j.done.done():

@@ -84,16 +84,23 @@ def rebuild(
                     _quarantine(store, cid, cache_dir)
                     continue
                 chunk.append((cid, img))
-            vectors: np.ndarray | list[np.ndarray] = embedder.embed([img for _, img in chunk]) if chunk else []
+            vectors: np.ndarray | list[np.ndarray] = (
+                embedder.embed([img for _, img in chunk]) if chunk else []
+            )
             for (cid, img), v in zip(chunk, vectors, strict=True):
                 meta = metas[cid]
                 params = meta.get("params")
                 score = meta.get("score", 0)
-                manager.add(img, cache_id=cid, prompt=str(meta.get("prompt", "")),
-                            params=params if isinstance(params, dict) else {},
-                            embedding=v, embedder=embedder.id,
-                            score=score if score in (-1, 0, 1) else 0,
-                            created_at=str(meta.get("created_at") or "") or None)
+                manager.add(
+                    img,
+                    cache_id=cid,
+                    prompt=str(meta.get("prompt", "")),
+                    params=params if isinstance(params, dict) else {},
+                    embedding=v,
+                    embedder=embedder.id,
+                    score=score if score in (-1, 0, 1) else 0,
+                    created_at=str(meta.get("created_at") or "") or None,
+                )
                 report.indexed += 1
             if progress is not None:
                 progress(min(start + batch_size, len(ids)), len(ids))

@@ -13,17 +13,33 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
     have = {m: module_available(m)[0] for m in ("torch", "diffusers", "safetensors")}
     missing = [m for m, ok in have.items() if not ok]
     if ic.encoder != "local":
-        checks.append(Check("interpolation encoder", "ok",
-                            "the backend's own VAE (ComfyUI's loaded model on the server; the built-in "
-                            "engine's latent without ComfyUI): no second VAE in memory"))
-        checks.append(Check("local VAE", "info",
-                            "not used (interpolation.encoder is " f"'{ic.encoder}')"
-                            + (f"; would need {', '.join(missing)}" if missing else "; torch and diffusers present")))
+        checks.append(
+            Check(
+                "interpolation encoder",
+                "ok",
+                "the backend's own VAE (ComfyUI's loaded model on the server; the built-in "
+                "engine's latent without ComfyUI): no second VAE in memory",
+            )
+        )
+        checks.append(
+            Check(
+                "local VAE",
+                "info",
+                "not used (interpolation.encoder is "
+                f"'{ic.encoder}')"
+                + (f"; would need {', '.join(missing)}" if missing else "; torch and diffusers present"),
+            )
+        )
         return checks
     if missing:
-        checks.append(Check("local VAE", "fail",
-                            f"interpolation.encoder is 'local' but {', '.join(missing)} missing "
-                            "(pip install 'dream-window[ml]'); in-betweens will be pixel crossfades"))
+        checks.append(
+            Check(
+                "local VAE",
+                "fail",
+                f"interpolation.encoder is 'local' but {', '.join(missing)} missing "
+                "(pip install 'dream-window[ml]'); in-betweens will be pixel crossfades",
+            )
+        )
         return checks
     from dream_window.interpolation.local_vae import LocalVAEEncoder
 
@@ -35,8 +51,13 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
     except ModelLoadError as exc:
         checks.append(Check("local VAE", "fail", f"{exc}; in-betweens will be pixel crossfades"))
         return checks
-    checks.append(Check("local VAE", "ok",
-                        f"{path} loads as '{ic.vae_family}' ({encoder.latent_channels} latent channels)"))
+    checks.append(
+        Check(
+            "local VAE",
+            "ok",
+            f"{path} loads as '{ic.vae_family}' ({encoder.latent_channels} latent channels)",
+        )
+    )
     checks.append(Check("interpolation encoder", "ok", encoder.name))
     await encoder.free_memory()
     return checks

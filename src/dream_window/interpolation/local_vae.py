@@ -147,7 +147,9 @@ class LocalVAEEncoder(BatchingEncoder):
             half = device.type == "cuda" and not self._config.get("force_upcast", False)
             dtype = torch.float16 if half else torch.float32  # never bfloat16: CPUs without it crash
             tensors = self._read_tensors()
-            model, can_encode = self._build_tiny(tensors, dtype) if self._tiny else self._build_kl(tensors, dtype)
+            model, can_encode = (
+                self._build_tiny(tensors, dtype) if self._tiny else self._build_kl(tensors, dtype)
+            )
             model = model.to(device).eval()
         except ModelLoadError:
             raise
@@ -184,7 +186,9 @@ class LocalVAEEncoder(BatchingEncoder):
 
         with torch.device("meta"):
             expected = set(AutoencoderKL.from_config(self._config).state_dict())
-        converted = tensors if expected <= set(tensors) else convert_ldm_vae_checkpoint(dict(tensors), self._config)
+        converted = (
+            tensors if expected <= set(tensors) else convert_ldm_vae_checkpoint(dict(tensors), self._config)
+        )
         missing = sorted(expected - set(converted))
         if missing:
             raise ModelLoadError(

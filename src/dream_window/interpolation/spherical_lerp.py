@@ -44,7 +44,9 @@ def _is_torch(x: Any) -> bool:
 
 
 @overload
-def spherical_lerp(latent_a: np.ndarray, latent_b: np.ndarray, t: float | np.ndarray | list[float]) -> np.ndarray: ...
+def spherical_lerp(
+    latent_a: np.ndarray, latent_b: np.ndarray, t: float | np.ndarray | list[float]
+) -> np.ndarray: ...
 @overload
 def spherical_lerp(latent_a: T, latent_b: T, t: Any) -> T: ...
 
@@ -91,7 +93,9 @@ def _check_t(t: Any) -> tuple[np.ndarray, bool]:
     if not np.all(np.isfinite(t_arr)):
         raise ValueError("spherical_lerp: t must be finite")
     if t_arr.size and (t_arr.min() < 0.0 or t_arr.max() > 1.0):
-        raise ValueError(f"spherical_lerp: t must lie in [0, 1], got values from {t_arr.min():g} to {t_arr.max():g}")
+        raise ValueError(
+            f"spherical_lerp: t must lie in [0, 1], got values from {t_arr.min():g} to {t_arr.max():g}"
+        )
     return t_arr.reshape(-1), t_arr.ndim == 0
 
 
@@ -193,7 +197,9 @@ def _slerp_torch(a: Any, b: Any, ts: np.ndarray, scalar: bool) -> Any:
     if plan.at0.any():
         out[torch.as_tensor(plan.at0, device=a.device)] = a.detach().reshape(-1).to(dtype)
     if plan.at1.any():
-        out[torch.as_tensor(plan.at1, device=a.device)] = b.detach().reshape(-1).to(device=a.device, dtype=dtype)
+        out[torch.as_tensor(plan.at1, device=a.device)] = (
+            b.detach().reshape(-1).to(device=a.device, dtype=dtype)
+        )
     return out[0].reshape(a.shape) if scalar else out.reshape((len(ts), *a.shape))
 
 

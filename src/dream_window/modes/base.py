@@ -108,8 +108,10 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     if img.size == (width, height):
         return img
     scale = max(width / img.width, height / img.height)
-    resized = img.resize((max(width, round(img.width * scale)), max(height, round(img.height * scale))),
-                         Image.Resampling.LANCZOS)
+    resized = img.resize(
+        (max(width, round(img.width * scale)), max(height, round(img.height * scale))),
+        Image.Resampling.LANCZOS,
+    )
     left = (resized.width - width) // 2
     top = (resized.height - height) // 2
     return resized.crop((left, top, left + width, top + height))

@@ -25,7 +25,9 @@ class HybridMode:
         self._ctx = ctx
         encoder = ctx.encoder or BackendLatentEncoder(ctx.backend, batch_size=ctx.decode_batch_size)
         # ctx.note is wired by the controller after the mode is built: look it up at call time.
-        self._maker = InBetweenMaker(encoder, batch_size=ctx.decode_batch_size, note=lambda msg: ctx.note(msg))
+        self._maker = InBetweenMaker(
+            encoder, batch_size=ctx.decode_batch_size, note=lambda msg: ctx.note(msg)
+        )
         self._key: Keyframe | None = None
         self._key_prompt: str | None = None
         self._injected: tuple[Image.Image, str] | None = None
@@ -37,13 +39,17 @@ class HybridMode:
     def inject(self, image: Image.Image, label: str) -> None:
         self._injected = (fit(image, self._ctx.config.width, self._ctx.config.height), label)
 
-    async def _next_keyframe(self, prompt: str, previous: Keyframe) -> tuple[GeneratedImage, FrameKind, str | None]:
+    async def _next_keyframe(
+        self, prompt: str, previous: Keyframe
+    ) -> tuple[GeneratedImage, FrameKind, str | None]:
         ctx = self._ctx
         if self._injected is not None:
             # The cached frame becomes the next keyframe, grown lightly so it belongs to this prompt.
             target, label = self._injected
             self._injected = None
-            result = await ctx.backend.img2img(target, ctx.request(prompt, denoise=min(ctx.config.denoise, 0.3)))
+            result = await ctx.backend.img2img(
+                target, ctx.request(prompt, denoise=min(ctx.config.denoise, 0.3))
+            )
             return result, "injected", label
         if self._key_prompt is not None and prompt != self._key_prompt:
             return await ctx.backend.txt2img(ctx.request(prompt)), "keyframe", None
@@ -57,7 +63,16 @@ class HybridMode:
             result = await ctx.backend.txt2img(ctx.request(prompt))
             self._key, self._key_prompt = Keyframe(result.image), prompt
             await self._adopt_backend_latent(self._key, result)
-            return [Frame(result.image, prompt, "keyframe", result.elapsed_ms, result.request.params(), result.latent)]
+            return [
+                Frame(
+                    result.image,
+                    prompt,
+                    "keyframe",
+                    result.elapsed_ms,
+                    result.request.params(),
+                    result.latent,
+                )
+            ]
 
         previous = self._key
         result, kind, label = await self._next_keyframe(prompt, previous)
@@ -72,8 +87,17 @@ class HybridMode:
             ts = inbetween_ts(n)
             made = await self._maker.make(previous, key, ts)
             frames = [
-                Frame(img, prompt, made.kind, made.ms_per_frame,  # type: ignore[arg-type]
-                      {**params, "interpolation": "slerp" if made.kind == "inbetween" else "crossfade", "t": float(t)})
+                Frame(
+                    img,
+                    prompt,
+                    made.kind,  # type: ignore[arg-type]
+                    made.ms_per_frame,
+                    {
+                        **params,
+                        "interpolation": "slerp" if made.kind == "inbetween" else "crossfade",
+                        "t": float(t),
+                    },
+                )
                 for img, t in zip(made.images, ts, strict=True)
             ]
         frames.append(Frame(result.image, prompt, kind, result.elapsed_ms, params, key.latent))

@@ -40,7 +40,9 @@ class InterpolateMode:
         self._ctx = ctx
         encoder = ctx.encoder or BackendLatentEncoder(ctx.backend, batch_size=ctx.decode_batch_size)
         # ctx.note is wired by the controller after the mode is built: look it up at call time.
-        self._maker = InBetweenMaker(encoder, batch_size=ctx.decode_batch_size, note=lambda msg: ctx.note(msg))
+        self._maker = InBetweenMaker(
+            encoder, batch_size=ctx.decode_batch_size, note=lambda msg: ctx.note(msg)
+        )
         self._key: Keyframe | None = None
         # The request that made the current keyframe (None for a seeded or injected picture).
         self._key_request: GenerationRequest | None = None
@@ -62,7 +64,9 @@ class InterpolateMode:
         if self._injected is not None:
             image, label = self._injected
             self._injected = None
-            return await self._slerp_to(Keyframe(image), prompt, ts, "injected", 0.0, {"injected_from": label}, None)
+            return await self._slerp_to(
+                Keyframe(image), prompt, ts, "injected", 0.0, {"injected_from": label}, None
+            )
 
         request = ctx.request(prompt)
         backend = ctx.backend
@@ -73,7 +77,13 @@ class InterpolateMode:
             walk = await walker.latent_walk(self._key_request, request, [*ts.tolist(), 1.0])
             ms = (time.perf_counter() - t0) * 1000.0 / len(walk)
             frames = [
-                Frame(g.image, prompt, "inbetween", ms, {**request.params(), "interpolation": "latent_walk", "t": float(t)})
+                Frame(
+                    g.image,
+                    prompt,
+                    "inbetween",
+                    ms,
+                    {**request.params(), "interpolation": "latent_walk", "t": float(t)},
+                )
                 for g, t in zip(walk[:-1], ts, strict=True)
             ]
             last = walk[-1]
@@ -91,8 +101,9 @@ class InterpolateMode:
         key = Keyframe(result.image)
         if result.latent is not None and self._maker.encoder.shares_backend_latents:
             key.latent = result.latent
-        return await self._slerp_to(key, prompt, ts, "keyframe", result.elapsed_ms, result.request.params(),
-                                    result.request)
+        return await self._slerp_to(
+            key, prompt, ts, "keyframe", result.elapsed_ms, result.request.params(), result.request
+        )
 
     async def _slerp_to(
         self,
@@ -108,8 +119,17 @@ class InterpolateMode:
         if self._key is not None:
             made = await self._maker.make(self._key, key, ts)
             frames = [
-                Frame(img, prompt, made.kind, made.ms_per_frame,  # type: ignore[arg-type]
-                      {**params, "interpolation": "slerp" if made.kind == "inbetween" else "crossfade", "t": float(t)})
+                Frame(
+                    img,
+                    prompt,
+                    made.kind,  # type: ignore[arg-type]
+                    made.ms_per_frame,
+                    {
+                        **params,
+                        "interpolation": "slerp" if made.kind == "inbetween" else "crossfade",
+                        "t": float(t),
+                    },
+                )
                 for img, t in zip(made.images, ts, strict=True)
             ]
         frames.append(Frame(key.image, prompt, kind, ms, dict(params), key.latent))

@@ -55,20 +55,27 @@ def build_detectors(config: DreamConfig) -> list[Detector]:
         count = reader.device_count()
         if gd.gpu_index >= count:
             reader.close()
-            detectors.append(StaticDetector(
-                "gpu", Reading.unavailable(f"game_detection.gpu_index is {gd.gpu_index}, but NVML sees {count} GPU(s)")
-            ))
+            detectors.append(
+                StaticDetector(
+                    "gpu",
+                    Reading.unavailable(
+                        f"game_detection.gpu_index is {gd.gpu_index}, but NVML sees {count} GPU(s)"
+                    ),
+                )
+            )
         else:
             own = OwnProcesses(config.system.comfyui_urls)
-            detectors.append(GpuDetector(
-                reader,
-                index=gd.gpu_index,
-                threshold=gd.gpu_threshold,
-                resume_threshold=gd.gpu_resume_threshold,
-                hold_seconds=gd.gpu_hold_seconds,
-                window_seconds=gd.gpu_window_seconds,
-                own=own.pids,
-            ))
+            detectors.append(
+                GpuDetector(
+                    reader,
+                    index=gd.gpu_index,
+                    threshold=gd.gpu_threshold,
+                    resume_threshold=gd.gpu_resume_threshold,
+                    hold_seconds=gd.gpu_hold_seconds,
+                    window_seconds=gd.gpu_window_seconds,
+                    own=own.pids,
+                )
+            )
     if gd.fullscreen:
         detectors.append(create_fullscreen_detector())
     if gd.pause_on_battery:
@@ -98,7 +105,9 @@ async def start_monitor(config: DreamConfig, controller: Any, services: Any) -> 
     try:
         await asyncio.wait_for(monitor.check_once(), FIRST_CHECK_TIMEOUT)
     except TimeoutError:  # a detector hangs (X server not answering): start the dream anyway
-        log.warning("system monitor: first check took over %gs; starting without waiting", FIRST_CHECK_TIMEOUT)
+        log.warning(
+            "system monitor: first check took over %gs; starting without waiting", FIRST_CHECK_TIMEOUT
+        )
     task = asyncio.create_task(monitor.run(check_first=False), name="system-monitor")
     services.tasks.append(task)
 
@@ -131,13 +140,20 @@ async def doctor_checks(config: DreamConfig) -> list[Any]:
             what = describe() if callable(describe) else ""
             if r.condition in (Condition.CLEAR, Condition.ACTIVE):
                 now = "would pause now: " + (r.reason or "") if r.condition is Condition.ACTIVE else r.detail
-                out.append(Check(f"monitor: {d.name}", "ok", f"available{f' ({what})' if what else ''}; {now}"))
+                out.append(
+                    Check(f"monitor: {d.name}", "ok", f"available{f' ({what})' if what else ''}; {now}")
+                )
             elif r.condition is Condition.UNKNOWN:
                 out.append(Check(f"monitor: {d.name}", "warn", r.detail))
             else:
                 missing_pkg = "not installed" in r.detail
-                out.append(Check(f"monitor: {d.name}", "warn" if missing_pkg else "info",
-                                 f"{r.condition.value}: {r.detail} (never pauses)"))
+                out.append(
+                    Check(
+                        f"monitor: {d.name}",
+                        "warn" if missing_pkg else "info",
+                        f"{r.condition.value}: {r.detail} (never pauses)",
+                    )
+                )
         if not gd.fullscreen:
             out.append(Check("monitor: fullscreen", "info", "off (game_detection.fullscreen: false)"))
         return out

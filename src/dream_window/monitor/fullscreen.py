@@ -35,8 +35,10 @@ class Rect:
 
     def intersection(self, other: Rect) -> Rect:
         return Rect(
-            max(self.left, other.left), max(self.top, other.top),
-            min(self.right, other.right), min(self.bottom, other.bottom),
+            max(self.left, other.left),
+            max(self.top, other.top),
+            min(self.right, other.right),
+            min(self.bottom, other.bottom),
         )
 
     @staticmethod
@@ -77,9 +79,7 @@ def fullscreen_reason(title: str) -> str:
     return f"fullscreen: {title or 'untitled window'}"
 
 
-def create_fullscreen_detector(
-    env: Mapping[str, str] | None = None, platform: str | None = None
-) -> Detector:
+def create_fullscreen_detector(env: Mapping[str, str] | None = None, platform: str | None = None) -> Detector:
     """The fullscreen detector for this platform, or one that says once why there is none."""
     env = os.environ if env is None else env
     platform = platform or sys.platform
@@ -89,7 +89,9 @@ def create_fullscreen_detector(
         return WindowsFullscreen()
     if platform == "darwin":
         return StaticDetector("fullscreen", Reading.unsupported("not supported on macOS"))
-    if env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or (env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")):
+    if env.get("XDG_SESSION_TYPE", "").lower() == "wayland" or (
+        env.get("WAYLAND_DISPLAY") and not env.get("DISPLAY")
+    ):
         # XWayland's _NET_ACTIVE_WINDOW does not see native Wayland windows: answers would be wrong.
         return StaticDetector("fullscreen", Reading.unsupported("not supported on Wayland"))
     display = env.get("DISPLAY")
@@ -99,6 +101,7 @@ def create_fullscreen_detector(
         from dream_window.monitor.fullscreen_x11 import X11Fullscreen
     except ImportError:
         return StaticDetector(
-            "fullscreen", Reading.unavailable("python-xlib not installed (pip install 'dream-window[monitor]')")
+            "fullscreen",
+            Reading.unavailable("python-xlib not installed (pip install 'dream-window[monitor]')"),
         )
     return X11Fullscreen(display)

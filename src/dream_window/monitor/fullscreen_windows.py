@@ -25,14 +25,23 @@ QUNS_RUNNING_D3D_FULL_SCREEN = 3
 
 IGNORED_CLASSES = frozenset(
     {
-        "progman", "workerw",  # the desktop
-        "shell_traywnd", "shell_secondarytraywnd",  # taskbars
+        "progman",
+        "workerw",  # the desktop
+        "shell_traywnd",
+        "shell_secondarytraywnd",  # taskbars
         "windows.ui.core.corewindow",  # start menu, search, notification centre
-        "rainmetermeterwindow", "rainmetertraywindow",  # Rainmeter skins
+        "rainmetermeterwindow",
+        "rainmetertraywindow",  # Rainmeter skins
     }
 )
 IGNORED_PROCESSES = frozenset(
-    {"rainmeter.exe", "lockapp.exe", "searchhost.exe", "startmenuexperiencehost.exe", "shellexperiencehost.exe"}
+    {
+        "rainmeter.exe",
+        "lockapp.exe",
+        "searchhost.exe",
+        "startmenuexperiencehost.exe",
+        "shellexperiencehost.exe",
+    }
 )
 
 
@@ -132,8 +141,12 @@ class Win32Api:
         self.user32.MonitorFromWindow.argtypes = [wintypes.HWND, wintypes.DWORD]
 
         class MONITORINFO(ctypes.Structure):
-            _fields_ = (("cbSize", wintypes.DWORD), ("rcMonitor", wintypes.RECT),
-                        ("rcWork", wintypes.RECT), ("dwFlags", wintypes.DWORD))
+            _fields_ = (
+                ("cbSize", wintypes.DWORD),
+                ("rcMonitor", wintypes.RECT),
+                ("rcWork", wintypes.RECT),
+                ("dwFlags", wintypes.DWORD),
+            )
 
         self._MONITORINFO = MONITORINFO
 

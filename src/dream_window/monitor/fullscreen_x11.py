@@ -74,7 +74,9 @@ class X11Fullscreen:
                 from Xlib.ext import randr
 
                 reply = randr.get_monitors(root, is_active=True)
-                mons = [Rect.from_size(m.x, m.y, m.width_in_pixels, m.height_in_pixels) for m in reply.monitors]
+                mons = [
+                    Rect.from_size(m.x, m.y, m.width_in_pixels, m.height_in_pixels) for m in reply.monitors
+                ]
                 if mons:
                     return mons
             except (xerror.XError, AttributeError):  # RandR older than 1.5
@@ -150,7 +152,10 @@ class X11Fullscreen:
         states = self._atoms_of(win, "_NET_WM_STATE")
         by_state = self._atom("_NET_WM_STATE_FULLSCREEN") in states
         # A maximized window under a thin panel covers ~97 % of its monitor: not fullscreen.
-        maximized = {self._atom("_NET_WM_STATE_MAXIMIZED_VERT"), self._atom("_NET_WM_STATE_MAXIMIZED_HORZ")} <= states
+        maximized = {
+            self._atom("_NET_WM_STATE_MAXIMIZED_VERT"),
+            self._atom("_NET_WM_STATE_MAXIMIZED_HORZ"),
+        } <= states
         by_geometry = False
         if not by_state and not maximized:
             rect = self.geometry(win)

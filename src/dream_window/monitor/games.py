@@ -26,20 +26,69 @@ from dream_window.monitor.detector import CheckContext, Reading
 # all day. Users add their own with game_detection.known_games.
 DEFAULT_GAMES: frozenset[str] = frozenset(
     {
-        "eldenring.exe", "nightreign.exe", "sekiro.exe", "darksoulsiii.exe", "armoredcore6.exe",
-        "cyberpunk2077.exe", "witcher3.exe", "bg3.exe", "bg3_dx11.exe", "starfield.exe",
-        "gta5.exe", "gta5_enhanced.exe", "rdr2.exe", "hogwartslegacy.exe", "re4.exe",
-        "cs2.exe", "csgo.exe", "valorant-win64-shipping.exe", "r5apex.exe", "r5apex_dx12.exe",
-        "overwatch.exe", "dota2.exe", "league of legends.exe", "rocketleague.exe", "destiny2.exe",
-        "fortniteclient-win64-shipping.exe", "tslgame.exe", "cod.exe", "modernwarfare.exe",
-        "bf2042.exe", "bf6.exe", "helldivers2.exe", "palworld-win64-shipping.exe",
-        "marvel-win64-shipping.exe", "deadbydaylight-win64-shipping.exe", "rainbowsix.exe",
-        "escapefromtarkov.exe", "rustclient.exe", "arma3_x64.exe", "dayz_x64.exe",
-        "monsterhunterworld.exe", "monsterhunterwilds.exe", "forzahorizon5.exe", "flightsimulator.exe",
-        "flightsimulator2024.exe", "ffxiv_dx11.exe", "wow.exe", "diablo iv.exe", "pathofexile_x64.exe",
-        "pathofexilesteam.exe", "pathofexile.exe", "genshinimpact.exe", "starrail.exe",
-        "zenlesszonezero.exe", "minecraft.windows.exe", "terraria.exe", "stardew valley.exe",
-        "factorio.exe", "cities2.exe", "witcher3", "factorio", "dota2", "cs2",
+        "eldenring.exe",
+        "nightreign.exe",
+        "sekiro.exe",
+        "darksoulsiii.exe",
+        "armoredcore6.exe",
+        "cyberpunk2077.exe",
+        "witcher3.exe",
+        "bg3.exe",
+        "bg3_dx11.exe",
+        "starfield.exe",
+        "gta5.exe",
+        "gta5_enhanced.exe",
+        "rdr2.exe",
+        "hogwartslegacy.exe",
+        "re4.exe",
+        "cs2.exe",
+        "csgo.exe",
+        "valorant-win64-shipping.exe",
+        "r5apex.exe",
+        "r5apex_dx12.exe",
+        "overwatch.exe",
+        "dota2.exe",
+        "league of legends.exe",
+        "rocketleague.exe",
+        "destiny2.exe",
+        "fortniteclient-win64-shipping.exe",
+        "tslgame.exe",
+        "cod.exe",
+        "modernwarfare.exe",
+        "bf2042.exe",
+        "bf6.exe",
+        "helldivers2.exe",
+        "palworld-win64-shipping.exe",
+        "marvel-win64-shipping.exe",
+        "deadbydaylight-win64-shipping.exe",
+        "rainbowsix.exe",
+        "escapefromtarkov.exe",
+        "rustclient.exe",
+        "arma3_x64.exe",
+        "dayz_x64.exe",
+        "monsterhunterworld.exe",
+        "monsterhunterwilds.exe",
+        "forzahorizon5.exe",
+        "flightsimulator.exe",
+        "flightsimulator2024.exe",
+        "ffxiv_dx11.exe",
+        "wow.exe",
+        "diablo iv.exe",
+        "pathofexile_x64.exe",
+        "pathofexilesteam.exe",
+        "pathofexile.exe",
+        "genshinimpact.exe",
+        "starrail.exe",
+        "zenlesszonezero.exe",
+        "minecraft.windows.exe",
+        "terraria.exe",
+        "stardew valley.exe",
+        "factorio.exe",
+        "cities2.exe",
+        "witcher3",
+        "factorio",
+        "dota2",
+        "cs2",
     }
 )
 
@@ -54,11 +103,24 @@ _LIBRARY_EXCLUDES: tuple[str, ...] = (
 # Helper processes that may live in a library folder or carry a game-like name.
 NOT_GAMES: frozenset[str] = frozenset(
     {
-        "epicgameslauncher.exe", "epicwebhelper.exe", "epiconlineservicesuserhelper.exe",
-        "eosoverlayrenderer-win64-shipping.exe", "unrealcefsubprocess.exe", "crashreportclient.exe",
-        "steam.exe", "steamwebhelper.exe", "steamservice.exe", "gameoverlayui.exe", "galaxyclient.exe",
-        "galaxyclient helper.exe", "gogalaxynotifications.exe", "easyanticheat.exe", "battleye.exe",
-        "beservice.exe", "unitycrashhandler64.exe", "unitycrashhandler32.exe",
+        "epicgameslauncher.exe",
+        "epicwebhelper.exe",
+        "epiconlineservicesuserhelper.exe",
+        "eosoverlayrenderer-win64-shipping.exe",
+        "unrealcefsubprocess.exe",
+        "crashreportclient.exe",
+        "steam.exe",
+        "steamwebhelper.exe",
+        "steamservice.exe",
+        "gameoverlayui.exe",
+        "galaxyclient.exe",
+        "galaxyclient helper.exe",
+        "gogalaxynotifications.exe",
+        "easyanticheat.exe",
+        "battleye.exe",
+        "beservice.exe",
+        "unitycrashhandler64.exe",
+        "unitycrashhandler32.exe",
     }
 )
 
@@ -120,7 +182,11 @@ def _full_name(base: str, name: str) -> str:
 
 
 def default_process_source() -> ProcessSource:
-    return proc_processes if sys.platform.startswith("linux") and os.path.isdir("/proc/self") else psutil_processes
+    return (
+        proc_processes
+        if sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+        else psutil_processes
+    )
 
 
 def normalise_path(path: str) -> str:
@@ -169,7 +235,9 @@ class GameScanner:
             return self._truncated[lname]
         if exe and self.library_paths:
             path = normalise_path(exe)
-            if any(lib in path for lib in self.library_paths) and not any(x in path for x in _LIBRARY_EXCLUDES):
+            if any(lib in path for lib in self.library_paths) and not any(
+                x in path for x in _LIBRARY_EXCLUDES
+            ):
                 base = path.rstrip("/").rsplit("/", 1)[-1]
                 return base if base not in self.ignore else None
         return None

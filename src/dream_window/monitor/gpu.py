@@ -206,7 +206,9 @@ class GpuDetector:
         own: Callable[[float], set[int]] | None = None,
     ) -> None:
         if resume_threshold > threshold:
-            raise ValueError(f"resume_threshold ({resume_threshold}) must not be above threshold ({threshold})")
+            raise ValueError(
+                f"resume_threshold ({resume_threshold}) must not be above threshold ({threshold})"
+            )
         self.reader = reader
         self.index = index
         self.threshold = threshold
@@ -256,7 +258,9 @@ class GpuDetector:
         try:
             load = self._sample(ctx)
         except Exception as exc:  # NVML errors (GPU lost, driver reloaded): hold, say why
-            return Reading(Condition.UNKNOWN, self._reason if self._active else None, f"NVML read failed: {exc}")
+            return Reading(
+                Condition.UNKNOWN, self._reason if self._active else None, f"NVML read failed: {exc}"
+            )
         if load is not None:
             self._samples.append((ctx.now, load))
         avg = self._average(ctx.now)

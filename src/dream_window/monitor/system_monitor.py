@@ -100,7 +100,9 @@ class SystemMonitor:
 
     async def run(self, *, check_first: bool = True) -> None:
         """Check every ``interval`` until the dream stops. ``check_first=False``: one was just made."""
-        log.info("system monitor: checking %s every %gs", ", ".join(d.name for d in self.detectors), self.interval)
+        log.info(
+            "system monitor: checking %s every %gs", ", ".join(d.name for d in self.detectors), self.interval
+        )
         if not check_first:
             await self.clock.sleep(self.interval)
         while True:
@@ -142,7 +144,10 @@ class SystemMonitor:
 
     def _log_change(self, name: str, r: Reading) -> None:
         # clear/active change every check in detail; only a change of condition is news there
-        key: tuple[Condition, str] = (r.condition, "" if r.condition in (Condition.CLEAR, Condition.ACTIVE) else r.detail)
+        key: tuple[Condition, str] = (
+            r.condition,
+            "" if r.condition in (Condition.CLEAR, Condition.ACTIVE) else r.detail,
+        )
         if self._logged.get(name) == key:
             return
         first = name not in self._logged
@@ -220,9 +225,7 @@ class SystemMonitor:
             "paused_for": self.paused_for,
             "checks": self.checks,
             "last_check_ms": self.last_check_ms,
-            "detectors": {
-                d.name: _describe_reading(self._readings.get(d.name)) for d in self.detectors
-            },
+            "detectors": {d.name: _describe_reading(self._readings.get(d.name)) for d in self.detectors},
         }
 
     def close(self) -> None:

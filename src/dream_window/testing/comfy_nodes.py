@@ -78,8 +78,9 @@ def to_latent(engine: BuiltinEngine, images: list[Image.Image], channels: int) -
     shrunk = []
     for img in images:
         w, h = img.size
-        shrunk.append(img.convert("RGB").resize((w // 8 * LATENT_FACTOR, h // 8 * LATENT_FACTOR),
-                                                Image.Resampling.BOX))
+        shrunk.append(
+            img.convert("RGB").resize((w // 8 * LATENT_FACTOR, h // 8 * LATENT_FACTOR), Image.Resampling.BOX)
+        )
     z = engine.encode_sync(shrunk)
     return np.tile(z, (1, channels // 4, 1, 1)) if channels > 4 else z
 
@@ -128,17 +129,31 @@ def _parts(cond: dict[str, Any]) -> tuple[tuple[str, float], ...]:
 
 def noise_seed(samples: np.ndarray) -> int:
     """A seed from a starting latent's content (the noise a DisableNoise sampler was handed)."""
-    return int.from_bytes(hashlib.sha256(np.ascontiguousarray(samples, np.float32).tobytes()).digest()[:8],
-                          "little") >> 1
+    return (
+        int.from_bytes(
+            hashlib.sha256(np.ascontiguousarray(samples, np.float32).tobytes()).digest()[:8], "little"
+        )
+        >> 1
+    )
 
 
-async def _sample(ctx: RunContext, *, cond: dict[str, Any], seed: int | None, steps: int, denoise: float,
-                  latent: Latent, channels: int) -> Latent:
+async def _sample(
+    ctx: RunContext,
+    *,
+    cond: dict[str, Any],
+    seed: int | None,
+    steps: int,
+    denoise: float,
+    latent: Latent,
+    channels: int,
+) -> Latent:
     """``seed`` None: the sampler's noise is disabled; the starting latent is the noise."""
     b, _c, h, w = latent.samples.shape
     width, height = w * 8, h * 8
     empty = latent.pixels is None and not np.any(latent.samples)
-    parts = [(text, weight) for text, weight in _parts(cond) if weight > 0] or [(str(cond.get("text", "")), 1.0)]
+    parts = [(text, weight) for text, weight in _parts(cond) if weight > 0] or [
+        (str(cond.get("text", "")), 1.0)
+    ]
     prompt = max(parts, key=lambda p: p[1])[0]
     for i in range(1, steps + 1):
         await ctx.on_step(i, steps, latent)
@@ -147,28 +162,41 @@ async def _sample(ctx: RunContext, *, cond: dict[str, Any], seed: int | None, st
         if len(parts) == 1:
             return Image.fromarray(ctx.engine.render(parts[0][0], seed_k, width, height))
         total = sum(weight for _, weight in parts)
-        mix = sum(ctx.engine.render(text, seed_k, width, height).astype(np.float32) * (weight / total)
-                  for text, weight in parts)
+        mix = sum(
+            ctx.engine.render(text, seed_k, width, height).astype(np.float32) * (weight / total)
+            for text, weight in parts
+        )
         return Image.fromarray(np.clip(np.rint(mix), 0, 255).astype(np.uint8))
 
     def work() -> Latent:
         images = []
         for k in range(b):
             seed_k = noise_seed(latent.samples[k]) if seed is None else (seed + k) % 2**63
-            req = GenerationRequest(prompt=prompt, seed=seed_k, width=width, height=height,
-                                    steps=steps, denoise=min(1.0, max(0.0, denoise)))
+            req = GenerationRequest(
+                prompt=prompt,
+                seed=seed_k,
+                width=width,
+                height=height,
+                steps=steps,
+                denoise=min(1.0, max(0.0, denoise)),
+            )
             if empty or denoise >= 0.999 or (seed is None and latent.pixels is None):
                 images.append(render(seed_k))
             else:
-                src = latent.pixels[k] if latent.pixels else from_latent(ctx.engine, latent.samples[k : k + 1])[0]
+                src = (
+                    latent.pixels[k]
+                    if latent.pixels
+                    else from_latent(ctx.engine, latent.samples[k : k + 1])[0]
+                )
                 images.append(ctx.engine.grow(src, req))
         return Latent(to_latent(ctx.engine, images, channels), images)
 
     return await asyncio.to_thread(work)
 
 
-async def run_node(class_type: str, inputs: dict[str, Any], ctx: RunContext, *, prompt: Any,
-                   node_id: str) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
+async def run_node(
+    class_type: str, inputs: dict[str, Any], ctx: RunContext, *, prompt: Any, node_id: str
+) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
     """Execute one node: (outputs, ui). Raises NodeFailure / Interrupted."""
     if class_type in ctx.fail_classes:
         raise NodeFailure("RuntimeError", ctx.fail_classes[class_type])
@@ -180,8 +208,10 @@ async def run_node(class_type: str, inputs: dict[str, Any], ctx: RunContext, *, 
 
 def _load_model(name: str, ctx: RunContext) -> None:
     if name in ctx.broken_models:
-        raise NodeFailure("safetensors._safetensors_rust.SafetensorError",
-                          "Error while deserializing header: header too small\n")
+        raise NodeFailure(
+            "safetensors._safetensors_rust.SafetensorError",
+            "Error while deserializing header: header too small\n",
+        )
 
 
 async def _checkpoint(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
@@ -217,7 +247,9 @@ async def _conditioning_average(i: dict[str, Any], ctx: RunContext) -> tuple[tup
         for text, weight in parts:
             mixed[text] = mixed.get(text, 0.0) + weight * scale
     parts_out = tuple(mixed.items())
-    return ({**i["conditioning_to"], "text": max(parts_out, key=lambda p: p[1])[0], "parts": parts_out},), None
+    return (
+        {**i["conditioning_to"], "text": max(parts_out, key=lambda p: p[1])[0], "parts": parts_out},
+    ), None
 
 
 async def _passthrough(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
@@ -227,15 +259,24 @@ async def _passthrough(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, .
 def _empty(channels: int) -> Callable[[dict[str, Any], RunContext], Awaitable[tuple[tuple[Any, ...], None]]]:
     async def node(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
         b = int(i.get("batch_size", 1))
-        return (Latent(np.zeros((b, channels, int(i["height"]) // 8, int(i["width"]) // 8), np.float32)),), None
+        return (
+            Latent(np.zeros((b, channels, int(i["height"]) // 8, int(i["width"]) // 8), np.float32)),
+        ), None
 
     return node
 
 
 async def _ksampler(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:
     latent: Latent = i["latent_image"]
-    out = await _sample(ctx, cond=i["positive"], seed=int(i["seed"]), steps=int(i["steps"]),
-                        denoise=float(i.get("denoise", 1.0)), latent=latent, channels=latent.samples.shape[1])
+    out = await _sample(
+        ctx,
+        cond=i["positive"],
+        seed=int(i["seed"]),
+        steps=int(i["steps"]),
+        denoise=float(i.get("denoise", 1.0)),
+        latent=latent,
+        channels=latent.samples.shape[1],
+    )
     return (out,), None
 
 
@@ -243,8 +284,15 @@ async def _sampler_custom(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any
     latent: Latent = i["latent_image"]
     sig = i["sigmas"]
     seed = int(i["noise_seed"]) if i.get("add_noise", True) else None
-    out = await _sample(ctx, cond=i["positive"], seed=seed, steps=sig["steps"],
-                        denoise=sig["denoise"], latent=latent, channels=latent.samples.shape[1])
+    out = await _sample(
+        ctx,
+        cond=i["positive"],
+        seed=seed,
+        steps=sig["steps"],
+        denoise=sig["denoise"],
+        latent=latent,
+        channels=latent.samples.shape[1],
+    )
     return (out, out), None
 
 
@@ -252,8 +300,15 @@ async def _sampler_custom_advanced(i: dict[str, Any], ctx: RunContext) -> tuple[
     latent: Latent = i["latent_image"]
     sig = i["sigmas"]
     seed = i["noise"]["seed"]
-    out = await _sample(ctx, cond=i["guider"], seed=None if seed is None else int(seed), steps=sig["steps"],
-                        denoise=sig["denoise"], latent=latent, channels=latent.samples.shape[1])
+    out = await _sample(
+        ctx,
+        cond=i["guider"],
+        seed=None if seed is None else int(seed),
+        steps=sig["steps"],
+        denoise=sig["denoise"],
+        latent=latent,
+        channels=latent.samples.shape[1],
+    )
     return (out, out), None
 
 
@@ -301,7 +356,9 @@ def _save_path(ctx: RunContext, prefix: str, folder: Path, ext: str) -> tuple[Pa
     return target / name, name, sub
 
 
-async def _save_image(i: dict[str, Any], ctx: RunContext, *, temp: bool = False) -> tuple[tuple[Any, ...], dict]:
+async def _save_image(
+    i: dict[str, Any], ctx: RunContext, *, temp: bool = False
+) -> tuple[tuple[Any, ...], dict]:
     images: list[Image.Image] = i["images"]
     folder = ctx.temp_dir if temp else ctx.output_dir
     prefix = str(i.get("filename_prefix", "ComfyUI"))
@@ -331,7 +388,9 @@ async def _load_image(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ..
 
 async def _save_latent(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], dict]:
     latent: Latent = i["samples"]
-    path, name, sub = _save_path(ctx, str(i.get("filename_prefix", "latents/ComfyUI")), ctx.output_dir, "latent")
+    path, name, sub = _save_path(
+        ctx, str(i.get("filename_prefix", "latents/ComfyUI")), ctx.output_dir, "latent"
+    )
     path.write_bytes(latent_file.dumps(latent.samples))
     return (latent,), {"latents": [{"filename": name, "subfolder": sub, "type": "output"}]}
 
@@ -396,7 +455,9 @@ _NODES: dict[str, Callable[[dict[str, Any], RunContext], Awaitable[tuple[tuple[A
 def preview_jpeg(engine: BuiltinEngine, latent: Latent | None, size: int = 512) -> bytes:
     """A latent2rgb-like preview: the latent at its own resolution, scaled up to ``size`` (as recorded)."""
     if latent is not None and latent.pixels:
-        img = latent.pixels[0].resize((max(1, latent.pixels[0].width // 8), max(1, latent.pixels[0].height // 8)))
+        img = latent.pixels[0].resize(
+            (max(1, latent.pixels[0].width // 8), max(1, latent.pixels[0].height // 8))
+        )
     elif latent is not None:
         z = latent.samples[0, :3]
         arr = np.clip((z.transpose(1, 2, 0) + 1.0) * 127.5, 0, 255).astype(np.uint8)
@@ -404,7 +465,9 @@ def preview_jpeg(engine: BuiltinEngine, latent: Latent | None, size: int = 512) 
     else:
         img = Image.new("RGB", (16, 16))
     scale = size / max(img.size)
-    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.NEAREST)
+    img = img.resize(
+        (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.NEAREST
+    )
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=80)
     return buf.getvalue()

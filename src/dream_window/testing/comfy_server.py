@@ -54,8 +54,12 @@ from dream_window.testing.comfy_nodes import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS: dict[str, list[str]] = {
-    "checkpoints": ["corrupt_checkpoint.safetensors", "flux1-schnell-fp8.safetensors",
-                    "sd_xl_turbo_1.0_fp16.safetensors", "tiny_sd15.safetensors"],
+    "checkpoints": [
+        "corrupt_checkpoint.safetensors",
+        "flux1-schnell-fp8.safetensors",
+        "sd_xl_turbo_1.0_fp16.safetensors",
+        "tiny_sd15.safetensors",
+    ],
     "diffusion_models": ["flux1-schnell.safetensors"],
     "text_encoders": ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors"],
     "vae": ["ae.safetensors"],
@@ -68,8 +72,14 @@ _MODEL_INPUTS = {
     ("DualCLIPLoader", "clip_name2"): "text_encoders",
     ("CLIPLoader", "clip_name"): "text_encoders",
 }
-_FEATURES = {"supports_preview_metadata": True, "supports_model_type_tags": True, "max_upload_size": 104857600,
-             "extension": {"manager": {"supports_v4": True}}, "node_replacements": True, "assets": False}
+_FEATURES = {
+    "supports_preview_metadata": True,
+    "supports_model_type_tags": True,
+    "max_upload_size": 104857600,
+    "extension": {"manager": {"supports_v4": True}},
+    "node_replacements": True,
+    "assets": False,
+}
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 
 
@@ -141,7 +151,9 @@ class ComfyTestServer:
         self.step_delay = step_delay
         self.models = copy.deepcopy(models or DEFAULT_MODELS)
         self._object_info = object_info or recorded_object_info()
-        self.broken_models = set(broken_models if broken_models is not None else {"corrupt_checkpoint.safetensors"})
+        self.broken_models = set(
+            broken_models if broken_models is not None else {"corrupt_checkpoint.safetensors"}
+        )
         self.fail_classes: dict[str, str] = {}
         self.slow_view = 0.0
         self.requests: list[RequestRecord] = []
@@ -268,7 +280,9 @@ class ComfyTestServer:
             self.requests.append(RequestRecord(request.method, path, body, time.monotonic()))
             if self._fail_next > 0:
                 self._fail_next -= 1
-                return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
+                return web.Response(
+                    status=500, text="500 Internal Server Error\n\nServer got itself in trouble"
+                )
         return await handler(request)
 
     def _routes(self, app: web.Application) -> None:
@@ -297,13 +311,31 @@ class ComfyTestServer:
         app.add_routes([web.RouteDef(d.method, "/api" + d.path, d.handler, d.kwargs) for d in r])
 
     async def _system_stats(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "system": {"os": "linux", "comfyui_version": "0.33.0", "python_version": "3", "embedded_python": False,
-                       "pytorch_version": "test", "argv": ["dream_window.testing.comfy_server"],
-                       "ram_total": 0, "ram_free": 0},
-            "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": 0, "vram_free": 0,
-                         "torch_vram_total": 0, "torch_vram_free": 0}],
-        })
+        return web.json_response(
+            {
+                "system": {
+                    "os": "linux",
+                    "comfyui_version": "0.33.0",
+                    "python_version": "3",
+                    "embedded_python": False,
+                    "pytorch_version": "test",
+                    "argv": ["dream_window.testing.comfy_server"],
+                    "ram_total": 0,
+                    "ram_free": 0,
+                },
+                "devices": [
+                    {
+                        "name": "cpu",
+                        "type": "cpu",
+                        "index": None,
+                        "vram_total": 0,
+                        "vram_free": 0,
+                        "torch_vram_total": 0,
+                        "torch_vram_free": 0,
+                    }
+                ],
+            }
+        )
 
     def object_info(self) -> dict[str, Any]:
         """The recorded schemas with this server's model files and input folder filled in."""
@@ -362,16 +394,24 @@ class ComfyTestServer:
             return web.Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
 
         def bad(type_: str, message: str, details: str = "") -> web.Response:
-            return web.json_response({"error": {"type": type_, "message": message, "details": details,
-                                                "extra_info": {}}, "node_errors": {}}, status=400)
+            return web.json_response(
+                {
+                    "error": {"type": type_, "message": message, "details": details, "extra_info": {}},
+                    "node_errors": {},
+                },
+                status=400,
+            )
 
         if not isinstance(body, dict) or "prompt" not in body:
             return bad("no_prompt", "No prompt provided", "No prompt provided")
         pid = body.get("prompt_id")
         if pid is not None and not (isinstance(pid, str) and is_canonical_uuid(pid)):
-            return bad("invalid_prompt_id", "prompt_id must be a valid UUID",
-                       "prompt_id must be a UUID string in canonical lowercase hyphenated form; "
-                       "omit it to let the server generate one")
+            return bad(
+                "invalid_prompt_id",
+                "prompt_id must be a valid UUID",
+                "prompt_id must be a UUID string in canonical lowercase hyphenated form; "
+                "omit it to let the server generate one",
+            )
         graph = body["prompt"]
         result = validate_graph(graph, self.object_info(), file_exists=self._file_exists)
         if not result.ok:
@@ -394,10 +434,12 @@ class ComfyTestServer:
         return web.json_response({"prompt_id": pid, "number": number, "node_errors": result.node_errors})
 
     async def _queue_get(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "queue_running": [self._running.as_tuple()] if self._running else [],
-            "queue_pending": [q.as_tuple() for q in self._queue],
-        })
+        return web.json_response(
+            {
+                "queue_running": [self._running.as_tuple()] if self._running else [],
+                "queue_pending": [q.as_tuple() for q in self._queue],
+            }
+        )
 
     async def _queue_post(self, request: web.Request) -> web.Response:
         body = await self._json_or_empty(request)
@@ -412,7 +454,7 @@ class ComfyTestServer:
         items = list(self.history.items())
         max_items = request.query.get("max_items")
         if max_items and max_items.isdigit():
-            items = items[-int(max_items):]
+            items = items[-int(max_items) :]
         return web.json_response(dict(items))
 
     async def _history_one(self, request: web.Request) -> web.Response:
@@ -455,7 +497,11 @@ class ComfyTestServer:
         if not isinstance(image, web.FileField):
             return web.Response(status=400)
         kind = str(form.get("type") or "input")
-        folder = {"input": self.root / "input", "temp": self.root / "temp", "output": self.root / "output"}.get(kind)
+        folder = {
+            "input": self.root / "input",
+            "temp": self.root / "temp",
+            "output": self.root / "output",
+        }.get(kind)
         if folder is None:
             return web.Response(status=400)
         subfolder = str(form.get("subfolder") or "")
@@ -491,8 +537,11 @@ class ComfyTestServer:
         if self.slow_view:
             await asyncio.sleep(self.slow_view)
         ctype = "image/png" if path.suffix == ".png" else "application/octet-stream"
-        return web.Response(body=path.read_bytes(), content_type=ctype,
-                            headers={"Content-Disposition": f'filename="{path.name}"'})
+        return web.Response(
+            body=path.read_bytes(),
+            content_type=ctype,
+            headers={"Content-Disposition": f'filename="{path.name}"'},
+        )
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(sorted(self.models))
@@ -517,8 +566,11 @@ class ComfyTestServer:
         sid = request.query.get("clientId") or uuid.uuid4().hex
         sock = _Socket(ws, sid)
         self._sockets[sid] = sock  # the same clientId replaces the older socket
-        await self._send(sock, "status", {"status": {"exec_info": {"queue_remaining": self._queue_remaining()}},
-                                          "sid": sid})
+        await self._send(
+            sock,
+            "status",
+            {"status": {"exec_info": {"queue_remaining": self._queue_remaining()}}, "sid": sid},
+        )
         if self._running_client == sid and self._last_node is not None:
             await self._send(sock, "executing", {"node": self._last_node})
         try:
@@ -540,8 +592,14 @@ class ComfyTestServer:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await sock.ws.send_str(encode_text(type_, data))
 
-    async def _send_to(self, client_id: str | None, type_: str, data: dict[str, Any], *,
-                       everyone_without_client: bool = False) -> None:
+    async def _send_to(
+        self,
+        client_id: str | None,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        everyone_without_client: bool = False,
+    ) -> None:
         if client_id is None:
             if everyone_without_client:  # progress of a prompt without client_id reaches every socket
                 for s in list(self._sockets.values()):
@@ -553,7 +611,9 @@ class ComfyTestServer:
 
     async def _broadcast_status(self) -> None:
         for s in list(self._sockets.values()):
-            await self._send(s, "status", {"status": {"exec_info": {"queue_remaining": self._queue_remaining()}}})
+            await self._send(
+                s, "status", {"status": {"exec_info": {"queue_remaining": self._queue_remaining()}}}
+            )
 
     # --- execution ----------------------------------------------------------------------------
 
@@ -561,8 +621,15 @@ class ComfyTestServer:
         async def nothing(i: int, n: int, latent: Latent | None) -> None:
             return None
 
-        return RunContext(self.engine, self.root / "input", self.root / "output", self.root / "temp",
-                          on_step or nothing, self.broken_models, self.fail_classes)
+        return RunContext(
+            self.engine,
+            self.root / "input",
+            self.root / "output",
+            self.root / "temp",
+            on_step or nothing,
+            self.broken_models,
+            self.fail_classes,
+        )
 
     async def _work(self) -> None:
         while True:
@@ -590,7 +657,9 @@ class ComfyTestServer:
                 self._running_client = None
                 self._last_node = None
 
-    def _order(self, graph: dict[str, Any], outputs: list[str], cached: set[str], info: dict[str, Any]) -> list[str]:
+    def _order(
+        self, graph: dict[str, Any], outputs: list[str], cached: set[str], info: dict[str, Any]
+    ) -> list[str]:
         """The order ComfyUI runs nodes in: pending nodes collected by a stack walk from each output
         (cached nodes left out), then repeatedly the first ready node, preferring output nodes, then
         nodes feeding an output, then nodes two steps before one (its "UX-friendly" pick)."""
@@ -620,8 +689,9 @@ class ComfyTestServer:
             ready = [n for n in pending if not (deps[n] & pending.keys())]
             pick = next((n for n in ready if is_output(n)), None)
             pick = pick or next((n for n in ready if any(is_output(b) for b in blocking[n])), None)
-            pick = pick or next((n for n in ready if any(is_output(c) for b in blocking[n] for c in blocking[b])),
-                                None)
+            pick = pick or next(
+                (n for n in ready if any(is_output(c) for b in blocking[n] for c in blocking[b])), None
+            )
             pick = pick or ready[0]
             order.append(pick)
             del pending[pick]
@@ -656,7 +726,9 @@ class ComfyTestServer:
                 parts.append((k, v))
                 if (node["class_type"], k) in FILE_INPUTS:  # IS_CHANGED: the file's content counts
                     with contextlib.suppress(OSError, NodeFailure):
-                        parts.append(hashlib.sha256(resolve_annotated(str(v), self._ctx()).read_bytes()).hexdigest())
+                        parts.append(
+                            hashlib.sha256(resolve_annotated(str(v), self._ctx()).read_bytes()).hexdigest()
+                        )
         sig = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
         memo[nid] = sig
         return sig
@@ -668,7 +740,9 @@ class ComfyTestServer:
         info = self.object_info()
         messages: list[list[Any]] = []
 
-        async def emit(type_: str, data: dict[str, Any], *, record: bool = False, broadcast: bool = False) -> None:
+        async def emit(
+            type_: str, data: dict[str, Any], *, record: bool = False, broadcast: bool = False
+        ) -> None:
             if record:
                 messages.append([type_, data])
             await self._send_to(cid, type_, data, everyone_without_client=broadcast)
@@ -692,8 +766,16 @@ class ComfyTestServer:
             await emit("progress_state", {"prompt_id": pid, "nodes": copy.deepcopy(states)}, broadcast=True)
 
         def state(nid: str, value: float, maximum: float, st: str) -> None:
-            states[nid] = {"value": value, "max": maximum, "state": st, "node_id": nid, "prompt_id": pid,
-                           "display_node_id": nid, "parent_node_id": None, "real_node_id": nid}
+            states[nid] = {
+                "value": value,
+                "max": maximum,
+                "state": st,
+                "node_id": nid,
+                "prompt_id": pid,
+                "display_node_id": nid,
+                "parent_node_id": None,
+                "real_node_id": nid,
+            }
 
         for nid in cached:
             outs, ui = self._cache[sigs[nid]]
@@ -721,8 +803,17 @@ class ComfyTestServer:
             frame = None
             if previews and sock is not None:
                 image = await asyncio.to_thread(preview_jpeg, self.engine, latent)
-                meta = {"node_id": nid, "prompt_id": pid, "display_node_id": nid, "parent_node_id": None,
-                        "real_node_id": nid} if sock.metadata else None
+                meta = (
+                    {
+                        "node_id": nid,
+                        "prompt_id": pid,
+                        "display_node_id": nid,
+                        "parent_node_id": None,
+                        "real_node_id": nid,
+                    }
+                    if sock.metadata
+                    else None
+                )
                 frame = encode_preview(image, "image/jpeg", meta=meta)
                 if meta is not None:  # type 4 comes before its progress message
                     with contextlib.suppress(ConnectionError, RuntimeError):
@@ -778,17 +869,37 @@ class ComfyTestServer:
             status_str, completed = "error", False
             ui_out = {}
             nid = current["node"]
-            await emit("execution_interrupted", {"prompt_id": pid, "node_id": nid,
-                                                 "node_type": graph[nid]["class_type"] if nid else None,
-                                                 "executed": executed, "timestamp": ts()}, record=True)
+            await emit(
+                "execution_interrupted",
+                {
+                    "prompt_id": pid,
+                    "node_id": nid,
+                    "node_type": graph[nid]["class_type"] if nid else None,
+                    "executed": executed,
+                    "timestamp": ts(),
+                },
+                record=True,
+            )
         except NodeFailure as fail:
             status_str, completed = "error", False
             ui_out = {}
             nid = current["node"]
-            await emit("execution_error", {
-                "prompt_id": pid, "node_id": nid, "node_type": graph[nid]["class_type"], "executed": executed,
-                "exception_message": fail.message, "exception_type": fail.exception_type, "traceback": [],
-                "current_inputs": {}, "current_outputs": {}, "timestamp": ts()}, record=True)
+            await emit(
+                "execution_error",
+                {
+                    "prompt_id": pid,
+                    "node_id": nid,
+                    "node_type": graph[nid]["class_type"],
+                    "executed": executed,
+                    "exception_message": fail.message,
+                    "exception_type": fail.exception_type,
+                    "traceback": [],
+                    "current_inputs": {},
+                    "current_outputs": {},
+                    "timestamp": ts(),
+                },
+                record=True,
+            )
         self._running = None
         await self._broadcast_status()
         # History is written only now, so a /history poll right after the terminal message can see {}
@@ -798,8 +909,10 @@ class ComfyTestServer:
             "prompt": item.as_tuple(),
             "outputs": ui_out,
             "status": {"status_str": status_str, "completed": completed, "messages": messages},
-            "meta": {nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
-                     for nid in ui_out},
+            "meta": {
+                nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
+                for nid in ui_out
+            },
         }
         await emit("executing", {"node": None, "prompt_id": pid})
 
@@ -808,8 +921,13 @@ class ComfyTestServer:
         spec = info.get(class_type, {}).get("input", {})
         for section in ("required", "optional"):
             for name, s in (spec.get(section) or {}).items():
-                if name not in inputs and isinstance(s, list) and len(s) > 1 and isinstance(s[1], dict) \
-                        and "default" in s[1]:
+                if (
+                    name not in inputs
+                    and isinstance(s, list)
+                    and len(s) > 1
+                    and isinstance(s[1], dict)
+                    and "default" in s[1]
+                ):
                     inputs[name] = s[1]["default"]
 
 
@@ -825,7 +943,9 @@ async def running_comfy_server(**kwargs: Any) -> AsyncIterator[ComfyTestServer]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="A ComfyUI-protocol test server backed by the built-in engine.")
+    parser = argparse.ArgumentParser(
+        description="A ComfyUI-protocol test server backed by the built-in engine."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8189)
     parser.add_argument("--root", type=Path, help="Folder for input/, output/, temp/ (default: a temp dir).")

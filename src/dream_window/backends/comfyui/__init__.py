@@ -45,18 +45,30 @@ __all__ = [
 ]
 
 
-def _clients(config: DreamConfig, *, clock: Clock | None = None, rng: random.Random | None = None,
-             max_retries: int | None = None) -> list[ComfyUIClient]:
+def _clients(
+    config: DreamConfig,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    max_retries: int | None = None,
+) -> list[ComfyUIClient]:
     c = config.comfyui
     return [
-        ComfyUIClient(url, clock=clock, rng=rng, request_timeout=c.request_timeout, connect_timeout=c.connect_timeout,
-                      max_retries=c.max_retries if max_retries is None else max_retries)
+        ComfyUIClient(
+            url,
+            clock=clock,
+            rng=rng,
+            request_timeout=c.request_timeout,
+            connect_timeout=c.connect_timeout,
+            max_retries=c.max_retries if max_retries is None else max_retries,
+        )
         for url in config.system.comfyui_urls
     ]
 
 
-def create_comfyui_backend(config: DreamConfig, *, clock: Clock | None = None,
-                           rng: random.Random | None = None) -> GenerationBackend:
+def create_comfyui_backend(
+    config: DreamConfig, *, clock: Clock | None = None, rng: random.Random | None = None
+) -> GenerationBackend:
     """The backend for ``config`` (not started: ``await backend.start()``)."""
     builder = create_builder(config.generation.model, config.comfyui, base_dir=config.base_dir)
     pool = ServerPool(_clients(config, clock=clock, rng=rng), clock=clock)
@@ -88,8 +100,13 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
             if problems:
                 checks.extend(Check(f"{name} models", "fail", p) for p in problems)
             else:
-                checks.append(Check(f"{name} workflow", "ok",
-                                    f"{builder.family} graphs validate against the server's object_info"))
+                checks.append(
+                    Check(
+                        f"{name} workflow",
+                        "ok",
+                        f"{builder.family} graphs validate against the server's object_info",
+                    )
+                )
         except ComfyUIError as exc:
             checks.append(Check(name, "fail", str(exc)))
         finally:

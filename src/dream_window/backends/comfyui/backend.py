@@ -132,13 +132,16 @@ class ComfyUIBackend:
         self._specs: list[_Speculation] = []
         c = config.comfyui
         self._timeout = c.generation_timeout
-        self._extra: dict[str, Any] = {} if c.preview_method == "none" else {"preview_method": c.preview_method}
+        self._extra: dict[str, Any] = (
+            {} if c.preview_method == "none" else {"preview_method": c.preview_method}
+        )
         mode = config.generation.mode
         self._want_latent = mode in (Mode.HYBRID, Mode.INTERPOLATE)
         self._mode = mode
         # interpolation.walk: auto/on use the walk when the graphs can express it (not a custom workflow).
-        self.latent_walk_available = (config.interpolation.walk != "off"
-                                      and not isinstance(builder, CustomWorkflow))
+        self.latent_walk_available = config.interpolation.walk != "off" and not isinstance(
+            builder, CustomWorkflow
+        )
         self._walks: list[_Walk] = []  # [current?, speculative?]
         self._walk_slot = 0
         self._epoch = 0  # bumped by interrupt(): work started before it must not queue after it
@@ -149,8 +152,10 @@ class ComfyUIBackend:
         """Connect (fast failure when nothing answers), then check our graphs against each server's
         live object_info so a missing model file is named now, not at the first frame."""
         if self.config.interpolation.walk == "on" and isinstance(self.builder, CustomWorkflow):
-            raise ConfigError("interpolation.walk is 'on' but a custom comfyui.workflow cannot express a latent "
-                              "walk; set it to 'auto' (slerp keyframe latents instead) or use a built-in model")
+            raise ConfigError(
+                "interpolation.walk is 'on' but a custom comfyui.workflow cannot express a latent "
+                "walk; set it to 'auto' (slerp keyframe latents instead) or use a built-in model"
+            )
         await self.pool.start()
         for s in self.pool.servers:
             if s.up:
@@ -162,15 +167,30 @@ class ComfyUIBackend:
 
     async def _check_server(self, client: ComfyUIClient) -> list[str]:
         info = await client.get_object_info()
-        probe = GenerationRequest(prompt="probe", seed=0, width=self.config.generation.width,
-                                  height=self.config.generation.height, steps=self.config.generation.steps,
-                                  cfg=self.config.generation.cfg)
-        graphs = [self.builder.build_txt2img(probe, prefix="dream-window/probe", want_latent=self._want_latent).graph]
-        if self._mode is Mode.INTERPOLATE and self.latent_walk_available and not isinstance(self.builder,
-                                                                                            CustomWorkflow):
+        probe = GenerationRequest(
+            prompt="probe",
+            seed=0,
+            width=self.config.generation.width,
+            height=self.config.generation.height,
+            steps=self.config.generation.steps,
+            cfg=self.config.generation.cfg,
+        )
+        graphs = [
+            self.builder.build_txt2img(
+                probe, prefix="dream-window/probe", want_latent=self._want_latent
+            ).graph
+        ]
+        if (
+            self._mode is Mode.INTERPOLATE
+            and self.latent_walk_available
+            and not isinstance(self.builder, CustomWorkflow)
+        ):
             other = dataclasses.replace(probe, prompt="probe b", seed=1)
-            graphs.append(self.builder.build_walk_frame(probe, other, 0.5, prefix="dream-window/probe",
-                                                        noise="probe.latent", want_latent=True).graph)
+            graphs.append(
+                self.builder.build_walk_frame(
+                    probe, other, 0.5, prefix="dream-window/probe", noise="probe.latent", want_latent=True
+                ).graph
+            )
         problems = check_model_files(graphs[0], info)
         if problems:
             return problems
@@ -257,12 +277,20 @@ class ComfyUIBackend:
         buf = io.BytesIO()
         await asyncio.to_thread(image.convert("RGB").save, buf, "PNG", compress_level=1)
         self._slot = (self._slot + 1) % (_UPLOAD_SLOTS * max(1, len(self.pool.servers)))
-        ref = await server.client.upload_image(buf.getvalue(), f"in_{self._slot}.png", overwrite=True,
-                                               subfolder=f"dream-window/{self._tag}")
+        ref = await server.client.upload_image(
+            buf.getvalue(), f"in_{self._slot}.png", overwrite=True, subfolder=f"dream-window/{self._tag}"
+        )
         return ref.annotated()
 
-    async def _run(self, server: Server, built: BuiltGraph, holder: dict[str, Any] | None = None, *,
-                   front: bool = False, on_queued: Callable[[], None] | None = None) -> PromptResult:
+    async def _run(
+        self,
+        server: Server,
+        built: BuiltGraph,
+        holder: dict[str, Any] | None = None,
+        *,
+        front: bool = False,
+        on_queued: Callable[[], None] | None = None,
+    ) -> PromptResult:
         """Queue and wait; ``holder`` learns the server and prompt id (to cancel a speculation) —
         before the POST, since the id is ours, so a cancel racing the POST still knows what to delete.
         ``front``: encode/decode jump ahead of queued speculative frames (the display waits on them)."""
@@ -270,8 +298,14 @@ class ComfyUIBackend:
         pid = str(uuid.uuid4())
         if holder is not None:
             holder.update(server=server, id=pid)
-        pid = await client.queue_prompt(built.graph, prompt_id=pid, extra_data=self._extra,
-                                        on_progress=self._on_progress, on_preview=self._on_preview, front=front)
+        pid = await client.queue_prompt(
+            built.graph,
+            prompt_id=pid,
+            extra_data=self._extra,
+            on_progress=self._on_progress,
+            on_preview=self._on_preview,
+            front=front,
+        )
         if holder is not None:
             holder.update(server=server, id=pid)
         if on_queued is not None:
@@ -288,10 +322,13 @@ class ComfyUIBackend:
 
     async def _images(self, server: Server, refs: list[OutputFile]) -> list[Image.Image]:
         blobs = await asyncio.gather(*(server.client.download(r) for r in refs))
-        return await asyncio.gather(*(asyncio.to_thread(self._png, b, r.filename) for b, r in zip(blobs, refs,
-                                                                                                  strict=True)))
+        return await asyncio.gather(
+            *(asyncio.to_thread(self._png, b, r.filename) for b, r in zip(blobs, refs, strict=True))
+        )
 
-    async def _latents(self, server: Server, result: PromptResult, nodes: tuple[str, ...]) -> np.ndarray | None:
+    async def _latents(
+        self, server: Server, result: PromptResult, nodes: tuple[str, ...]
+    ) -> np.ndarray | None:
         refs = [ref for nid in nodes for ref in result.files(nid, "latents")]
         if not refs:
             return None
@@ -299,40 +336,59 @@ class ComfyUIBackend:
         try:
             return np.concatenate([latent_file.loads(b) for b in blobs], axis=0)
         except ValueError as exc:
-            raise ComfyUIError(f"ComfyUI returned an unreadable latent file: {exc}", server=server.url) from exc
+            raise ComfyUIError(
+                f"ComfyUI returned an unreadable latent file: {exc}", server=server.url
+            ) from exc
 
     # --- generation ---------------------------------------------------------------------------
 
-    async def _generate_on(self, server: Server, request: GenerationRequest, image: Image.Image | OutputFile | None,
-                           spec: _Speculation | None = None) -> GeneratedImage:
+    async def _generate_on(
+        self,
+        server: Server,
+        request: GenerationRequest,
+        image: Image.Image | OutputFile | None,
+        spec: _Speculation | None = None,
+    ) -> GeneratedImage:
         """One frame on ``server``. ``image`` is a PIL image, or (for speculation) the server file of
         a frame that has not been downloaded yet."""
         t0 = time.perf_counter()
         if image is None:
             if isinstance(self.builder, CustomWorkflow) and self.builder.needs_image:
                 grey = Image.new("RGB", (request.width, request.height), (128, 128, 128))
-                built = self.builder.build_txt2img(request, prefix=self._prefix("frame"),
-                                                   image=await self._image_on(server, grey))
+                built = self.builder.build_txt2img(
+                    request, prefix=self._prefix("frame"), image=await self._image_on(server, grey)
+                )
             else:
-                built = self.builder.build_txt2img(request, prefix=self._prefix("frame"), want_latent=self._want_latent)
+                built = self.builder.build_txt2img(
+                    request, prefix=self._prefix("frame"), want_latent=self._want_latent
+                )
         else:
             name = image.annotated() if isinstance(image, OutputFile) else await self._image_on(server, image)
-            built = self.builder.build_img2img(request, name, prefix=self._prefix("frame"),
-                                               want_latent=self._want_latent)
+            built = self.builder.build_img2img(
+                request, name, prefix=self._prefix("frame"), want_latent=self._want_latent
+            )
         result = await self._run(server, built, spec.prompt if spec is not None else None)
         refs = result.files(built.image_node) if built.image_node else []
         if not refs:
-            raise ExecutionFailed(f"ComfyUI at {server.url}: prompt {result.prompt_id} produced no image",
-                                  server=server.url, prompt_id=result.prompt_id)
+            raise ExecutionFailed(
+                f"ComfyUI at {server.url}: prompt {result.prompt_id} produced no image",
+                server=server.url,
+                prompt_id=result.prompt_id,
+            )
         # The server is free now: queue the likely next frame before we download this one.
         follow = self._plan_after(request, image is not None, server, refs[0], spec)
-        images, latent = await asyncio.gather(self._images(server, refs[:1]),
-                                              self._latents(server, result, built.latent_nodes))
+        images, latent = await asyncio.gather(
+            self._images(server, refs[:1]), self._latents(server, result, built.latent_nodes)
+        )
         out = images[0]
         self._remember(out, server, refs[0])
         if follow is not None:
             follow.source = id(out)
-        meta: dict[str, Any] = {"server": server.url, "prompt_id": result.prompt_id, "file": refs[0].annotated()}
+        meta: dict[str, Any] = {
+            "server": server.url,
+            "prompt_id": result.prompt_id,
+            "file": refs[0].annotated(),
+        }
         if spec is not None:
             meta["speculative"] = True
         return GeneratedImage(out, request, (time.perf_counter() - t0) * 1000.0, latent, meta)
@@ -351,7 +407,9 @@ class ComfyUIBackend:
         hit = await self._take_speculation("img2img", request, image)
         if hit is not None:
             return hit
-        return await self.pool.run(lambda s: self._generate_on(s, request, image), prefer=self._server_for(image))
+        return await self.pool.run(
+            lambda s: self._generate_on(s, request, image), prefer=self._server_for(image)
+        )
 
     async def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
@@ -363,7 +421,9 @@ class ComfyUIBackend:
             result = await self._run(server, built, front=True)
             z = await self._latents(server, result, built.latent_nodes)
             if z is None or z.shape[0] != len(images):
-                raise ExecutionFailed(f"ComfyUI at {server.url}: encode returned no latents", server=server.url)
+                raise ExecutionFailed(
+                    f"ComfyUI at {server.url}: encode returned no latents", server=server.url
+                )
             return z
 
         return await self.pool.run(work, prefer=self._server_for(images[0]))
@@ -371,20 +431,29 @@ class ComfyUIBackend:
     async def decode(self, latents: np.ndarray) -> list[Image.Image]:
         z = np.asarray(latents, dtype=np.float32)
         if z.ndim != 4 or z.shape[1] != self.latent_channels:
-            raise ValueError(f"expected latents shaped [N, {self.latent_channels}, H, W], got {list(z.shape)}")
+            raise ValueError(
+                f"expected latents shaped [N, {self.latent_channels}, H, W], got {list(z.shape)}"
+            )
         blob = latent_file.dumps(z)
 
         async def work(server: Server) -> list[Image.Image]:
             self._slot = (self._slot + 1) % (_UPLOAD_SLOTS * max(1, len(self.pool.servers)))
-            ref = await server.client.upload_image(blob, f"lat_{self._slot}.latent", overwrite=True,
-                                                   subfolder=f"dream-window/{self._tag}",
-                                                   mime="application/octet-stream")
+            ref = await server.client.upload_image(
+                blob,
+                f"lat_{self._slot}.latent",
+                overwrite=True,
+                subfolder=f"dream-window/{self._tag}",
+                mime="application/octet-stream",
+            )
             built = self.builder.build_decode(ref.annotated(), prefix=self._prefix("inbetween"))
             result = await self._run(server, built, front=True)
             refs = result.files(built.image_node) if built.image_node else []
             if len(refs) != z.shape[0]:
-                raise ExecutionFailed(f"ComfyUI at {server.url}: decode gave {len(refs)} images for {z.shape[0]} "
-                                      "latents", server=server.url, prompt_id=result.prompt_id)
+                raise ExecutionFailed(
+                    f"ComfyUI at {server.url}: decode gave {len(refs)} images for {z.shape[0]} latents",
+                    server=server.url,
+                    prompt_id=result.prompt_id,
+                )
             return await self._images(server, refs)
 
         return await self.pool.run(work)
@@ -399,16 +468,21 @@ class ComfyUIBackend:
             return (seed + 1) % 2**63
         return self._rng.randrange(0, 2**63)
 
-    def _matches(self, spec: _Speculation, kind: str, request: GenerationRequest, image: Image.Image | None) -> bool:
+    def _matches(
+        self, spec: _Speculation, kind: str, request: GenerationRequest, image: Image.Image | None
+    ) -> bool:
         if spec.kind != kind or (image is not None and spec.source != id(image)):
             return False
         want = request
         if self.config.generation.seed_policy is SeedPolicy.RANDOM:
-            want = dataclasses.replace(request, seed=spec.request.seed)  # any fresh seed is as good as another
+            want = dataclasses.replace(
+                request, seed=spec.request.seed
+            )  # any fresh seed is as good as another
         return want == spec.request
 
-    async def _take_speculation(self, kind: str, request: GenerationRequest,
-                                image: Image.Image | None) -> GeneratedImage | None:
+    async def _take_speculation(
+        self, kind: str, request: GenerationRequest, image: Image.Image | None
+    ) -> GeneratedImage | None:
         if not self._specs:
             return None
         spec = self._specs[0]
@@ -432,8 +506,14 @@ class ComfyUIBackend:
             await self._drop_speculations()
             return None
 
-    def _plan_after(self, request: GenerationRequest, was_img2img: bool, server: Server, ref: OutputFile,
-                    spec: _Speculation | None) -> _Speculation | None:
+    def _plan_after(
+        self,
+        request: GenerationRequest,
+        was_img2img: bool,
+        server: Server,
+        ref: OutputFile,
+        spec: _Speculation | None,
+    ) -> _Speculation | None:
         """Queue what the mode will most likely ask for next; returns the img2img follow-up whose
         source image is this frame (bound once it is downloaded)."""
         if not self._speculate:
@@ -443,8 +523,9 @@ class ComfyUIBackend:
             # A feedback chain: n+1 needs n. Keep the next one or two queued behind the running one.
             if not newest or len(self._specs) >= 2:
                 return None
-            nxt = dataclasses.replace(request, seed=self._next_seed(request.seed),
-                                      denoise=self.config.generation.denoise)
+            nxt = dataclasses.replace(
+                request, seed=self._next_seed(request.seed), denoise=self.config.generation.denoise
+            )
             return self._start_spec("img2img", nxt, server, ref)
         if self._mode is Mode.INTERPOLATE and not was_img2img and not self.latent_walk_available:
             # Independent keyframes: one in flight per healthy server.
@@ -455,8 +536,9 @@ class ComfyUIBackend:
                 self._start_spec("txt2img", last, None, None)
         return None
 
-    def _start_spec(self, kind: str, request: GenerationRequest, server: Server | None,
-                    ref: OutputFile | None) -> _Speculation:
+    def _start_spec(
+        self, kind: str, request: GenerationRequest, server: Server | None, ref: OutputFile | None
+    ) -> _Speculation:
         spec = _Speculation(kind, request, None, None)  # type: ignore[arg-type]
 
         async def work() -> GeneratedImage:
@@ -480,20 +562,25 @@ class ComfyUIBackend:
 
     # --- latent walk (SupportsLatentWalk) -------------------------------------------------------
 
-    async def latent_walk(self, start: GenerationRequest, end: GenerationRequest,
-                          ts: Sequence[float]) -> list[GeneratedImage]:
+    async def latent_walk(
+        self, start: GenerationRequest, end: GenerationRequest, ts: Sequence[float]
+    ) -> list[GeneratedImage]:
         """One real generation per ``t``: conditioning ``lerp(cond(start), cond(end), t)``, starting
         noise ``slerp(noise(start.seed), noise(end.seed), t)`` (Flux: one seed, ``start.seed``, for
         the whole walk). Frames are independent prompts spread over the pool at once. The returned
         images carry the request really used (for Flux, the walk's seed)."""
         if not self.latent_walk_available:
-            raise ConfigError("this ComfyUI setup cannot do a latent walk (interpolation.walk is off, or a "
-                              "custom workflow is configured)")
+            raise ConfigError(
+                "this ComfyUI setup cannot do a latent walk (interpolation.walk is off, or a "
+                "custom workflow is configured)"
+            )
         tvals = tuple(float(t) for t in ts)
         if not tvals or any(not 0.0 <= t <= 1.0 for t in tvals):
             raise ValueError(f"latent_walk needs t values in [0, 1], got {list(tvals)}")
         if (start.width, start.height) != (end.width, end.height):
-            raise ValueError(f"latent_walk: start is {start.width}x{start.height} but end is {end.width}x{end.height}")
+            raise ValueError(
+                f"latent_walk: start is {start.width}x{start.height} but end is {end.width}x{end.height}"
+            )
         epoch = self._epoch
         walk = await self._take_walk(start, end, tvals)
         if epoch != self._epoch:  # interrupted (a pause) while we dropped a stale speculation
@@ -520,14 +607,22 @@ class ComfyUIBackend:
             return dataclasses.replace(walk.end, seed=walk.start.seed)
         return walk.end
 
-    def _start_walk(self, start: GenerationRequest, end: GenerationRequest, ts: tuple[float, ...], *,
-                    after: _Walk | None = None) -> _Walk:
+    def _start_walk(
+        self,
+        start: GenerationRequest,
+        end: GenerationRequest,
+        ts: tuple[float, ...],
+        *,
+        after: _Walk | None = None,
+    ) -> _Walk:
         conv = self._walker.walk_noise
         noise = None if conv.prescale is None else conv.walk(start.seed, end.seed, ts, end.width, end.height)
         walk = _Walk(start, end, ts, noise, speculative=after is not None, after=after)
         walk.prompts = [{} for _ in ts]
-        walk.tasks = [asyncio.create_task(self._walk_frame(walk, k), name=f"walk frame t={t:.3f}")
-                      for k, t in enumerate(ts)]
+        walk.tasks = [
+            asyncio.create_task(self._walk_frame(walk, k), name=f"walk frame t={t:.3f}")
+            for k, t in enumerate(ts)
+        ]
         self._walks.append(walk)
         return walk
 
@@ -541,16 +636,21 @@ class ComfyUIBackend:
         nxt = dataclasses.replace(walk.end, seed=self._next_seed(walk.end.seed))
         self._start_walk(self._walk_request(walk), nxt, ts, after=walk)
 
-    async def _take_walk(self, start: GenerationRequest, end: GenerationRequest,
-                         ts: tuple[float, ...]) -> _Walk | None:
+    async def _take_walk(
+        self, start: GenerationRequest, end: GenerationRequest, ts: tuple[float, ...]
+    ) -> _Walk | None:
         spec = next((w for w in self._walks if w.speculative), None)
         if spec is None:
             return None
         want = end
         if self.config.generation.seed_policy is SeedPolicy.RANDOM:
             want = dataclasses.replace(end, seed=spec.end.seed)  # any fresh seed is as good as another
-        if (spec.start == start and want == spec.end and len(spec.ts) == len(ts)
-                and all(abs(a - b) < 1e-9 for a, b in zip(spec.ts, ts, strict=True))):
+        if (
+            spec.start == start
+            and want == spec.end
+            and len(spec.ts) == len(ts)
+            and all(abs(a - b) < 1e-9 for a, b in zip(spec.ts, ts, strict=True))
+        ):
             spec.speculative = False
             return spec
         await self._drop_walk(spec)
@@ -564,7 +664,9 @@ class ComfyUIBackend:
             raise
         if walk.cancelled:
             raise ExecutionFailed("ComfyUI latent walk interrupted", interrupted=True)
-        errors = [t.exception() for t in walk.tasks if t.done() and not t.cancelled() and t.exception() is not None]
+        errors = [
+            t.exception() for t in walk.tasks if t.done() and not t.cancelled() and t.exception() is not None
+        ]
         if errors:
             await self._drop_walk(walk)
             interrupted = [e for e in errors if isinstance(e, ExecutionFailed) and e.interrupted]
@@ -593,18 +695,33 @@ class ComfyUIBackend:
             name = await self._walk_noise_on(server, walk) if walk.noise is not None else None
             if walk.cancelled:
                 raise ExecutionFailed("ComfyUI latent walk interrupted", server=server.url, interrupted=True)
-            built = self._walker.build_walk_frame(walk.start, walk.end, t, prefix=self._prefix("walk"), noise=name,
-                                                  index=k, want_latent=want_latent)
+            built = self._walker.build_walk_frame(
+                walk.start,
+                walk.end,
+                t,
+                prefix=self._prefix("walk"),
+                noise=name,
+                index=k,
+                want_latent=want_latent,
+            )
             result = await self._run(server, built, walk.prompts[k], on_queued=queued)
             refs = result.files(built.image_node) if built.image_node else []
             if not refs:
-                raise ExecutionFailed(f"ComfyUI at {server.url}: walk frame {result.prompt_id} produced no image",
-                                      server=server.url, prompt_id=result.prompt_id)
-            images, latent = await asyncio.gather(self._images(server, refs[:1]),
-                                                  self._latents(server, result, built.latent_nodes))
+                raise ExecutionFailed(
+                    f"ComfyUI at {server.url}: walk frame {result.prompt_id} produced no image",
+                    server=server.url,
+                    prompt_id=result.prompt_id,
+                )
+            images, latent = await asyncio.gather(
+                self._images(server, refs[:1]), self._latents(server, result, built.latent_nodes)
+            )
             self._remember(images[0], server, refs[0])
-            meta: dict[str, Any] = {"server": server.url, "prompt_id": result.prompt_id, "file": refs[0].annotated(),
-                                    "walk_t": t}
+            meta: dict[str, Any] = {
+                "server": server.url,
+                "prompt_id": result.prompt_id,
+                "file": refs[0].annotated(),
+                "walk_t": t,
+            }
             return GeneratedImage(images[0], request, (time.perf_counter() - t0) * 1000.0, latent, meta)
 
         try:
@@ -622,9 +739,13 @@ class ComfyUIBackend:
             blob = latent_file.dumps(walk.noise)
 
             async def upload(name: str) -> str:
-                ref = await server.client.upload_image(blob, name, overwrite=True,
-                                                       subfolder=f"dream-window/{self._tag}",
-                                                       mime="application/octet-stream")
+                ref = await server.client.upload_image(
+                    blob,
+                    name,
+                    overwrite=True,
+                    subfolder=f"dream-window/{self._tag}",
+                    mime="application/octet-stream",
+                )
                 return ref.annotated()
 
             task = asyncio.create_task(upload(f"walk_{self._walk_slot}.latent"), name="walk noise upload")

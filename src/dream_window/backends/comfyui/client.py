@@ -230,8 +230,9 @@ class ComfyUIClient:
         while True:
             try:
                 body = data() if callable(data) else data  # multipart bodies cannot be sent twice
-                async with self._session.request(method, url, json=json_body, data=body, params=params,
-                                                 timeout=self._timeout) as resp:
+                async with self._session.request(
+                    method, url, json=json_body, data=body, params=params, timeout=self._timeout
+                ) as resp:
                     if resp.status >= 500:
                         text = (await resp.text())[:200]
                         raise _Retryable(f"HTTP {resp.status} from {method} {path}: {text.strip()}")
@@ -242,7 +243,9 @@ class ComfyUIClient:
                         raise ComfyUIError(f"{method} {path}: not found (404)", server=self.base_url)
                     if resp.status >= 400:
                         text = (await resp.text())[:300]
-                        raise ComfyUIError(f"{method} {path}: HTTP {resp.status}: {text}", server=self.base_url)
+                        raise ComfyUIError(
+                            f"{method} {path}: HTTP {resp.status}: {text}", server=self.base_url
+                        )
                     self._mark(True)
                     if expect == "bytes":
                         return await resp.read()
@@ -253,26 +256,37 @@ class ComfyUIClient:
             except _Rejected as rej:
                 self._mark(True)
                 raise self._rejection(rej.body) from None
-            except (_Retryable, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            except (
+                _Retryable,
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+                TimeoutError,
+            ) as exc:
                 why = str(exc) or type(exc).__name__
                 if attempt >= retries:
                     self._mark(False, why)
-                    raise ComfyUIUnavailable(f"ComfyUI at {self.base_url}: {method} {path} failed: {why}",
-                                             server=self.base_url) from exc
+                    raise ComfyUIUnavailable(
+                        f"ComfyUI at {self.base_url}: {method} {path} failed: {why}", server=self.base_url
+                    ) from exc
                 delay = self._backoff_base * 2**attempt * (0.5 + self._rng.random())
                 attempt += 1
                 log.debug("%s %s failed (%s); retry %d in %.2fs", method, path, why, attempt, delay)
                 await self._clock.sleep(delay)
             except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
-                raise ComfyUIError(f"ComfyUI at {self.base_url}: {method} {path}: bad response: {exc}",
-                                   server=self.base_url) from exc
+                raise ComfyUIError(
+                    f"ComfyUI at {self.base_url}: {method} {path}: bad response: {exc}", server=self.base_url
+                ) from exc
 
     def _rejection(self, body: Mapping[str, Any]) -> WorkflowRejected:
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
         text = render_error(error, node_errors or {}, self._object_info)
-        return WorkflowRejected(f"ComfyUI at {self.base_url} rejected the workflow: {text}", server=self.base_url,
-                                error=error, node_errors=node_errors)
+        return WorkflowRejected(
+            f"ComfyUI at {self.base_url} rejected the workflow: {text}",
+            server=self.base_url,
+            error=error,
+            node_errors=node_errors,
+        )
 
     async def get_system_stats(self) -> dict[str, Any]:
         return await self._request("GET", "/system_stats")
@@ -286,9 +300,16 @@ class ComfyUIClient:
             self._object_info = await self._request("GET", "/object_info")
         return self._object_info
 
-    async def queue_prompt(self, graph: Mapping[str, Any], *, prompt_id: str | None = None,
-                           extra_data: Mapping[str, Any] | None = None, on_progress: ProgressFn | None = None,
-                           on_preview: PreviewFn | None = None, front: bool = False) -> str:
+    async def queue_prompt(
+        self,
+        graph: Mapping[str, Any],
+        *,
+        prompt_id: str | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        on_progress: ProgressFn | None = None,
+        on_preview: PreviewFn | None = None,
+        front: bool = False,
+    ) -> str:
         """Queue ``graph`` under our client_id. The watch is registered before the POST so no message
         can arrive unrouted. ``front`` puts it ahead of everything pending (ComfyUI's ``front``)."""
         pid = prompt_id or str(uuid.uuid4())
@@ -303,7 +324,10 @@ class ComfyUIClient:
         except BaseException:
             self._watches.pop(pid, None)
             raise
-        if isinstance(resp, dict) and resp.get("prompt_id") not in (None, pid):  # an older server ignoring ours
+        if isinstance(resp, dict) and resp.get("prompt_id") not in (
+            None,
+            pid,
+        ):  # an older server ignoring ours
             watch = self._watches.pop(pid)
             pid = str(resp["prompt_id"])
             watch.prompt_id = pid
@@ -336,8 +360,11 @@ class ComfyUIClient:
         with contextlib.suppress(ComfyUIError):
             await self.interrupt(prompt_id)
             await self.delete_queued([prompt_id])
-        raise ComfyUITimeout(f"ComfyUI at {self.base_url}: prompt {prompt_id} ran past {timeout:g}s; interrupted",
-                             server=self.base_url, prompt_id=prompt_id)
+        raise ComfyUITimeout(
+            f"ComfyUI at {self.base_url}: prompt {prompt_id} ran past {timeout:g}s; interrupted",
+            server=self.base_url,
+            prompt_id=prompt_id,
+        )
 
     async def _settle_from_history(self, watch: _Watch) -> bool:
         try:
@@ -357,13 +384,20 @@ class ComfyUIClient:
                 queue = await self.get_queue()
             except ComfyUIError:
                 return False
-            listed = {str(item[1]) for key in ("queue_running", "queue_pending") for item in queue.get(key, [])
-                      if isinstance(item, list) and len(item) > 1}
+            listed = {
+                str(item[1])
+                for key in ("queue_running", "queue_pending")
+                for item in queue.get(key, [])
+                if isinstance(item, list) and len(item) > 1
+            }
             watch.missing = 0 if watch.prompt_id in listed else watch.missing + 1
             if watch.missing >= 2:
-                raise ExecutionFailed(f"ComfyUI at {self.base_url} lost prompt {watch.prompt_id} "
-                                      "(the server restarted or dropped it)", server=self.base_url,
-                                      prompt_id=watch.prompt_id)
+                raise ExecutionFailed(
+                    f"ComfyUI at {self.base_url} lost prompt {watch.prompt_id} "
+                    "(the server restarted or dropped it)",
+                    server=self.base_url,
+                    prompt_id=watch.prompt_id,
+                )
             return False
         status = entry.get("status") or {}
         if not status.get("completed") and status.get("status_str") != "error":
@@ -382,22 +416,39 @@ class ComfyUIClient:
     def _finish(self, watch: _Watch) -> PromptResult:
         term = watch.terminal
         if term is not None and term.type == "execution_interrupted":
-            raise ExecutionFailed(f"ComfyUI at {self.base_url}: prompt interrupted", server=self.base_url,
-                                  prompt_id=watch.prompt_id, node_id=term.data.get("node_id"),
-                                  node_type=term.data.get("node_type"), interrupted=True)
+            raise ExecutionFailed(
+                f"ComfyUI at {self.base_url}: prompt interrupted",
+                server=self.base_url,
+                prompt_id=watch.prompt_id,
+                node_id=term.data.get("node_id"),
+                node_type=term.data.get("node_type"),
+                interrupted=True,
+            )
         if term is not None and term.type == "execution_error":
             d = term.data
             msg = str(d.get("exception_message", "")).strip() or "execution failed"
             raise ExecutionFailed(
                 f"ComfyUI at {self.base_url}: node {d.get('node_id')} ({d.get('node_type')}) failed: "
                 f"{d.get('exception_type', 'error')}: {msg}",
-                server=self.base_url, prompt_id=watch.prompt_id, node_id=d.get("node_id"),
-                node_type=d.get("node_type"))
+                server=self.base_url,
+                prompt_id=watch.prompt_id,
+                node_id=d.get("node_id"),
+                node_type=d.get("node_type"),
+            )
         return PromptResult(watch.prompt_id, watch.outputs, watch.cached, time.monotonic())
 
-    async def run(self, graph: Mapping[str, Any], *, timeout: float, extra_data: Mapping[str, Any] | None = None,  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
-                  on_progress: ProgressFn | None = None, on_preview: PreviewFn | None = None) -> PromptResult:
-        pid = await self.queue_prompt(graph, extra_data=extra_data, on_progress=on_progress, on_preview=on_preview)
+    async def run(
+        self,
+        graph: Mapping[str, Any],
+        *,
+        timeout: float,  # noqa: ASYNC109 - a deadline for the whole prompt, enforced with an interrupt
+        extra_data: Mapping[str, Any] | None = None,
+        on_progress: ProgressFn | None = None,
+        on_preview: PreviewFn | None = None,
+    ) -> PromptResult:
+        pid = await self.queue_prompt(
+            graph, extra_data=extra_data, on_progress=on_progress, on_preview=on_preview
+        )
         return await self.wait_for_completion(pid, timeout=timeout)
 
     async def get_history(self, prompt_id: str, *, retries: int | None = None) -> dict[str, Any]:
@@ -409,16 +460,33 @@ class ComfyUIClient:
         for i in range(attempts):
             entry = await self.get_history(prompt_id)
             if entry:
-                return {nid: _parse_outputs(raw).get("images", []) for nid, raw in (entry.get("outputs") or {}).items()}
+                return {
+                    nid: _parse_outputs(raw).get("images", [])
+                    for nid, raw in (entry.get("outputs") or {}).items()
+                }
             await self._clock.sleep(0.05 * 2**i)
-        raise ComfyUIError(f"ComfyUI at {self.base_url}: no history for prompt {prompt_id}", server=self.base_url)
+        raise ComfyUIError(
+            f"ComfyUI at {self.base_url}: no history for prompt {prompt_id}", server=self.base_url
+        )
 
     async def download(self, ref: OutputFile) -> bytes:
-        return await self._request("GET", "/view", expect="bytes",
-                                   params={"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type})
+        return await self._request(
+            "GET",
+            "/view",
+            expect="bytes",
+            params={"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type},
+        )
 
-    async def upload_image(self, data: bytes, name: str, *, overwrite: bool = True, kind: str = "input",
-                           subfolder: str = "", mime: str = "image/png") -> OutputFile:
+    async def upload_image(
+        self,
+        data: bytes,
+        name: str,
+        *,
+        overwrite: bool = True,
+        kind: str = "input",
+        subfolder: str = "",
+        mime: str = "image/png",
+    ) -> OutputFile:
         def form() -> aiohttp.FormData:
             f = aiohttp.FormData()
             f.add_field("image", data, filename=name, content_type=mime)
@@ -433,12 +501,17 @@ class ComfyUIClient:
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Interrupt ``prompt_id`` if it is running (a silent no-op otherwise), or whatever runs."""
-        await self._request("POST", "/interrupt", json_body={"prompt_id": prompt_id} if prompt_id else None,
-                            expect="empty")
+        await self._request(
+            "POST", "/interrupt", json_body={"prompt_id": prompt_id} if prompt_id else None, expect="empty"
+        )
 
     async def free(self, *, unload_models: bool = True, free_memory: bool = True) -> None:
-        await self._request("POST", "/free", json_body={"unload_models": unload_models, "free_memory": free_memory},
-                            expect="empty")
+        await self._request(
+            "POST",
+            "/free",
+            json_body={"unload_models": unload_models, "free_memory": free_memory},
+            expect="empty",
+        )
 
     async def clear_queue(self) -> None:
         await self._request("POST", "/queue", json_body={"clear": True}, expect="empty")
@@ -454,12 +527,14 @@ class ComfyUIClient:
         failures = 0
         while self.state is ClientState.OPEN:
             try:
-                async with self._session.ws_connect(ws_url, heartbeat=20.0,
-                                                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0)) as ws:
+                async with self._session.ws_connect(
+                    ws_url, heartbeat=20.0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)
+                ) as ws:
                     self._ws = ws
                     if self._preview_metadata:
-                        await ws.send_str(json.dumps({"type": "feature_flags",
-                                                      "data": {"supports_preview_metadata": True}}))
+                        await ws.send_str(
+                            json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+                        )
                     self.ws_connects += 1
                     if failures or self.ws_connects > 1:
                         log.info("ComfyUI at %s: WebSocket reconnected", self.base_url)
@@ -477,8 +552,11 @@ class ComfyUIClient:
                             break
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if failures == 0:
-                    log.warning("ComfyUI at %s: WebSocket lost (%s); reconnecting", self.base_url,
-                                str(exc) or type(exc).__name__)
+                    log.warning(
+                        "ComfyUI at %s: WebSocket lost (%s); reconnecting",
+                        self.base_url,
+                        str(exc) or type(exc).__name__,
+                    )
                 failures += 1
             finally:
                 self._ws = None

@@ -15,8 +15,12 @@ from typing import Any
 
 import numpy as np
 
-_DTYPES: dict[str, np.dtype[Any] | None] = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": None,
-                                          "F64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype[Any] | None] = {
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": None,
+    "F64": np.dtype("<f8"),
+}
 _LEGACY_SCALE = 1.0 / 0.18215
 
 

@@ -44,8 +44,9 @@ class Server:
 
 
 class ServerPool:
-    def __init__(self, clients: list[ComfyUIClient], *, clock: Clock | None = None,
-                 max_backoff: float = 60.0) -> None:
+    def __init__(
+        self, clients: list[ComfyUIClient], *, clock: Clock | None = None, max_backoff: float = 60.0
+    ) -> None:
         if not clients:
             raise ValueError("a server pool needs at least one client")
         self.servers = [Server(c) for c in clients]
@@ -113,7 +114,9 @@ class ServerPool:
         tried: set[str] = set()
         last: ComfyUIUnavailable | None = None
         for _ in range(2):
-            server = prefer if prefer is not None and prefer.up and not tried else await self.pick(exclude=tried)
+            server = (
+                prefer if prefer is not None and prefer.up and not tried else await self.pick(exclude=tried)
+            )
             server.in_flight += 1
             try:
                 result = await work(server)

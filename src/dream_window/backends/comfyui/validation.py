@@ -65,13 +65,19 @@ def input_options(spec: Any) -> dict[str, Any]:
 
 
 def is_link(value: Any) -> bool:
-    return isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(
-        value[1], int
-    ) and not isinstance(value[1], bool)
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
 
 
 def output_nodes(graph: Graph, object_info: Mapping[str, Any]) -> list[str]:
-    return [nid for nid, node in graph.items() if object_info.get(node.get("class_type"), {}).get("output_node")]
+    return [
+        nid for nid, node in graph.items() if object_info.get(node.get("class_type"), {}).get("output_node")
+    ]
 
 
 def _node_error(error_type: str, message: str, details: str, **extra: Any) -> dict[str, Any]:
@@ -112,21 +118,39 @@ def validate_graph(
     """Validate ``graph`` like POST /prompt does. ``file_exists(kind, name)`` checks LoadImage-style
     inputs (``kind`` is "image" or "latent"); without it those inputs are accepted as given."""
     if not isinstance(graph, Mapping):
-        return ValidationResult(False, [], _top_error("invalid_prompt", "Prompt is not a mapping of nodes"), {})
+        return ValidationResult(
+            False, [], _top_error("invalid_prompt", "Prompt is not a mapping of nodes"), {}
+        )
     for nid, node in graph.items():
         class_type = node.get("class_type") if isinstance(node, Mapping) else None
         if class_type is None:
-            return ValidationResult(False, [], _top_error(
-                "missing_node_type",
-                f"Node 'ID #{nid}' has no class_type. The workflow may be corrupted or a custom node is missing.",
-                f"Node ID '#{nid}'", node_id=nid, class_type=None, node_title=None,
-            ), {})
+            return ValidationResult(
+                False,
+                [],
+                _top_error(
+                    "missing_node_type",
+                    f"Node 'ID #{nid}' has no class_type. The workflow may be corrupted or a custom node is missing.",
+                    f"Node ID '#{nid}'",
+                    node_id=nid,
+                    class_type=None,
+                    node_title=None,
+                ),
+                {},
+            )
         if class_type not in object_info:
-            return ValidationResult(False, [], _top_error(
-                "missing_node_type",
-                f"Node '{class_type}' not found. The custom node may not be installed.",
-                f"Node ID '#{nid}'", node_id=nid, class_type=class_type, node_title=class_type,
-            ), {})
+            return ValidationResult(
+                False,
+                [],
+                _top_error(
+                    "missing_node_type",
+                    f"Node '{class_type}' not found. The custom node may not be installed.",
+                    f"Node ID '#{nid}'",
+                    node_id=nid,
+                    class_type=class_type,
+                    node_title=class_type,
+                ),
+                {},
+            )
     outputs = output_nodes(graph, object_info)
     if not outputs:
         return ValidationResult(False, [], _top_error("prompt_no_outputs", "Prompt has no outputs"), {})
@@ -139,10 +163,17 @@ def validate_graph(
         try:
             ok = checker.check(out)
         except _LinkFault as fault:
-            validated[out] = (False, [_node_error(
-                "exception_during_validation", "Exception when validating node", str(fault.exc),
-                exception_type=type(fault.exc).__name__,
-            )])
+            validated[out] = (
+                False,
+                [
+                    _node_error(
+                        "exception_during_validation",
+                        "Exception when validating node",
+                        str(fault.exc),
+                        exception_type=type(fault.exc).__name__,
+                    )
+                ],
+            )
             ok = False
         if ok:
             good.append(out)
@@ -151,21 +182,34 @@ def validate_graph(
     node_errors: dict[str, Any] = {}
     for out, failing in errors_by_output.items():
         for nid in failing:
-            entry = node_errors.setdefault(nid, {
-                "errors": validated[nid][1], "dependent_outputs": [], "class_type": graph[nid]["class_type"],
-            })
+            entry = node_errors.setdefault(
+                nid,
+                {
+                    "errors": validated[nid][1],
+                    "dependent_outputs": [],
+                    "class_type": graph[nid]["class_type"],
+                },
+            )
             if out not in entry["dependent_outputs"]:
                 entry["dependent_outputs"].append(out)
     if not good:
-        return ValidationResult(False, [], _top_error(
-            "prompt_outputs_failed_validation", "Prompt outputs failed validation"), node_errors)
+        return ValidationResult(
+            False,
+            [],
+            _top_error("prompt_outputs_failed_validation", "Prompt outputs failed validation"),
+            node_errors,
+        )
     return ValidationResult(True, good, None, node_errors)
 
 
 class _Checker:
-    def __init__(self, graph: Graph, object_info: Mapping[str, Any],
-                 file_exists: Callable[[str, str], bool] | None,
-                 validated: dict[str, tuple[bool, list[dict[str, Any]]]]) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        object_info: Mapping[str, Any],
+        file_exists: Callable[[str, str], bool] | None,
+        validated: dict[str, tuple[bool, list[dict[str, Any]]]],
+    ) -> None:
         self.graph = graph
         self.info = object_info
         self.file_exists = file_exists
@@ -185,8 +229,9 @@ class _Checker:
         self.validated[nid] = (True, [])  # cycles end here instead of recursing forever
         for name in required:
             if name not in inputs:
-                errors.append(_node_error("required_input_missing", "Required input is missing", name,
-                                          input_name=name))
+                errors.append(
+                    _node_error("required_input_missing", "Required input is missing", name, input_name=name)
+                )
         for name, value in inputs.items():
             in_spec = required.get(name, optional.get(name))
             if in_spec is None:
@@ -196,19 +241,29 @@ class _Checker:
                 try:
                     # Outside the caller's guard on purpose: a broken link is reported by the frame
                     # that asked for this node, keyed under this node (as ComfyUI does).
-                    received = tuple(self.info[self.graph[linked_id]["class_type"]]["output"])[idx]  # a tuple in ComfyUI
+                    received = tuple(self.info[self.graph[linked_id]["class_type"]]["output"])[
+                        idx
+                    ]  # a tuple in ComfyUI
                 except (KeyError, IndexError, TypeError) as exc:
                     raise _LinkFault(exc) from exc
                 want = input_type(in_spec)
-                if want is not None and received != want and "*" not in (received, want) and not (
-                    set(want.split(",")) & set(str(received).split(","))
+                if (
+                    want is not None
+                    and received != want
+                    and "*" not in (received, want)
+                    and not (set(want.split(",")) & set(str(received).split(",")))
                 ):
-                    errors.append(_node_error(
-                        "return_type_mismatch", "Return type mismatch between linked nodes",
-                        f"{name}, received_type({received}) mismatch input_type({want})",
-                        input_name=name, input_config=list(in_spec), received_type=received,
-                        linked_node=list(value),
-                    ))
+                    errors.append(
+                        _node_error(
+                            "return_type_mismatch",
+                            "Return type mismatch between linked nodes",
+                            f"{name}, received_type({received}) mismatch input_type({want})",
+                            input_name=name,
+                            input_config=list(in_spec),
+                            received_type=received,
+                            linked_node=list(value),
+                        )
+                    )
                     continue
                 try:
                     if not self.check(linked_id):
@@ -216,11 +271,22 @@ class _Checker:
                 except _LinkFault as fault:
                     cause = fault.exc
                     detail = f"'{cause.args[0]}'" if isinstance(cause, KeyError) else str(cause)
-                    self.validated[linked_id] = (False, [_node_error(
-                        "exception_during_inner_validation", "Exception when validating inner node", detail,
-                        input_name=name, input_config=list(in_spec), exception_message=detail,
-                        exception_type=type(cause).__name__, traceback=[], linked_node=list(value),
-                    )])
+                    self.validated[linked_id] = (
+                        False,
+                        [
+                            _node_error(
+                                "exception_during_inner_validation",
+                                "Exception when validating inner node",
+                                detail,
+                                input_name=name,
+                                input_config=list(in_spec),
+                                exception_message=detail,
+                                exception_type=type(cause).__name__,
+                                traceback=[],
+                                linked_node=list(value),
+                            )
+                        ],
+                    )
                     valid = False
                 continue
             errors.extend(self._check_value(class_type, name, in_spec, value))
@@ -246,19 +312,41 @@ class _Checker:
                 else:
                     value = bool(value)
             except (TypeError, ValueError) as exc:
-                return [_node_error(
-                    "invalid_input_type", f"Failed to convert an input value to a {typ} value",
-                    f"{name}, {value}, {exc}", input_name=name, input_config=config, received_value=value,
-                    exception_message=str(exc),
-                )]
+                return [
+                    _node_error(
+                        "invalid_input_type",
+                        f"Failed to convert an input value to a {typ} value",
+                        f"{name}, {value}, {exc}",
+                        input_name=name,
+                        input_config=config,
+                        received_value=value,
+                        exception_message=str(exc),
+                    )
+                ]
             if typ in ("INT", "FLOAT"):
                 lo, hi = opts.get("min"), opts.get("max")
                 if lo is not None and value < lo:
-                    return [_node_error("value_smaller_than_min", f"Value {value} smaller than min of {lo}", name,
-                                        input_name=name, input_config=config, received_value=value)]
+                    return [
+                        _node_error(
+                            "value_smaller_than_min",
+                            f"Value {value} smaller than min of {lo}",
+                            name,
+                            input_name=name,
+                            input_config=config,
+                            received_value=value,
+                        )
+                    ]
                 if hi is not None and value > hi:
-                    return [_node_error("value_bigger_than_max", f"Value {value} bigger than max of {hi}", name,
-                                        input_name=name, input_config=config, received_value=value)]
+                    return [
+                        _node_error(
+                            "value_bigger_than_max",
+                            f"Value {value} bigger than max of {hi}",
+                            name,
+                            input_name=name,
+                            input_config=config,
+                            received_value=value,
+                        )
+                    ]
             return []
         options = combo_options(spec)
         if options is None:
@@ -266,11 +354,16 @@ class _Checker:
         kind = FILE_INPUTS.get((class_type, name))
         if kind is not None:
             if self.file_exists is not None and not self.file_exists(kind, str(value)):
-                return [_node_error(
-                    "custom_validation_failed", "Custom validation failed for node",
-                    f"{name} - Invalid {kind} file: {value}", input_name=name, input_config=config,
-                    received_value=value,
-                )]
+                return [
+                    _node_error(
+                        "custom_validation_failed",
+                        "Custom validation failed for node",
+                        f"{name} - Invalid {kind} file: {value}",
+                        input_name=name,
+                        input_config=config,
+                        received_value=value,
+                    )
+                ]
             return []
         if isinstance(value, list):  # multiselect combos
             bad = [v for v in value if v not in options]
@@ -282,8 +375,16 @@ class _Checker:
                 listed, cfg = f"(list of length {len(options)})", None
             else:
                 listed, cfg = str(options), config
-            return [_node_error("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}",
-                                input_name=name, input_config=cfg, received_value=value)]
+            return [
+                _node_error(
+                    "value_not_in_list",
+                    "Value not in list",
+                    f"{name}: '{value}' not in {listed}",
+                    input_name=name,
+                    input_config=cfg,
+                    received_value=value,
+                )
+            ]
         return []
 
 
@@ -309,8 +410,12 @@ def missing_file_message(input_name: str, value: Any, options: list[Any] | None)
     return f"{word} {value!r} is not on the ComfyUI server; it has: {has}"
 
 
-def render_error(error: Mapping[str, Any] | None, node_errors: Mapping[str, Any],
-                 object_info: Mapping[str, Any] | None = None, graph: Graph | None = None) -> str:
+def render_error(
+    error: Mapping[str, Any] | None,
+    node_errors: Mapping[str, Any],
+    object_info: Mapping[str, Any] | None = None,
+    graph: Graph | None = None,
+) -> str:
     """The server's rejection as lines a person can act on: which node, which input, what was wrong,
     what was allowed."""
     lines: list[str] = []
@@ -329,27 +434,37 @@ def render_error(error: Mapping[str, Any] | None, node_errors: Mapping[str, Any]
                 options = combo_options(extra.get("input_config"))
                 if options is None and object_info is not None and name:
                     spec = object_info.get(class_type, {}).get("input", {})
-                    options = combo_options({**spec.get("required", {}), **spec.get("optional", {})}.get(name))
+                    options = combo_options(
+                        {**spec.get("required", {}), **spec.get("optional", {})}.get(name)
+                    )
                 received = extra.get("received_value")
                 if name in _FILE_WORDS:
                     lines.append(f"{head}: {missing_file_message(name, received, options)}")
                 else:
-                    allowed = ", ".join(map(str, options[:30])) + (" ..." if options and len(options) > 30 else "") \
-                        if options else "(see the server)"
+                    allowed = (
+                        ", ".join(map(str, options[:30])) + (" ..." if options and len(options) > 30 else "")
+                        if options
+                        else "(see the server)"
+                    )
                     lines.append(f"{head}: {received!r} is not allowed; allowed: {allowed}")
             elif typ == "required_input_missing":
                 lines.append(f"node {nid} ({class_type}): required input '{err.get('details')}' is missing")
             elif typ in ("value_smaller_than_min", "value_bigger_than_max"):
                 lines.append(f"{head}: {err.get('message')}")
             elif typ == "return_type_mismatch":
-                lines.append(f"{head}: linked to {extra.get('linked_node')} which gives "
-                             f"{extra.get('received_type')}, but it needs {input_type(extra.get('input_config'))}")
+                lines.append(
+                    f"{head}: linked to {extra.get('linked_node')} which gives "
+                    f"{extra.get('received_type')}, but it needs {input_type(extra.get('input_config'))}"
+                )
             elif typ == "invalid_input_type":
-                lines.append(f"{head}: {extra.get('received_value')!r} is not a valid value "
-                             f"({extra.get('exception_message', err.get('message'))})")
+                lines.append(
+                    f"{head}: {extra.get('received_value')!r} is not a valid value "
+                    f"({extra.get('exception_message', err.get('message'))})"
+                )
             elif typ == "exception_during_inner_validation":
-                lines.append(f"{head}: a link is broken ({err.get('details')}; linked node "
-                             f"{extra.get('linked_node')})")
+                lines.append(
+                    f"{head}: a link is broken ({err.get('details')}; linked node {extra.get('linked_node')})"
+                )
             else:
                 lines.append(f"{head}: {err.get('message')}: {err.get('details')}")
     return "; ".join(lines) if lines else "the server rejected the workflow"

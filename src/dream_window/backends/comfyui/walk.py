@@ -35,7 +35,9 @@ SD15_SCALE_FACTOR = 0.18215
 SDXL_SCALE_FACTOR = 0.13025
 
 
-def discrete_sigma_max(linear_start: float = 0.00085, linear_end: float = 0.012, timesteps: int = 1000) -> float:
+def discrete_sigma_max(
+    linear_start: float = 0.00085, linear_end: float = 0.012, timesteps: int = 1000
+) -> float:
     """σ at the last timestep of the "scaled linear" beta schedule (float64, rounded to float32 as
     ComfyUI stores its sigmas)."""
     betas = np.linspace(math.sqrt(linear_start), math.sqrt(linear_end), timesteps, dtype=np.float64) ** 2

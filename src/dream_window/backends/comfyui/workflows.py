@@ -52,10 +52,13 @@ class WorkflowBuilder(Protocol):
     family: str
     latent_channels: int
 
-    def build_txt2img(self, request: GenerationRequest, *, prefix: str, want_latent: bool = False) -> BuiltGraph: ...
+    def build_txt2img(
+        self, request: GenerationRequest, *, prefix: str, want_latent: bool = False
+    ) -> BuiltGraph: ...
 
-    def build_img2img(self, request: GenerationRequest, image: str, *, prefix: str,
-                      want_latent: bool = False) -> BuiltGraph: ...
+    def build_img2img(
+        self, request: GenerationRequest, image: str, *, prefix: str, want_latent: bool = False
+    ) -> BuiltGraph: ...
 
     def build_encode(self, images: list[str], *, prefix: str) -> BuiltGraph: ...
 
@@ -64,8 +67,17 @@ class WorkflowBuilder(Protocol):
     @property
     def walk_noise(self) -> NoiseConvention: ...
 
-    def build_walk_frame(self, start: GenerationRequest, end: GenerationRequest, t: float, *, prefix: str,
-                         noise: str | None = None, index: int = 0, want_latent: bool = False) -> BuiltGraph: ...
+    def build_walk_frame(
+        self,
+        start: GenerationRequest,
+        end: GenerationRequest,
+        t: float,
+        *,
+        prefix: str,
+        noise: str | None = None,
+        index: int = 0,
+        want_latent: bool = False,
+    ) -> BuiltGraph: ...
 
 
 def _node(class_type: str, **inputs: Any) -> dict[str, Any]:
@@ -86,16 +98,41 @@ class _Builder:
     def loaders(self) -> tuple[dict[str, Any], Link, Link, Link]:
         raise NotImplementedError
 
-    def sampler(self, g: dict[str, Any], model: Link, pos: Link, neg: Link, latent: Link,
-                request: GenerationRequest, denoise: float) -> Link:
-        g["20"] = _node("KSampler", seed=request.seed, steps=request.steps, cfg=request.cfg,
-                        sampler_name=self.config.sampler, scheduler=self.config.scheduler, denoise=denoise,
-                        model=model, positive=pos, negative=neg, latent_image=latent)
+    def sampler(
+        self,
+        g: dict[str, Any],
+        model: Link,
+        pos: Link,
+        neg: Link,
+        latent: Link,
+        request: GenerationRequest,
+        denoise: float,
+    ) -> Link:
+        g["20"] = _node(
+            "KSampler",
+            seed=request.seed,
+            steps=request.steps,
+            cfg=request.cfg,
+            sampler_name=self.config.sampler,
+            scheduler=self.config.scheduler,
+            denoise=denoise,
+            model=model,
+            positive=pos,
+            negative=neg,
+            latent_image=latent,
+        )
         return ["20", 0]
 
-    def _generate(self, request: GenerationRequest, latent_nodes: Callable[[Link], dict[str, Any]], latent: Link,
-                  denoise: float,
-                  prefix: str, want_latent: bool, load_image: str | None) -> BuiltGraph:
+    def _generate(
+        self,
+        request: GenerationRequest,
+        latent_nodes: Callable[[Link], dict[str, Any]],
+        latent: Link,
+        denoise: float,
+        prefix: str,
+        want_latent: bool,
+        load_image: str | None,
+    ) -> BuiltGraph:
         g, model, clip, vae = self.loaders()
         g.update(latent_nodes(vae))
         g["10"] = _node("CLIPTextEncode", text=request.prompt, clip=clip)
@@ -109,16 +146,22 @@ class _Builder:
             latents = ("32",)
         return BuiltGraph(g, "31", latents, load_image)
 
-    def build_txt2img(self, request: GenerationRequest, *, prefix: str, want_latent: bool = False) -> BuiltGraph:
+    def build_txt2img(
+        self, request: GenerationRequest, *, prefix: str, want_latent: bool = False
+    ) -> BuiltGraph:
         def nodes(vae: Link) -> dict[str, Any]:
             return {"12": _node(self.empty_latent, width=request.width, height=request.height, batch_size=1)}
 
         return self._generate(request, nodes, ["12", 0], 1.0, prefix, want_latent, None)
 
-    def build_img2img(self, request: GenerationRequest, image: str, *, prefix: str,
-                      want_latent: bool = False) -> BuiltGraph:
+    def build_img2img(
+        self, request: GenerationRequest, image: str, *, prefix: str, want_latent: bool = False
+    ) -> BuiltGraph:
         def nodes(vae: Link) -> dict[str, Any]:
-            return {"13": _node("LoadImage", image=image), "14": _node("VAEEncode", pixels=["13", 0], vae=vae)}
+            return {
+                "13": _node("LoadImage", image=image),
+                "14": _node("VAEEncode", pixels=["13", 0], vae=vae),
+            }
 
         return self._generate(request, nodes, ["14", 0], request.denoise, prefix, want_latent, "13")
 
@@ -147,7 +190,9 @@ class _Builder:
         return eps_convention(self.latent_channels, SD15_SCALE_FACTOR)
 
     @staticmethod
-    def _lerp_text(g: dict[str, Any], clip: Link, a: str, b: str, t: float, ids: tuple[str, str, str]) -> Link:
+    def _lerp_text(
+        g: dict[str, Any], clip: Link, a: str, b: str, t: float, ids: tuple[str, str, str]
+    ) -> Link:
         """Conditioning for ``lerp(cond(a), cond(b), t)``. ConditioningAverage computes
         ``to·s + from·(1 − s)`` (pooled outputs too), so ``to`` = b, ``from`` = a, ``s`` = t. An
         endpoint, or equal texts, needs no average (and stays cache-identical to a plain encode)."""
@@ -159,18 +204,32 @@ class _Builder:
         if t <= 0.0:
             return [ia, 0]
         g[ib] = _node("CLIPTextEncode", text=b, clip=clip)
-        g[iavg] = _node("ConditioningAverage", conditioning_to=[ib, 0], conditioning_from=[ia, 0],
-                        conditioning_to_strength=float(t))
+        g[iavg] = _node(
+            "ConditioningAverage",
+            conditioning_to=[ib, 0],
+            conditioning_from=[ia, 0],
+            conditioning_to_strength=float(t),
+        )
         return [iavg, 0]
 
     def walk_sigmas(self, g: dict[str, Any], model: Link, request: GenerationRequest) -> Link:
-        g["21"] = _node("BasicScheduler", model=model, scheduler=self.config.scheduler, steps=request.steps,
-                        denoise=1.0)
+        g["21"] = _node(
+            "BasicScheduler", model=model, scheduler=self.config.scheduler, steps=request.steps, denoise=1.0
+        )
         g["22"] = _node("KSamplerSelect", sampler_name=self.config.sampler)
         return ["21", 0]
 
-    def build_walk_frame(self, start: GenerationRequest, end: GenerationRequest, t: float, *, prefix: str,
-                         noise: str | None = None, index: int = 0, want_latent: bool = False) -> BuiltGraph:
+    def build_walk_frame(
+        self,
+        start: GenerationRequest,
+        end: GenerationRequest,
+        t: float,
+        *,
+        prefix: str,
+        noise: str | None = None,
+        index: int = 0,
+        want_latent: bool = False,
+    ) -> BuiltGraph:
         """Frame ``t`` of the walk from ``start`` to ``end``: entry ``index`` of the uploaded noise
         batch ``noise`` is the sampler's starting latent, as is, with the sampler's noise disabled."""
         if noise is None:
@@ -183,8 +242,14 @@ class _Builder:
         sigmas = self.walk_sigmas(g, model, end)
         g["23"] = _node("DisableNoise")
         g["24"] = _node("CFGGuider", model=model, positive=pos, negative=neg, cfg=end.cfg)
-        g["20"] = _node("SamplerCustomAdvanced", noise=["23", 0], guider=["24", 0], sampler=["22", 0],
-                        sigmas=sigmas, latent_image=["41", 0])
+        g["20"] = _node(
+            "SamplerCustomAdvanced",
+            noise=["23", 0],
+            guider=["24", 0],
+            sampler=["22", 0],
+            sigmas=sigmas,
+            latent_image=["41", 0],
+        )
         return self._outputs(g, ["20", 0], vae, prefix, want_latent)
 
     @staticmethod
@@ -209,7 +274,12 @@ class FluxWorkflowBuilder(_Builder):
     def loaders(self) -> tuple[dict[str, Any], Link, Link, Link]:
         f = self.config.flux
         if f.layout == "checkpoint":
-            return {"1": _node("CheckpointLoaderSimple", ckpt_name=f.checkpoint)}, ["1", 0], ["1", 1], ["1", 2]
+            return (
+                {"1": _node("CheckpointLoaderSimple", ckpt_name=f.checkpoint)},
+                ["1", 0],
+                ["1", 1],
+                ["1", 2],
+            )
         g = {
             "1": _node("UNETLoader", unet_name=f.unet, weight_dtype=f.unet_weight_dtype),
             "2": _node("DualCLIPLoader", clip_name1=f.clip_l, clip_name2=f.t5, type="flux"),
@@ -221,8 +291,17 @@ class FluxWorkflowBuilder(_Builder):
     def walk_noise(self) -> NoiseConvention:
         return NoiseConvention(self.latent_channels, None)  # flow model: see walk.py
 
-    def build_walk_frame(self, start: GenerationRequest, end: GenerationRequest, t: float, *, prefix: str,
-                         noise: str | None = None, index: int = 0, want_latent: bool = False) -> BuiltGraph:
+    def build_walk_frame(
+        self,
+        start: GenerationRequest,
+        end: GenerationRequest,
+        t: float,
+        *,
+        prefix: str,
+        noise: str | None = None,
+        index: int = 0,
+        want_latent: bool = False,
+    ) -> BuiltGraph:
         """Flux: the sampler's own noise from ONE seed for the whole walk (``start.seed``), the
         conditioning lerped. ``noise``/``index`` are not used (a flow sampler at σ=1 ignores any
         starting latent when its noise is disabled)."""
@@ -239,8 +318,12 @@ class SD15WorkflowBuilder(_Builder):
     latent_channels = 4
 
     def loaders(self) -> tuple[dict[str, Any], Link, Link, Link]:
-        return ({"1": _node("CheckpointLoaderSimple", ckpt_name=self.config.sd15_checkpoint)},
-                ["1", 0], ["1", 1], ["1", 2])
+        return (
+            {"1": _node("CheckpointLoaderSimple", ckpt_name=self.config.sd15_checkpoint)},
+            ["1", 0],
+            ["1", 1],
+            ["1", 2],
+        )
 
 
 class SDXLTurboWorkflowBuilder(_Builder):
@@ -250,15 +333,37 @@ class SDXLTurboWorkflowBuilder(_Builder):
     latent_channels = 4
 
     def loaders(self) -> tuple[dict[str, Any], Link, Link, Link]:
-        return ({"1": _node("CheckpointLoaderSimple", ckpt_name=self.config.sdxl_turbo_checkpoint)},
-                ["1", 0], ["1", 1], ["1", 2])
+        return (
+            {"1": _node("CheckpointLoaderSimple", ckpt_name=self.config.sdxl_turbo_checkpoint)},
+            ["1", 0],
+            ["1", 1],
+            ["1", 2],
+        )
 
-    def sampler(self, g: dict[str, Any], model: Link, pos: Link, neg: Link, latent: Link,
-                request: GenerationRequest, denoise: float) -> Link:
+    def sampler(
+        self,
+        g: dict[str, Any],
+        model: Link,
+        pos: Link,
+        neg: Link,
+        latent: Link,
+        request: GenerationRequest,
+        denoise: float,
+    ) -> Link:
         g["21"] = _node("SDTurboScheduler", model=model, steps=min(request.steps, 10), denoise=denoise)
         g["22"] = _node("KSamplerSelect", sampler_name="euler_ancestral")
-        g["20"] = _node("SamplerCustom", model=model, add_noise=True, noise_seed=request.seed, cfg=request.cfg,
-                        positive=pos, negative=neg, sampler=["22", 0], sigmas=["21", 0], latent_image=latent)
+        g["20"] = _node(
+            "SamplerCustom",
+            model=model,
+            add_noise=True,
+            noise_seed=request.seed,
+            cfg=request.cfg,
+            positive=pos,
+            negative=neg,
+            sampler=["22", 0],
+            sigmas=["21", 0],
+            latent_image=latent,
+        )
         return ["20", 0]
 
     @property
@@ -274,8 +379,18 @@ class SDXLTurboWorkflowBuilder(_Builder):
 
 # --- bring your own workflow ---------------------------------------------------------------------
 
-MAPPING_KEYS = ("prompt", "negative_prompt", "seed", "denoise", "width", "height", "steps", "cfg", "input_image",
-                "output")
+MAPPING_KEYS = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "denoise",
+    "width",
+    "height",
+    "steps",
+    "cfg",
+    "input_image",
+    "output",
+)
 _VAE_SOURCES = {"VAELoader": 0, "CheckpointLoaderSimple": 2}
 
 
@@ -294,28 +409,42 @@ class CustomWorkflow:
         except OSError as exc:
             raise ConfigError(f"comfyui.workflow: cannot read {path}: {exc.strerror or exc}") from None
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"comfyui.workflow: {path} is not JSON: {exc.msg} (line {exc.lineno})") from None
-        if not isinstance(graph, dict) or not all(isinstance(n, dict) and "class_type" in n for n in graph.values()):
-            raise ConfigError(f"comfyui.workflow: {path} is not an API-format workflow "
-                              "(export it with 'Save (API Format)' in ComfyUI)")
+            raise ConfigError(
+                f"comfyui.workflow: {path} is not JSON: {exc.msg} (line {exc.lineno})"
+            ) from None
+        if not isinstance(graph, dict) or not all(
+            isinstance(n, dict) and "class_type" in n for n in graph.values()
+        ):
+            raise ConfigError(
+                f"comfyui.workflow: {path} is not an API-format workflow "
+                "(export it with 'Save (API Format)' in ComfyUI)"
+            )
         self.graph: dict[str, Any] = graph
         self.targets: dict[str, tuple[str, str]] = {}
         problems = []
         for key, target in mapping.items():
             if key not in MAPPING_KEYS:
-                problems.append(f"comfyui.workflow_mapping: unknown key {key!r}; allowed: {', '.join(MAPPING_KEYS)}")
+                problems.append(
+                    f"comfyui.workflow_mapping: unknown key {key!r}; allowed: {', '.join(MAPPING_KEYS)}"
+                )
                 continue
             if key == "output":
                 if target not in graph:
-                    problems.append(f"comfyui.workflow_mapping.output: node {target!r} is not in the workflow")
+                    problems.append(
+                        f"comfyui.workflow_mapping.output: node {target!r} is not in the workflow"
+                    )
                 continue
             nid, _, inp = target.partition(".")
             if nid not in graph or not inp:
-                problems.append(f"comfyui.workflow_mapping.{key}: {target!r} must be 'node_id.input' of a node "
-                                f"in the workflow (nodes: {', '.join(graph)})")
+                problems.append(
+                    f"comfyui.workflow_mapping.{key}: {target!r} must be 'node_id.input' of a node "
+                    f"in the workflow (nodes: {', '.join(graph)})"
+                )
             elif inp not in graph[nid].get("inputs", {}):
-                problems.append(f"comfyui.workflow_mapping.{key}: node {nid} ({graph[nid]['class_type']}) has no "
-                                f"input {inp!r}; it has: {', '.join(graph[nid].get('inputs', {}))}")
+                problems.append(
+                    f"comfyui.workflow_mapping.{key}: node {nid} ({graph[nid]['class_type']}) has no "
+                    f"input {inp!r}; it has: {', '.join(graph[nid].get('inputs', {}))}"
+                )
             else:
                 self.targets[key] = (nid, inp)
         if "prompt" not in self.targets and not problems:
@@ -323,20 +452,38 @@ class CustomWorkflow:
         saves = [nid for nid, n in graph.items() if n["class_type"] == "SaveImage"]
         self.output = mapping.get("output") or (saves[0] if len(saves) == 1 else None)
         if self.output is None and not problems:
-            problems.append("comfyui.workflow_mapping.output: name the SaveImage node; the workflow has "
-                            f"{len(saves)} SaveImage nodes")
-        self.vae: Link | None = next(([nid, _VAE_SOURCES[n["class_type"]]] for nid, n in graph.items()
-                                      if n["class_type"] in _VAE_SOURCES), None)
+            problems.append(
+                "comfyui.workflow_mapping.output: name the SaveImage node; the workflow has "
+                f"{len(saves)} SaveImage nodes"
+            )
+        self.vae: Link | None = next(
+            (
+                [nid, _VAE_SOURCES[n["class_type"]]]
+                for nid, n in graph.items()
+                if n["class_type"] in _VAE_SOURCES
+            ),
+            None,
+        )
         if problems:
             raise ConfigError(problems[0], problems=problems)
         big = any(n["class_type"] in ("EmptySD3LatentImage", "UNETLoader") for n in graph.values())
         self.latent_channels = 16 if big else 4
 
-    def _fill(self, request: GenerationRequest, prefix: str, image: str | None, denoise: float) -> dict[str, Any]:
+    def _fill(
+        self, request: GenerationRequest, prefix: str, image: str | None, denoise: float
+    ) -> dict[str, Any]:
         g = copy.deepcopy(self.graph)
-        values = {"prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": request.seed,
-                  "denoise": denoise, "width": request.width, "height": request.height, "steps": request.steps,
-                  "cfg": request.cfg, "input_image": image}
+        values = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "seed": request.seed,
+            "denoise": denoise,
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
+            "cfg": request.cfg,
+            "input_image": image,
+        }
         for key, (nid, inp) in self.targets.items():
             if values.get(key) is not None:
                 g[nid]["inputs"][inp] = values[key]
@@ -348,19 +495,26 @@ class CustomWorkflow:
     def needs_image(self) -> bool:
         return "input_image" in self.targets
 
-    def build_txt2img(self, request: GenerationRequest, *, prefix: str, want_latent: bool = False,
-                      image: str | None = None) -> BuiltGraph:
+    def build_txt2img(
+        self, request: GenerationRequest, *, prefix: str, want_latent: bool = False, image: str | None = None
+    ) -> BuiltGraph:
         return BuiltGraph(self._fill(request, prefix, image, 1.0), self.output)
 
-    def build_img2img(self, request: GenerationRequest, image: str, *, prefix: str,
-                      want_latent: bool = False) -> BuiltGraph:
-        return BuiltGraph(self._fill(request, prefix, image, request.denoise), self.output,
-                          load_image_node=self.targets.get("input_image", (None,))[0])
+    def build_img2img(
+        self, request: GenerationRequest, image: str, *, prefix: str, want_latent: bool = False
+    ) -> BuiltGraph:
+        return BuiltGraph(
+            self._fill(request, prefix, image, request.denoise),
+            self.output,
+            load_image_node=self.targets.get("input_image", (None,))[0],
+        )
 
     def _vae_graph(self) -> tuple[dict[str, Any], Link]:
         if self.vae is None:
-            raise ConfigError("comfyui.workflow: encode/decode need a VAELoader or CheckpointLoaderSimple in the "
-                              "workflow; hybrid and interpolate modes cannot use this workflow")
+            raise ConfigError(
+                "comfyui.workflow: encode/decode need a VAELoader or CheckpointLoaderSimple in the "
+                "workflow; hybrid and interpolate modes cannot use this workflow"
+            )
         nid = self.vae[0]
         return {nid: copy.deepcopy(self.graph[nid])}, self.vae
 
@@ -383,10 +537,15 @@ class CustomWorkflow:
         return BuiltGraph(g, "9102")
 
 
-def create_builder(model: ModelFamily, config: ComfyUIConfig, *, base_dir: Path | None = None
-                   ) -> WorkflowBuilder | CustomWorkflow:
+def create_builder(
+    model: ModelFamily, config: ComfyUIConfig, *, base_dir: Path | None = None
+) -> WorkflowBuilder | CustomWorkflow:
     if config.workflow is not None:
-        path = config.workflow if config.workflow.is_absolute() or base_dir is None else base_dir / config.workflow
+        path = (
+            config.workflow
+            if config.workflow.is_absolute() or base_dir is None
+            else base_dir / config.workflow
+        )
         return CustomWorkflow(path, dict(config.workflow_mapping))
     return {
         ModelFamily.FLUX_SCHNELL: FluxWorkflowBuilder,
