@@ -114,6 +114,10 @@ def run(
         fail(str(exc))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         code = 0
+    except Exception as exc:  # a bug: the traceback goes to the log file, the user gets one line
+        log.debug("unexpected failure", exc_info=True)
+        where = f" (details in {log_file})" if log_file else ""
+        fail(f"unexpected {type(exc).__name__}: {exc}{where}")
     sys.exit(code)
 
 

@@ -39,7 +39,6 @@ from dream_window.backends.base import GenerationBackend
 from dream_window.clock import Clock, iso
 from dream_window.config import DreamConfig
 from dream_window.errors import (
-    BackendError,
     DreamWindowError,
     ExecutionFailed,
     FrameWriteError,
@@ -258,18 +257,16 @@ class DreamController:
         await self.write_status()
         producer = asyncio.create_task(self._produce(), name="dream-producer")
         publisher = asyncio.create_task(self._publish_loop(), name="dream-publisher")
+        stopper = asyncio.create_task(self._stop.wait(), name="dream-stop")
         try:
-            done, _ = await asyncio.wait(
-                {producer, publisher, asyncio.create_task(self._stop.wait())},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            done, _ = await asyncio.wait({producer, publisher, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for t in done & {producer, publisher}:
                 if t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
         finally:
-            for t in (producer, publisher):
+            for t in (producer, publisher, stopper):
                 t.cancel()
-            await asyncio.gather(producer, publisher, return_exceptions=True)
+            await asyncio.gather(producer, publisher, stopper, return_exceptions=True)
             dropped = self.buffer.drain()
             if dropped:
                 log.info("stopping: %d buffered frame(s) not shown", len(dropped))
@@ -296,8 +293,13 @@ class DreamController:
                     continue  # we interrupted it ourselves to pause; not a failure
                 failures = await self._backend_failed(exc, failures)
                 continue
-            except BackendError as exc:
+            except DreamWindowError as exc:  # backend down, cache unreadable ...: back off and retry
                 failures = await self._backend_failed(exc, failures)
+                continue
+            except Exception as exc:
+                # A bug, not a condition: keep the traceback for the log file, keep the dream alive.
+                log.debug("unexpected error while generating", exc_info=True)
+                failures = await self._backend_failed(exc, failures, unexpected=True)
                 continue
             if failures:
                 log.info("backend recovered: %s", self.backend.name)
@@ -307,10 +309,11 @@ class DreamController:
             for f in frames:
                 await self.buffer.put(f)
 
-    async def _backend_failed(self, exc: Exception, failures: int) -> int:
+    async def _backend_failed(self, exc: Exception, failures: int, *, unexpected: bool = False) -> int:
         failures += 1
         if failures == 1:
-            log.error("generation failed: %s (retrying with backoff)", exc)
+            what = f"unexpected {type(exc).__name__}: " if unexpected else ""
+            log.error("generation failed: %s%s (retrying with backoff)", what, exc)
         else:
             log.debug("generation failed again (%d): %s", failures, exc)
         self._backend_ok, self._backend_detail = False, str(exc)

@@ -257,3 +257,27 @@ async def test_free_memory_on_pause_reaches_every_memory_holder(tmp_path: Path) 
     assert backend.freed == 1 and released == ["vae"]
     await c.pause("user")  # a plain pause frees nothing
     assert backend.freed == 1 and released == ["vae"]
+
+
+class BuggyBackend(BuiltinEngine):
+    """Raises a plain bug (not one of our errors) twice, then works."""
+
+    def __init__(self) -> None:
+        super().__init__(offload=False)
+        self.calls = 0
+
+    async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+        self.calls += 1
+        if self.calls <= 2:
+            raise KeyError("oops")
+        return await super().txt2img(request)
+
+
+async def test_an_unexpected_error_backs_off_and_the_dream_goes_on(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    c = controller_for(tmp_path, clock=clock, backend=BuggyBackend(), max_frames=2, generation={"mode": "img2img"})
+    await asyncio.wait_for(c.run(), 30)
+    assert c.frame_count == 2
+    assert any("unexpected KeyError" in r.getMessage() for r in caplog.records)
