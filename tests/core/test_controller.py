@@ -277,7 +277,9 @@ async def test_an_unexpected_error_backs_off_and_the_dream_goes_on(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    c = controller_for(tmp_path, clock=clock, backend=BuggyBackend(), max_frames=2, generation={"mode": "img2img"})
+    c = controller_for(
+        tmp_path, clock=clock, backend=BuggyBackend(), max_frames=2, generation={"mode": "img2img"}
+    )
     await asyncio.wait_for(c.run(), 30)
     assert c.frame_count == 2
     assert any("unexpected KeyError" in r.getMessage() for r in caplog.records)
