@@ -176,3 +176,18 @@ async def test_upload_ring_overwrites(
     b = await client.upload_image(b"\x89PNG second", "in_1.png", subfolder="dream-window/x")
     assert a.annotated() == b.annotated() == "dream-window/x/in_1.png"
     assert len(list((comfy_server.root / "input" / "dream-window" / "x").iterdir())) == 1
+
+
+async def test_a_failing_progress_callback_does_not_kill_the_socket_reader(
+    client: ComfyUIClient, comfy_server: ComfyTestServer
+) -> None:
+    def broken(value: int, maximum: int) -> None:
+        raise RuntimeError("display went away")
+
+    first = await client.run(graph(steps=3), timeout=10, on_progress=broken)
+    assert first.files("31")
+    # The reader still routes messages: the next prompt completes by its WebSocket, not by polling.
+    connects = client.ws_connects
+    second = await client.run(graph(seed=2, steps=2), timeout=10)
+    assert second.files("31") and client.ws_connects == connects
+    assert comfy_server.seen("/history/" + second.prompt_id) == []

@@ -155,6 +155,7 @@ class ComfyUIClient:
         self._up: bool | None = None
         self.queue_remaining = 0
         self.ws_connects = 0
+        self._dispatch_failed = False  # logged at warning once; later failures at debug
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -544,12 +545,9 @@ class ComfyUIClient:
                     failures = 0
                     self._connected.set()
                     async for msg in ws:
-                        if msg.type == aiohttp.WSMsgType.TEXT:
-                            self._dispatch_text(msg.data)
-                        elif msg.type == aiohttp.WSMsgType.BINARY:
-                            self._dispatch_binary(msg.data)
-                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                        if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                             break
+                        self._dispatch(msg)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if failures == 0:
                     log.warning(
@@ -567,6 +565,26 @@ class ComfyUIClient:
                         w.wake.set()
             if self.state is ClientState.OPEN:
                 await self._clock.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * (0.5 + self._rng.random()))
+
+    def _dispatch(self, msg: aiohttp.WSMessage) -> None:
+        """Route one frame. Nothing raised here may end the reader: a progress or preview callback
+        that fails, or a payload of an unexpected shape, would otherwise leave every later prompt
+        to /history polling and make ``close()`` re-raise the error."""
+        try:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self._dispatch_text(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                self._dispatch_binary(msg.data)
+        except Exception:
+            if not self._dispatch_failed:
+                self._dispatch_failed = True
+                log.warning(
+                    "ComfyUI at %s: a WebSocket message could not be handled", self.base_url, exc_info=True
+                )
+            else:
+                log.debug(
+                    "ComfyUI at %s: a WebSocket message could not be handled", self.base_url, exc_info=True
+                )
 
     def _dispatch_text(self, text: str) -> None:
         try:
