@@ -107,6 +107,7 @@ async def test_pause_resume_skip_prompt(dreams: DreamFactory) -> None:
         ({"prompt": 42}, 'expected {"prompt"'),
         ("not json", "not valid JSON"),
         ([1, 2], "must be a JSON object"),
+        ("[" * 10_000, "not valid JSON"),  # nesting deep enough to overflow the parser's recursion
     ],
 )
 async def test_prompt_bad_input_is_400(dreams: DreamFactory, body: Any, message: str) -> None:

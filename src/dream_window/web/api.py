@@ -91,7 +91,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # "[[[[…": 16 KiB nests deeper than the parser
         raise web.HTTPBadRequest(reason="request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(reason=f"request body must be a JSON object, got {type(data).__name__}")
