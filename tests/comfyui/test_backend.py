@@ -88,6 +88,22 @@ async def test_img2img_depends_on_input_and_denoise(tmp_path: Path, comfy_server
         await b.close()
 
 
+async def test_restarts_reuse_the_upload_names(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
+    # An always-on service restarts (reboots, updates): each start must overwrite the same ring of
+    # input/ names, not open a fresh folder of them (ComfyUI has no delete API).
+    for start in range(3):
+        b = await started(
+            tmp_path, comfy_server.url, generation={"mode": "img2img"}, comfyui={"speculate": False}
+        )
+        try:
+            for i in range(5):
+                await b.img2img(Image.new("RGB", (64, 128), (start, i, 3)), req(denoise=0.3, seed=i))
+        finally:
+            await b.close()
+    files = [p for p in (comfy_server.root / "input").rglob("*") if p.is_file()]
+    assert 1 <= len(files) <= 4, files
+
+
 async def test_feedback_chain_never_reuploads(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
     b = await started(
         tmp_path, comfy_server.url, generation={"mode": "img2img"}, comfyui={"speculate": False}

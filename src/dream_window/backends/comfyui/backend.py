@@ -28,9 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import io
 import logging
 import random
+import socket
 import time
 import uuid
 import weakref
@@ -59,12 +61,20 @@ from dream_window.backends.comfyui.workflows import (
     WorkflowBuilder,
 )
 from dream_window.clock import Clock, SystemClock
-from dream_window.config import DreamConfig, Mode, SeedPolicy
+from dream_window.config import DreamConfig, Mode, SeedPolicy, home_dir
 from dream_window.errors import ComfyUIError, ConfigError, ExecutionFailed, WorkflowRejected
 
 log = logging.getLogger(__name__)
 
 _UPLOAD_SLOTS = 4
+
+
+def _install_tag() -> str:
+    """Names this installation on the server. Stable across restarts, so each start overwrites the
+    same ring of ``input/`` names (a fresh name per start would grow the folder without bound:
+    ComfyUI has no delete API); distinct between machines and homes that share one server."""
+    key = f"{socket.gethostname()}|{home_dir().resolve()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -122,7 +132,7 @@ class ComfyUIBackend:
         self.latent_channels = builder.latent_channels
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._tag = uuid.uuid4().hex[:8]
+        self._tag = _install_tag()
         self._counter = 0
         self._slot = 0
         self._known: dict[int, _Known] = {}
