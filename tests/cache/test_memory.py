@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -126,6 +127,38 @@ async def test_ratings_disliked_never_chosen_unknown_frames_added(tmp_path: Path
         await mem.rate(path_a, 3)
     with pytest.raises(CacheError, match="cannot rate"):
         await mem.rate(tmp_path / "missing.png", 1)
+    await mem.close()
+
+
+class _FailsOnce(FeatureEmbedder):
+    """Raises a non-Dream-Window error (as torch does on OOM) on its first call, then works."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, images):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("CUDA out of memory")
+        return super().embed(images)
+
+
+async def test_worker_survives_an_unexpected_error_while_reembedding(tmp_path: Path) -> None:
+    # An entry without an embedding makes the worker re-embed (backfill) as soon as it starts.
+    CacheManager(tmp_path / "cache", max_size=10, fsync=False).add(picture(0, hue=BLUE), prompt="old")
+    embedder = _FailsOnce()
+    mem = _memory(tmp_path, random.Random(0), embedder=embedder)
+    await mem.start()
+    # A dead worker would leave each of these waiting forever.
+    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    assert embedder.calls == 1
+    await mem.remember(_frame(1, RED), tmp_path / "1.png")
+    frame_path = tmp_path / "2.png"
+    picture(2, hue=GREEN).save(frame_path)
+    await asyncio.wait_for(mem.flush(), 10)
+    await asyncio.wait_for(mem.rate(frame_path, 1), 10)
+    assert embedder.calls >= 2
+    assert mem.describe()["size"] == 3
     await mem.close()
 
 

@@ -242,6 +242,10 @@ class CachedFrameMemory:
                     log.warning("frame cache: re-embedding stopped: %s", exc)
                     self._backfill_done = True
                     self._backfilled.set()
+                except Exception:  # a bug or a torch error must not kill the worker: new frames still come
+                    log.exception("frame cache: re-embedding failed; stopped until the next start")
+                    self._backfill_done = True
+                    self._backfilled.set()
                 continue
             jobs = [await self._queue.get()]
             while len(jobs) < self._batch and not self._queue.empty():
