@@ -207,7 +207,10 @@ def export_timelapse(
     paths = select_frames(frames_dir, last_seconds=last_seconds, count=count)
     size = target_size(paths[0], width, even=out.suffix.lower() == ".mp4")
     on_start(len(paths) + (len(paths) - 1) * inbetweens)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DreamWindowError(f"cannot create {out.parent}: {exc.strerror or exc}") from exc
     return encode(out, frame_sequence(paths, size, inbetweens), size, fps, on_frame)
 
 

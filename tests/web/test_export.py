@@ -104,3 +104,12 @@ def test_parse_duration() -> None:
     for bad in ("", "m", "10x", "1h-5m", "-3m"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_unwritable_destination_is_a_clear_error(history: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    code, output = export("-o", str(history), str(blocker / "sub" / "out.gif"))
+    assert code == 1, output
+    assert output.strip().startswith("error: cannot create") and str(blocker) in output
+    assert "Traceback" not in output
