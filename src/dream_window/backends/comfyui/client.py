@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import random
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,7 +82,6 @@ class PromptResult:
     # node id → {"images": [OutputFile], "latents": [OutputFile], ...}
     outputs: dict[str, dict[str, list[OutputFile]]] = field(default_factory=dict)
     cached: list[str] = field(default_factory=list)
-    executed_at: float = 0.0
 
     def files(self, node_id: str, kind: str = "images") -> list[OutputFile]:
         return list(self.outputs.get(node_id, {}).get(kind, []))
@@ -111,7 +109,6 @@ class _Watch:
     cached: list[str] = field(default_factory=list)
     terminal: Message | None = None
     done: bool = False
-    started: bool = False
     reconnected: bool = False
     missing: int = 0
     unreachable: int = 0
@@ -436,7 +433,7 @@ class ComfyUIClient:
                 node_id=d.get("node_id"),
                 node_type=d.get("node_type"),
             )
-        return PromptResult(watch.prompt_id, watch.outputs, watch.cached, time.monotonic())
+        return PromptResult(watch.prompt_id, watch.outputs, watch.cached)
 
     async def run(
         self,
@@ -602,9 +599,7 @@ class ComfyUIClient:
         watch = self._watches.get(pid) if pid else None
         if watch is None:
             return
-        if msg.type == "execution_start":
-            watch.started = True
-        elif msg.type == "execution_cached":
+        if msg.type == "execution_cached":
             watch.cached = [str(n) for n in msg.data.get("nodes", [])]
         elif msg.type == "executed":
             watch.outputs[str(msg.data.get("node"))] = _parse_outputs(msg.data.get("output") or {})

@@ -23,9 +23,6 @@ PREVIEW_IMAGE_WITH_METADATA = 4
 _FORMATS = {1: "image/jpeg", 2: "image/png"}
 _FORMAT_CODES = {v: k for k, v in _FORMATS.items()}
 
-# Messages that say something about one prompt's execution.
-TERMINAL_TYPES = frozenset({"execution_success", "execution_error", "execution_interrupted"})
-
 
 @dataclass(frozen=True, slots=True)
 class Message:

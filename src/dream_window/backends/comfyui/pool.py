@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from dream_window.backends.comfyui.client import ComfyUIClient
@@ -35,7 +35,6 @@ class Server:
     failures: int = 0
     retry_at: float = 0.0
     last_error: str = ""
-    prompts: set[str] = field(default_factory=set)  # our prompt ids queued or running there
     done: int = 0
 
     @property
@@ -52,7 +51,6 @@ class ServerPool:
         self.servers = [Server(c) for c in clients]
         self._clock = clock or SystemClock()
         self._max_backoff = max_backoff
-        self._changed = asyncio.Event()
 
     async def start(self) -> None:
         """Open every server at once; raise ComfyUIUnavailable (fast) when none answers."""
@@ -74,7 +72,6 @@ class ServerPool:
         if not s.up and s.failures:
             log.info("ComfyUI server %s is back", s.url)
         s.up, s.failures = True, 0
-        self._changed.set()
         return True
 
     def _down(self, s: Server, why: str) -> None:
