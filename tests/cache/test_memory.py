@@ -217,3 +217,18 @@ def test_describe_shape_is_json_ready(tmp_path: Path) -> None:
     mem = _memory(tmp_path, random.Random(0))
     d = json.loads(json.dumps(mem.describe()))
     assert {"size", "embedder", "last_injection"} <= set(d)
+
+
+async def test_close_does_not_swallow_its_own_cancellation(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(0))
+    await mem.start()
+    worker = mem._worker
+    assert worker is not None
+    closing = asyncio.create_task(mem.close())
+    while not worker.cancelling():  # close() has cancelled the worker and now waits for it
+        await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert worker.done()
+    mem.manager.close()

@@ -135,9 +135,9 @@ class CachedFrameMemory:
             except TimeoutError:
                 log.warning("frame cache: %d frame(s) not cached at shutdown", self._queue.qsize())
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            # A CancelledError aimed at *us* (not the worker) still propagates from the awaits above.
+            # wait() neither raises the worker's CancelledError nor swallows one aimed at us, as a
+            # suppress(CancelledError) around ``await self._worker`` would.
+            await asyncio.wait([self._worker])
         await asyncio.to_thread(self.manager.close)
 
     # --- the controller's side ------------------------------------------------------------
