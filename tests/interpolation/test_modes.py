@@ -97,6 +97,7 @@ async def test_hybrid_keyframes_and_batched_slerped_inbetweens(tmp_path: Path) -
     second = await mode.next_frames()
     assert [f.kind for f in second] == ["inbetween"] * 7 + ["keyframe"]
     assert enc.decode_sizes == [3, 3, 1]  # decoded in batches of decode_batch_size
+    assert enc.encodes == 2  # each keyframe encoded once (the engine returns no latent with a frame)
     assert [f.params["t"] for f in second[:-1]] == pytest.approx([i / 8 for i in range(1, 8)])
     assert all(f.image.size == (64, 128) for f in second)
     await _assert_moves_monotonically(engine, second, first[0].image)
@@ -105,6 +106,7 @@ async def test_hybrid_keyframes_and_batched_slerped_inbetweens(tmp_path: Path) -
     third = await mode.next_frames()
     fresh = await engine.txt2img(GenerationRequest(FIRE, seed=third[-1].params["seed"], width=64, height=128))
     assert _dist(third[-1].image, fresh.image) == 0.0
+    assert enc.encodes == 3  # the previous keyframe's latent is kept, not encoded again
 
 
 async def test_hybrid_injection_supplies_the_next_keyframe(tmp_path: Path) -> None:

@@ -43,13 +43,16 @@ class InBetweenMaker:
         self._note = note
         self.latent_ok = True
 
-    async def latent_of(self, key: Keyframe, backend_latent: np.ndarray | None = None) -> np.ndarray:
-        """The keyframe's latent, encoded once; a backend's latent is reused only in its own space."""
+    def adopt(self, key: Keyframe, backend_latent: np.ndarray | None) -> None:
+        """Keep the latent a backend returned with the keyframe when it is in the encoder's own
+        space, so the keyframe is never encoded again."""
+        if backend_latent is not None and self.encoder.shares_backend_latents:
+            key.latent = np.asarray(backend_latent, dtype=np.float32)
+
+    async def latent_of(self, key: Keyframe) -> np.ndarray:
+        """The keyframe's latent, encoded once."""
         if key.latent is None:
-            if backend_latent is not None and self.encoder.shares_backend_latents:
-                key.latent = np.asarray(backend_latent, dtype=np.float32)
-            else:
-                key.latent = await self.encoder.encode([key.image])
+            key.latent = await self.encoder.encode([key.image])
         return key.latent
 
     async def make(self, a: Keyframe, b: Keyframe, ts: np.ndarray) -> InBetweens:

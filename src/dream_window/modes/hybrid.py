@@ -62,7 +62,7 @@ class HybridMode:
         if self._key is None:
             result = await ctx.backend.txt2img(ctx.request(prompt))
             self._key, self._key_prompt = Keyframe(result.image), prompt
-            await self._adopt_backend_latent(self._key, result)
+            self._maker.adopt(self._key, result.latent)
             return [
                 Frame(
                     result.image,
@@ -77,7 +77,7 @@ class HybridMode:
         previous = self._key
         result, kind, label = await self._next_keyframe(prompt, previous)
         key = Keyframe(result.image)
-        await self._adopt_backend_latent(key, result)
+        self._maker.adopt(key, result.latent)
         params = result.request.params()
         if label is not None:
             params["injected_from"] = label
@@ -103,8 +103,3 @@ class HybridMode:
         frames.append(Frame(result.image, prompt, kind, result.elapsed_ms, params, key.latent))
         self._key, self._key_prompt = key, prompt
         return frames
-
-    async def _adopt_backend_latent(self, key: Keyframe, result: GeneratedImage) -> None:
-        """Keep the latent the backend returned when it lives in the encoder's space (no re-encode)."""
-        if result.latent is not None and self._maker.encoder.shares_backend_latents:
-            key.latent = result.latent

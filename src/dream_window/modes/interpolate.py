@@ -88,8 +88,7 @@ class InterpolateMode:
             ]
             last = walk[-1]
             key = Keyframe(last.image)
-            if last.latent is not None and self._maker.encoder.shares_backend_latents:
-                key.latent = last.latent
+            self._maker.adopt(key, last.latent)
             # The request really used (a Flux walk keeps one seed): the next segment starts from it.
             frames.append(Frame(last.image, prompt, "keyframe", ms, last.request.params(), key.latent))
             self._key, self._key_request = key, last.request
@@ -99,8 +98,7 @@ class InterpolateMode:
         # backend makes txt2img a walk endpoint, so the walk out of it starts from the same noise.
         result = await backend.txt2img(request)
         key = Keyframe(result.image)
-        if result.latent is not None and self._maker.encoder.shares_backend_latents:
-            key.latent = result.latent
+        self._maker.adopt(key, result.latent)
         return await self._slerp_to(
             key, prompt, ts, "keyframe", result.elapsed_ms, result.request.params(), result.request
         )
