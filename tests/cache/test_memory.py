@@ -225,7 +225,8 @@ async def test_close_does_not_swallow_its_own_cancellation(tmp_path: Path) -> No
     worker = mem._worker
     assert worker is not None
     closing = asyncio.create_task(mem.close())
-    while not worker.cancelling():  # close() has cancelled the worker and now waits for it
+    # Step the loop until close() has cancelled the worker and waits for it (no event marks that).
+    while not worker.cancelling():  # noqa: ASYNC110
         await asyncio.sleep(0)
     closing.cancel()
     with pytest.raises(asyncio.CancelledError):

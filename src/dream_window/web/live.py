@@ -167,8 +167,7 @@ class LiveHub:
         finally:
             self._clients.discard(q)
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await asyncio.wait([reader])  # unlike suppress(CancelledError), never eats our own cancellation
             await ws.close()
             log.debug("viewer disconnected (%d open)", len(self._clients))
         return ws
