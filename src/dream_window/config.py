@@ -220,6 +220,9 @@ class ComfyUIConfig(_Section):
     speculate: bool = True
     # Live previews while sampling: none, latent2rgb, taesd, auto.
     preview_method: Literal["none", "latent2rgb", "taesd", "auto"] = "none"
+    # Frames go to ComfyUI's temp/ (PreviewImage; wiped at every server start), not output/, which
+    # ComfyUI never cleans. True: SaveImage, so ComfyUI keeps a copy of every frame (grows forever).
+    keep_outputs: bool = False
     # Bring your own workflow: an API-format JSON file plus where our values go.
     workflow: Path | None = None
     workflow_mapping: dict[str, str] = Field(default_factory=dict)

@@ -4,6 +4,7 @@ interrupt/free, fast failure, model checks, several servers."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from pathlib import Path
 
@@ -44,7 +45,8 @@ async def test_frames_and_latents(tmp_path: Path, comfy_server: ComfyTestServer)
     try:
         r = await b.txt2img(req())
         assert r.image.size == (64, 128) and r.latent is not None and r.latent.shape == (1, 4, 16, 8)
-        assert r.meta["file"].startswith(f"dream-window/{b._tag}/frame_")
+        # PreviewImage's name in ComfyUI's temp/ (wiped at each server start), not a SaveImage file.
+        assert re.fullmatch(r"ComfyUI_temp_[a-z]{5}_\d{5}_\.png \[temp\]", r.meta["file"]), r.meta["file"]
         z = await b.encode([r.image, r.image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)])
         assert z.shape == (2, 4, 16, 8) and z.dtype == np.float32
         frames = await b.decode(np.stack([z[0], (z[0] + z[1]) / 2, z[1]]))
@@ -57,7 +59,7 @@ async def test_frames_and_latents(tmp_path: Path, comfy_server: ComfyTestServer)
 
 
 async def test_flux_latents_have_16_channels(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
-    b = await started(tmp_path, comfy_server.url, generation={"model": "flux-schnell", "mode": "interpolate"})
+    b = await started(tmp_path, comfy_server.url, generation={"model": "flux-schnell", "mode": "hybrid"})
     try:
         assert b.latent_channels == 16 and b.name == "ComfyUI (flux-schnell)"
         r = await b.txt2img(req())
@@ -119,7 +121,7 @@ async def test_feedback_chain_never_reuploads(tmp_path: Path, comfy_server: Comf
             for n in rec.body["prompt"].values()
             if n["class_type"] == "LoadImage"
         ]
-        assert len(loads) == 3 and all(x.endswith(" [output]") for x in loads)
+        assert len(loads) == 3 and all(x.endswith(" [temp]") for x in loads)
         # A foreign image is uploaded into a small ring of names, not a new file each time.
         for _ in range(6):
             await b.img2img(Image.new("RGB", (64, 128), (1, 2, 3)), req(denoise=0.3, seed=99))

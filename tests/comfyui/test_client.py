@@ -45,7 +45,9 @@ async def test_run_collects_outputs_from_executed_messages(
     result = await client.run(graph(want_latent=True), timeout=10)
     (img,) = result.files("31")
     (lat,) = result.files("32", "latents")
-    assert img.subfolder == "dream-window/test" and img.filename.endswith("_.png")
+    # PreviewImage, as ComfyUI writes it: temp/, no subfolder, a per-node random prefix.
+    assert (img.type, img.subfolder) == ("temp", "") and img.filename.startswith("ComfyUI_temp_")
+    assert (lat.type, lat.subfolder) == ("output", "dream-window/test")
     assert lat.filename.endswith(".latent")
     assert (await client.download(img))[:4] == b"\x89PNG"
     assert comfy_server.seen("/history/" + result.prompt_id) == []  # no round trip on the hot path

@@ -48,10 +48,26 @@ def test_every_graph_validates_against_recorded_object_info(name: str) -> None:
     for kind, built in _graphs(BUILDERS[name]):
         result = validate_graph(built.graph, info)
         assert result.ok and result.node_errors == {}, (name, kind, result.body())
-        if built.image_node:
-            assert built.graph[built.image_node]["class_type"] == "SaveImage"
+        if built.image_node:  # frames go to temp/ (wiped at each server start), not output/
+            assert built.graph[built.image_node] == {
+                "class_type": "PreviewImage",
+                "inputs": {"images": [built.graph[built.image_node]["inputs"]["images"][0], 0]},
+            }
         for nid in built.latent_nodes:
             assert built.graph[nid]["class_type"] == "SaveLatent"
+
+
+def test_keep_outputs_saves_every_frame_under_our_prefix() -> None:
+    keep = SD15WorkflowBuilder(CFG.model_copy(update={"keep_outputs": True}))
+    info = recorded_object_info()
+    for kind, built in _graphs(keep):
+        assert validate_graph(built.graph, info).ok, kind
+        if built.image_node:
+            node = built.graph[built.image_node]
+            assert node["class_type"] == "SaveImage" and node["inputs"]["filename_prefix"] in (
+                "p",
+                "dream-window/t/frame",
+            )
 
 
 def test_family_details() -> None:
@@ -80,7 +96,8 @@ def test_family_details() -> None:
 
 def test_flux_split_matches_the_recorded_user_workflow(recorded: Path) -> None:
     user = load_json(recorded / "09_flux_sdxl_validation" / "workflow_flux_schnell_split_ksampler.json")
-    ours = BUILDERS["flux-split"].build_txt2img(REQ, prefix="p").graph
+    keep = CFG.model_copy(update={"flux": FluxModelFiles(layout="split"), "keep_outputs": True})
+    ours = FluxWorkflowBuilder(keep).build_txt2img(REQ, prefix="p").graph  # the user's has SaveImage
     assert sorted(n["class_type"] for n in ours.values()) == sorted(n["class_type"] for n in user.values())
     loaders = {n["class_type"]: n["inputs"] for n in ours.values() if "Loader" in n["class_type"]}
     user_loaders = {n["class_type"]: n["inputs"] for n in user.values() if "Loader" in n["class_type"]}
@@ -112,8 +129,16 @@ def test_custom_workflow_mapping(tmp_path: Path, recorded: Path) -> None:
     assert built.graph[pos]["inputs"]["text"] == "misty forest"
     assert built.graph[ks]["inputs"]["seed"] == 2**62 and built.graph[ks]["inputs"]["denoise"] == 0.4
     assert built.graph[load]["inputs"]["image"] == "in.png"
-    assert built.graph[built.image_node]["inputs"]["filename_prefix"] == "dream-window/x/frame"
+    # The user's SaveImage becomes a PreviewImage fed by the same link: we only download its frames.
+    saved = graph[built.image_node]["inputs"]["images"]
+    assert built.graph[built.image_node] == {"class_type": "PreviewImage", "inputs": {"images": saved}}
+    assert validate_graph(built.graph, recorded_object_info()).ok
     assert validate_graph(wf.build_decode("l.latent", prefix="p").graph, recorded_object_info()).ok
+    keep = CustomWorkflow(
+        _write(tmp_path, recorded), {"prompt": f"{pos}.text"}, keep_outputs=True
+    ).build_txt2img(REQ, prefix="dream-window/x/frame")
+    assert keep.graph[built.image_node]["class_type"] == "SaveImage"
+    assert keep.graph[built.image_node]["inputs"]["filename_prefix"] == "dream-window/x/frame"
     assert json.loads(json.dumps(built.graph))  # still plain JSON
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ class RunContext:
     on_step: Callable[[int, int, Latent | None], Awaitable[None]]
     broken_models: set[str] = field(default_factory=set)
     fail_classes: dict[str, str] = field(default_factory=dict)
+    # PreviewImage's per-node-object filename suffix (ComfyUI keeps one node object per id while
+    # consecutive prompts have that node; the server owns this map and prunes it per prompt).
+    preview_suffixes: dict[str, str] = field(default_factory=dict)
 
 
 def _channels_for(name: str) -> int:
@@ -200,6 +204,8 @@ async def run_node(
     """Execute one node: (outputs, ui). Raises NodeFailure / Interrupted."""
     if class_type in ctx.fail_classes:
         raise NodeFailure("RuntimeError", ctx.fail_classes[class_type])
+    if class_type == "PreviewImage":
+        return await _preview_image(inputs, ctx, node_id)
     fn = _NODES.get(class_type)
     if fn is None:
         raise NodeFailure("NotImplementedError", f"the test server does not execute {class_type} nodes")
@@ -370,8 +376,20 @@ async def _save_image(
     return (images,), {"images": refs}
 
 
-async def _preview_image(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], dict]:
-    return await _save_image({**i, "filename_prefix": "ComfyUI_temp"}, ctx, temp=True)
+# ComfyUI's PreviewImage alphabet, as written in nodes.py ("p" twice, no "w").
+_PREVIEW_LETTERS = "abcdefghijklmnopqrstupvxyz"
+
+
+async def _preview_image(
+    i: dict[str, Any], ctx: RunContext, node_id: str = ""
+) -> tuple[tuple[Any, ...], dict]:
+    """ComfyUI's PreviewImage: SaveImage into temp/ with prefix ``ComfyUI_temp_<5 random letters>``
+    (chosen once per node object), subfolder ``""``, ``type: "temp"``."""
+    suffix = ctx.preview_suffixes.get(node_id)
+    if suffix is None:
+        suffix = "".join(random.choice(_PREVIEW_LETTERS) for _ in range(5))
+        ctx.preview_suffixes[node_id] = suffix
+    return await _save_image({**i, "filename_prefix": f"ComfyUI_temp_{suffix}"}, ctx, temp=True)
 
 
 async def _load_image(i: dict[str, Any], ctx: RunContext) -> tuple[tuple[Any, ...], None]:

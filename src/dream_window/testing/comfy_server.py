@@ -27,6 +27,7 @@ import gzip
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import time
 import uuid
@@ -180,6 +181,7 @@ class ComfyTestServer:
         self._interrupt_flag = False
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._preview_suffixes: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -235,12 +237,14 @@ class ComfyTestServer:
 
     async def restart(self) -> None:
         """A process restart: sockets dropped, the running prompt lost, history/queue/counters reset.
-        Files on disk stay (as they would)."""
+        input/ and output/ stay; temp/ is wiped, as ComfyUI's ``cleanup_temp()`` does at start."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         await self._stop_listening()
+        shutil.rmtree(self.root / "temp", ignore_errors=True)
+        (self.root / "temp").mkdir(parents=True, exist_ok=True)
         self._reset_state()
         await self.accept_connections()
         self._worker = asyncio.create_task(self._work(), name="comfy-test-worker")
@@ -629,6 +633,7 @@ class ComfyTestServer:
             on_step or nothing,
             self.broken_models,
             self.fail_classes,
+            self._preview_suffixes,
         )
 
     async def _work(self) -> None:
@@ -750,6 +755,11 @@ class ComfyTestServer:
         def ts() -> int:
             return int(time.time() * 1000)
 
+        # ComfyUI keeps a node object per (id, class) only while consecutive prompts have it: a
+        # PreviewImage id missing from this prompt gets a fresh object (and file name suffix) later.
+        for nid in list(self._preview_suffixes):
+            if graph.get(nid, {}).get("class_type") != "PreviewImage":
+                del self._preview_suffixes[nid]
         memo: dict[str, str] = {}
         needed = self._needed(graph, item.outputs)
         sigs = {nid: self._signature(graph, nid, memo) for nid in needed}

@@ -2,12 +2,16 @@
 
 What it does beyond "queue, wait, download":
 
+* **Nothing piles up on the server.** Frames come back through PreviewImage into ComfyUI's temp/
+  folder, which ComfyUI wipes at every start (``comfyui.keep_outputs`` switches to SaveImage).
+  ComfyUI has no delete API, so uploads overwrite a small ring of names, and latents (SaveLatent:
+  ``output/latents``, no temp variant) are asked for only where a mode uses them.
 * **No re-uploads.** The image a mode feeds back is nearly always the one we just returned; the
-  backend remembers where it lives and references it in LoadImage as ``"name [output]"``. Other
-  images go to a small ring of upload names with ``overwrite`` (ComfyUI has no delete API, so
-  ``input/`` never grows without bound).
-* **Latents from the same prompt.** In hybrid/interpolate mode the generation graph has a SaveLatent
-  branch; the ``.latent`` file comes back with the frame, so ``encode`` is not needed for keyframes.
+  backend remembers where it lives and references it in LoadImage as ``"name [temp]"``. When that
+  file is gone (a server restart wiped temp/), the rejected prompt is rebuilt with an upload.
+* **Latents from the same prompt.** When keyframe latents are needed (hybrid, and interpolate
+  without the latent walk, with the backend's own VAE) the generation graph has a SaveLatent branch;
+  the ``.latent`` file comes back with the frame, so ``encode`` is not needed for keyframes.
   ``encode``/``decode`` run on the server's own VAE (no second copy in our process): decode uploads
   one ``[N, C, H, W]`` latent file and gets N frames from one prompt.
 * **The server never waits for us.** As soon as frame n has executed, the frame the mode will most
@@ -146,15 +150,27 @@ class ComfyUIBackend:
             {} if c.preview_method == "none" else {"preview_method": c.preview_method}
         )
         mode = config.generation.mode
-        self._want_latent = mode in (Mode.HYBRID, Mode.INTERPOLATE)
         self._mode = mode
         # interpolation.walk: auto/on use the walk when the graphs can express it (not a custom workflow).
         self.latent_walk_available = config.interpolation.walk != "off" and not isinstance(
             builder, CustomWorkflow
         )
+        self._want_latent = self._keyframe_latents_used(config)
         self._walks: list[_Walk] = []  # [current?, speculative?]
         self._walk_slot = 0
         self._epoch = 0  # bumped by interrupt(): work started before it must not queue after it
+
+    def _keyframe_latents_used(self, config: DreamConfig) -> bool:
+        """Whether a mode will slerp our keyframes' latents. Each one is a SaveLatent file in the
+        server's output/latents, which nothing ever deletes, so ask only then: hybrid with
+        in-betweens, or interpolate without the walk, and only when the in-betweens use the
+        backend's own VAE (a local VAE encodes for itself). The walk's keyframes need none (an
+        injected frame, rare, costs one encode instead)."""
+        if config.interpolation.encoder not in ("auto", "backend"):
+            return False
+        if self._mode is Mode.HYBRID:
+            return config.generation.keyframe_interval > 1
+        return self._mode is Mode.INTERPOLATE and not self.latent_walk_available
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -274,13 +290,18 @@ class ComfyUIBackend:
         k = self._known.get(id(image))
         return k if k is not None and k.image() is image else None
 
+    def _forget(self, server: Server) -> None:
+        """``server`` lost our files (a restart wipes temp/): stop referencing them by name."""
+        for key in [k for k, v in self._known.items() if v.server == server.url]:
+            del self._known[key]
+
     def _server_for(self, image: Image.Image | None) -> Server | None:
         k = self._where(image) if image is not None else None
         return next((s for s in self.pool.servers if k is not None and s.url == k.server and s.up), None)
 
     async def _image_on(self, server: Server, image: Image.Image) -> str:
-        """A LoadImage name for ``image`` on ``server``: its own output when it came from there,
-        else an upload into a small ring of names (overwritten, never accumulating)."""
+        """A LoadImage name for ``image`` on ``server``: its own (temp) output when it came from
+        there, else an upload into a small ring of names (overwritten, never accumulating)."""
         k = self._where(image)
         if k is not None and k.server == server.url:
             return k.ref.annotated()
@@ -291,6 +312,42 @@ class ComfyUIBackend:
             buf.getvalue(), f"in_{self._slot}.png", overwrite=True, subfolder=f"dream-window/{self._tag}"
         )
         return ref.annotated()
+
+    async def _run_fed(
+        self,
+        server: Server,
+        images: Sequence[Image.Image | OutputFile],
+        build: Callable[[list[str]], BuiltGraph],
+        holder: dict[str, Any] | None = None,
+        *,
+        front: bool = False,
+    ) -> tuple[BuiltGraph, PromptResult]:
+        """:meth:`_run` for a graph that loads ``images`` by name. Our frames live in the server's
+        temp/, which a restart wipes: when the server rejects a LoadImage input, forget what we
+        knew was there, upload the pictures and run once more. (A server file we hold no pixels
+        for, i.e. a speculation's source, cannot be re-sent: that rejection goes to the caller.)"""
+        retried = False
+        while True:
+            names = [
+                im.annotated() if isinstance(im, OutputFile) else await self._image_on(server, im)
+                for im in images
+            ]
+            built = build(names)
+            try:
+                return built, await self._run(server, built, holder, front=front)
+            except WorkflowRejected as exc:
+                lost = any(
+                    built.graph.get(nid, {}).get("class_type") == "LoadImage" for nid in exc.node_errors
+                )
+                if retried or not lost or not all(isinstance(im, Image.Image) for im in images):
+                    raise
+                retried = True
+                log.info(
+                    "ComfyUI at %s no longer has our previous frame (restarted: temp/ is wiped); "
+                    "uploading it",
+                    server.url,
+                )
+                self._forget(server)
 
     async def _run(
         self,
@@ -362,6 +419,7 @@ class ComfyUIBackend:
         """One frame on ``server``. ``image`` is a PIL image, or (for speculation) the server file of
         a frame that has not been downloaded yet."""
         t0 = time.perf_counter()
+        holder = spec.prompt if spec is not None else None
         if image is None:
             if isinstance(self.builder, CustomWorkflow) and self.builder.needs_image:
                 grey = Image.new("RGB", (request.width, request.height), (128, 128, 128))
@@ -372,12 +430,15 @@ class ComfyUIBackend:
                 built = self.builder.build_txt2img(
                     request, prefix=self._prefix("frame"), want_latent=self._want_latent
                 )
+            result = await self._run(server, built, holder)
         else:
-            name = image.annotated() if isinstance(image, OutputFile) else await self._image_on(server, image)
-            built = self.builder.build_img2img(
-                request, name, prefix=self._prefix("frame"), want_latent=self._want_latent
-            )
-        result = await self._run(server, built, spec.prompt if spec is not None else None)
+
+            def build(names: list[str]) -> BuiltGraph:
+                return self.builder.build_img2img(
+                    request, names[0], prefix=self._prefix("frame"), want_latent=self._want_latent
+                )
+
+            built, result = await self._run_fed(server, [image], build, holder)
         refs = result.files(built.image_node) if built.image_node else []
         if not refs:
             raise ExecutionFailed(
@@ -426,9 +487,12 @@ class ComfyUIBackend:
             raise ValueError("encode needs at least one image")
 
         async def work(server: Server) -> np.ndarray:
-            names = [await self._image_on(server, im) for im in images]
-            built = self.builder.build_encode(names, prefix=self._prefix("latent"))
-            result = await self._run(server, built, front=True)
+            built, result = await self._run_fed(
+                server,
+                images,
+                lambda names: self.builder.build_encode(names, prefix=self._prefix("latent")),
+                front=True,
+            )
             z = await self._latents(server, result, built.latent_nodes)
             if z is None or z.shape[0] != len(images):
                 raise ExecutionFailed(

@@ -3,15 +3,22 @@
 Every builder makes the same five graphs from the same loader nodes, so ComfyUI's cache keeps the
 models loaded across them (identical loader inputs are never re-executed):
 
-* ``txt2img`` / ``img2img``: sampler → VAEDecode → SaveImage, plus (when asked) a SaveLatent branch
+* ``txt2img`` / ``img2img``: sampler → VAEDecode → PreviewImage, plus (when asked) a SaveLatent branch
   on the sampler output: the keyframe latent for hybrid/interpolate comes back from the same prompt,
   no second round trip and no second VAE in our process;
 * ``encode``: LoadImage → VAEEncode → SaveLatent, one branch per image;
-* ``decode``: LoadLatent (a batch ``[N, C, H, W]``) → VAEDecode → SaveImage: N frames per prompt;
+* ``decode``: LoadLatent (a batch ``[N, C, H, W]``) → VAEDecode → PreviewImage: N frames per prompt;
 * ``walk_frame``: one frame of a latent walk (stable-diffusion-videos): the text conditioning lerped
   with ``ConditioningAverage`` and, for SD families, our own slerped starting noise from an uploaded
   ``.latent`` batch sampled with the sampler's noise disabled (see :mod:`.walk` for the pre-scaling;
   Flux keeps one sampler seed for the whole walk instead).
+
+Frames go out through ``PreviewImage``: ComfyUI writes them to its temp folder (``type: temp``),
+which it wipes at every start, where ``SaveImage`` would fill ``output/`` forever (there is no delete
+API). We only download them, or feed one back to LoadImage as ``"name [temp]"``.
+``comfyui.keep_outputs: true`` switches back to SaveImage for users who want every frame kept.
+Latents have no temp variant in core ComfyUI (SaveLatent writes ``output/latents``), so graphs ask
+for them only when the caller says it needs them.
 
 Node ids are stable digit strings so graphs of one family differ only in values, which is what
 ComfyUI's cache keys on.
@@ -43,7 +50,7 @@ Link = list[Any]
 @dataclass(frozen=True, slots=True)
 class BuiltGraph:
     graph: dict[str, Any]
-    image_node: str | None = None  # SaveImage: the frame(s)
+    image_node: str | None = None  # PreviewImage (or SaveImage): the frame(s)
     latent_nodes: tuple[str, ...] = ()  # SaveLatent nodes, in batch order
     load_image_node: str | None = None
 
@@ -82,6 +89,14 @@ class WorkflowBuilder(Protocol):
 
 def _node(class_type: str, **inputs: Any) -> dict[str, Any]:
     return {"class_type": class_type, "inputs": inputs}
+
+
+def image_output(images: Link, prefix: str, *, keep: bool) -> dict[str, Any]:
+    """The node that hands decoded frames back: PreviewImage (temp/, wiped at each server start)
+    unless the user asked ComfyUI to keep every frame (SaveImage into output/)."""
+    if keep:
+        return _node("SaveImage", filename_prefix=prefix, images=images)
+    return _node("PreviewImage", images=images)
 
 
 class _Builder:
@@ -139,7 +154,7 @@ class _Builder:
         g["11"] = _node("CLIPTextEncode", text=request.negative_prompt, clip=clip)
         samples = self.sampler(g, model, ["10", 0], ["11", 0], latent, request, denoise)
         g["30"] = _node("VAEDecode", samples=samples, vae=vae)
-        g["31"] = _node("SaveImage", filename_prefix=prefix, images=["30", 0])
+        g["31"] = image_output(["30", 0], prefix, keep=self.config.keep_outputs)
         latents: tuple[str, ...] = ()
         if want_latent:
             g["32"] = _node("SaveLatent", filename_prefix=prefix, samples=samples)
@@ -180,7 +195,7 @@ class _Builder:
         g, _model, _clip, vae = self.loaders()
         g["40"] = _node("LoadLatent", latent=latent)
         g["41"] = _node("VAEDecode", samples=["40", 0], vae=vae)
-        g["42"] = _node("SaveImage", filename_prefix=prefix, images=["41", 0])
+        g["42"] = image_output(["41", 0], prefix, keep=self.config.keep_outputs)
         return BuiltGraph(g, "42")
 
     # --- latent walk ------------------------------------------------------------------------------
@@ -252,10 +267,11 @@ class _Builder:
         )
         return self._outputs(g, ["20", 0], vae, prefix, want_latent)
 
-    @staticmethod
-    def _outputs(g: dict[str, Any], samples: Link, vae: Link, prefix: str, want_latent: bool) -> BuiltGraph:
+    def _outputs(
+        self, g: dict[str, Any], samples: Link, vae: Link, prefix: str, want_latent: bool
+    ) -> BuiltGraph:
         g["30"] = _node("VAEDecode", samples=samples, vae=vae)
-        g["31"] = _node("SaveImage", filename_prefix=prefix, images=["30", 0])
+        g["31"] = image_output(["30", 0], prefix, keep=self.config.keep_outputs)
         latents: tuple[str, ...] = ()
         if want_latent:
             g["32"] = _node("SaveLatent", filename_prefix=prefix, samples=samples)
@@ -398,12 +414,14 @@ class CustomWorkflow:
     """A user's API-format workflow with a mapping of where our values go, e.g.
     ``{"prompt": "6.text", "seed": "3.seed", "denoise": "3.denoise", "input_image": "10.image"}``.
 
-    ``output`` names the SaveImage node (default: the only SaveImage). Encode/decode graphs use the
-    workflow's own VAE source (VAELoader or the checkpoint's VAE output)."""
+    ``output`` names the SaveImage node (default: the only SaveImage). Unless ``keep_outputs``, that
+    node becomes a PreviewImage (temp/, wiped at each server start): we only download its frames.
+    Encode/decode graphs use the workflow's own VAE source (VAELoader or the checkpoint's VAE output)."""
 
     family = "custom"
 
-    def __init__(self, path: Path, mapping: dict[str, str]) -> None:
+    def __init__(self, path: Path, mapping: dict[str, str], *, keep_outputs: bool = False) -> None:
+        self.keep_outputs = keep_outputs
         try:
             graph = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
@@ -488,7 +506,7 @@ class CustomWorkflow:
             if values.get(key) is not None:
                 g[nid]["inputs"][inp] = values[key]
         if self.output is not None and g[self.output]["class_type"] == "SaveImage":
-            g[self.output]["inputs"]["filename_prefix"] = prefix
+            g[self.output] = image_output(g[self.output]["inputs"]["images"], prefix, keep=self.keep_outputs)
         return g
 
     @property
@@ -533,7 +551,7 @@ class CustomWorkflow:
         g, vae = self._vae_graph()
         g["9100"] = _node("LoadLatent", latent=latent)
         g["9101"] = _node("VAEDecode", samples=["9100", 0], vae=vae)
-        g["9102"] = _node("SaveImage", filename_prefix=prefix, images=["9101", 0])
+        g["9102"] = image_output(["9101", 0], prefix, keep=self.keep_outputs)
         return BuiltGraph(g, "9102")
 
 
@@ -546,7 +564,7 @@ def create_builder(
             if config.workflow.is_absolute() or base_dir is None
             else base_dir / config.workflow
         )
-        return CustomWorkflow(path, dict(config.workflow_mapping))
+        return CustomWorkflow(path, dict(config.workflow_mapping), keep_outputs=config.keep_outputs)
     return {
         ModelFamily.FLUX_SCHNELL: FluxWorkflowBuilder,
         ModelFamily.SD15: SD15WorkflowBuilder,
