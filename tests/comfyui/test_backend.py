@@ -151,6 +151,38 @@ async def test_speculation_serves_the_next_frame_and_drops_wrong_guesses(
         await b.close()
 
 
+async def test_a_cancelled_caller_takes_its_speculation_off_the_server(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
+    comfy_server.step_delay = 0.1
+    b = await started(
+        tmp_path, comfy_server.url, generation={"mode": "img2img", "denoise": 0.4, "seed_policy": "increment"}
+    )
+    try:
+        r = await b.txt2img(req(seed=100))  # the next frame (seed 101) is queued speculatively
+        comfy_server.stall()
+        spec = b._specs[0]
+        async with asyncio.timeout(5):
+            while "id" not in spec.prompt:  # noqa: ASYNC110 (set just before its POST)
+                await asyncio.sleep(0.01)
+        pid = spec.prompt["id"]
+        caller = asyncio.create_task(b.img2img(r.image, req(seed=101, denoise=0.4)))
+        await asyncio.sleep(0.1)
+        assert b._specs == [] or b._specs[0] is not spec  # the caller took it over
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert {"prompt_id": pid} in [x.body for x in comfy_server.seen("/interrupt")]
+        comfy_server.release()
+        async with asyncio.timeout(5):
+            while pid not in comfy_server.history:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert comfy_server.history[pid]["status"]["completed"] is False  # it did not run on
+    finally:
+        comfy_server.release()
+        await b.close()
+
+
 async def test_interrupt_and_free(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
     b = await started(tmp_path, comfy_server.url)
     try:

@@ -106,6 +106,22 @@ async def test_timeout_interrupts_the_prompt(client: ComfyUIClient, comfy_server
     assert (await client.run(graph(seed=2), timeout=10)).files("31")
 
 
+async def test_a_failing_interrupt_still_deletes_the_timed_out_prompt(
+    client: ComfyUIClient, comfy_server: ComfyTestServer
+) -> None:
+    comfy_server.stall()
+    await client.queue_prompt(graph())  # runs, stalled
+    pid = await client.queue_prompt(graph(seed=2))  # waits behind it
+    comfy_server.fail_requests(3, path="/interrupt")  # fails, retries included
+    with pytest.raises(ComfyUITimeout):
+        await client.wait_for_completion(pid, timeout=0.3)
+    assert {"prompt_id": pid} in [r.body for r in comfy_server.seen("/interrupt")]
+    assert {"delete": [pid]} in [r.body for r in comfy_server.seen("/queue", "POST")]
+    queue = await client.get_queue()
+    assert pid not in [item[1] for item in queue["queue_pending"]]  # it will not run later
+    comfy_server.release()
+
+
 async def test_interrupt_raises_interrupted(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
     comfy_server.stall()
     pid = await client.queue_prompt(graph())

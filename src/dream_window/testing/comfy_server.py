@@ -163,6 +163,7 @@ class ComfyTestServer:
         self._runner: web.AppRunner | None = None
         self._sockets: dict[str, _Socket] = {}
         self._fail_next = 0
+        self._fail_path: str | None = None
         self._drop_after_steps: int | None = None
         self._stalled = asyncio.Event()
         self._stalled.set()
@@ -249,9 +250,10 @@ class ComfyTestServer:
         await self.accept_connections()
         self._worker = asyncio.create_task(self._work(), name="comfy-test-worker")
 
-    def fail_requests(self, count: int) -> None:
-        """The next ``count`` HTTP requests answer 500."""
+    def fail_requests(self, count: int, *, path: str | None = None) -> None:
+        """The next ``count`` HTTP requests (only those on ``path``, when given) answer 500."""
         self._fail_next = count
+        self._fail_path = path
 
     def drop_websockets_after(self, steps: int) -> None:
         """Close every WebSocket after ``steps`` more sampler steps (once)."""
@@ -282,7 +284,7 @@ class ComfyTestServer:
                 body = json.loads(await request.text())
         if path != "/ws":
             self.requests.append(RequestRecord(request.method, path, body, time.monotonic()))
-            if self._fail_next > 0:
+            if self._fail_next > 0 and self._fail_path in (None, path):
                 self._fail_next -= 1
                 return web.Response(
                     status=500, text="500 Internal Server Error\n\nServer got itself in trouble"

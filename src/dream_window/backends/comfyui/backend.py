@@ -566,6 +566,12 @@ class ComfyUIBackend:
         self._specs.pop(0)
         try:
             return await spec.task
+        except asyncio.CancelledError:
+            # Our caller was cancelled (a stop) after the speculation became ours: _drop_speculations
+            # no longer sees it, so take its prompt off the server here, then let the cancel through.
+            spec.task.cancel()
+            await self._unqueue(spec.prompt)
+            raise
         except ExecutionFailed as exc:
             if exc.interrupted:
                 # We were interrupted on purpose (a pause for a game): queuing the same work again
@@ -622,15 +628,23 @@ class ComfyUIBackend:
         self._specs.append(spec)
         return spec
 
+    @staticmethod
+    async def _unqueue(holder: dict[str, Any]) -> None:
+        """Take a prompt off its server: deleted if queued, interrupted if running (each attempted
+        on its own, so one failing request does not leave the prompt to run)."""
+        server, pid = holder.get("server"), holder.get("id")
+        if server is None or pid is None or not server.up:
+            return
+        with contextlib.suppress(ComfyUIError):
+            await server.client.delete_queued([pid])
+        with contextlib.suppress(ComfyUIError):
+            await server.client.interrupt(pid)
+
     async def _drop_speculations(self) -> None:
         specs, self._specs = self._specs, []
         for spec in specs:
-            server, pid = spec.prompt.get("server"), spec.prompt.get("id")
             spec.task.cancel()
-            if server is not None and pid is not None and server.up:
-                with contextlib.suppress(ComfyUIError):
-                    await server.client.delete_queued([pid])
-                    await server.client.interrupt(pid)
+            await self._unqueue(spec.prompt)
         if specs:
             await asyncio.gather(*(s.task for s in specs), return_exceptions=True)
 
