@@ -256,7 +256,8 @@ class ComfyUIBackend:
                 continue
             with contextlib.suppress(ComfyUIError):
                 await s.client.delete_queued(ids)
-                for pid in ids:
+            for pid in ids:
+                with contextlib.suppress(ComfyUIError):
                     await s.client.interrupt(pid)
 
     async def free_memory(self) -> None:
@@ -862,7 +863,8 @@ class ComfyUIBackend:
             if server.up:
                 with contextlib.suppress(ComfyUIError):
                     await server.client.delete_queued(pids)
-                    for pid in pids:
+                for pid in pids:  # running ones; a failed delete must not skip them
+                    with contextlib.suppress(ComfyUIError):
                         await server.client.interrupt(pid)
 
     async def _drop_walks(self) -> None:
