@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
@@ -19,6 +19,9 @@ from PIL import Image
 from dream_window.backends.base import GenerationBackend, GenerationRequest
 from dream_window.config import GenerationConfig, SeedPolicy
 from dream_window.interpolation.latent_encoder import LatentEncoder
+
+if TYPE_CHECKING:
+    from dream_window.interpolation.inbetweens import InBetweens
 
 FrameKind = Literal["txt2img", "img2img", "keyframe", "inbetween", "injected", "crossfade"]
 
@@ -120,3 +123,12 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
 def inbetween_ts(count: int) -> np.ndarray:
     """``count`` evenly spaced t values strictly between 0 and 1 (the endpoints are keyframes)."""
     return np.arange(1, count + 1, dtype=np.float64) / (count + 1)
+
+
+def inbetween_frames(made: InBetweens, prompt: str, params: dict[str, Any], ts: np.ndarray) -> list[Frame]:
+    """Frames for the in-betweens ``made`` at ``ts``: each records how it was made and its ``t``."""
+    how = "slerp" if made.kind == "inbetween" else "crossfade"
+    return [
+        Frame(img, prompt, made.kind, made.ms_per_frame, {**params, "interpolation": how, "t": float(t)})  # type: ignore[arg-type]
+        for img, t in zip(made.images, ts, strict=True)
+    ]

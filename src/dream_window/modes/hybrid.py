@@ -15,7 +15,7 @@ from PIL import Image
 from dream_window.backends.base import GeneratedImage
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
-from dream_window.modes.base import Frame, FrameKind, ModeContext, fit, inbetween_ts
+from dream_window.modes.base import Frame, FrameKind, ModeContext, fit, inbetween_frames, inbetween_ts
 
 
 class HybridMode:
@@ -86,20 +86,7 @@ class HybridMode:
         if n > 0:
             ts = inbetween_ts(n)
             made = await self._maker.make(previous, key, ts)
-            frames = [
-                Frame(
-                    img,
-                    prompt,
-                    made.kind,  # type: ignore[arg-type]
-                    made.ms_per_frame,
-                    {
-                        **params,
-                        "interpolation": "slerp" if made.kind == "inbetween" else "crossfade",
-                        "t": float(t),
-                    },
-                )
-                for img, t in zip(made.images, ts, strict=True)
-            ]
+            frames = inbetween_frames(made, prompt, params, ts)
         frames.append(Frame(result.image, prompt, kind, result.elapsed_ms, params, key.latent))
         self._key, self._key_prompt = key, prompt
         return frames

@@ -27,7 +27,7 @@ from dream_window.backends.base import GenerationRequest
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
 from dream_window.interpolation.latent_walk import latent_walker
-from dream_window.modes.base import Frame, FrameKind, ModeContext, fit, inbetween_ts
+from dream_window.modes.base import Frame, FrameKind, ModeContext, fit, inbetween_frames, inbetween_ts
 
 WALK_NOTE = "interpolate: latent walk on the backend (every frame sampled; noise slerped, prompts lerped)"
 SLERP_NOTE = "interpolate: keyframe latents slerped and decoded (the backend has no latent walk)"
@@ -116,20 +116,7 @@ class InterpolateMode:
         frames: list[Frame] = []
         if self._key is not None:
             made = await self._maker.make(self._key, key, ts)
-            frames = [
-                Frame(
-                    img,
-                    prompt,
-                    made.kind,  # type: ignore[arg-type]
-                    made.ms_per_frame,
-                    {
-                        **params,
-                        "interpolation": "slerp" if made.kind == "inbetween" else "crossfade",
-                        "t": float(t),
-                    },
-                )
-                for img, t in zip(made.images, ts, strict=True)
-            ]
+            frames = inbetween_frames(made, prompt, params, ts)
         frames.append(Frame(key.image, prompt, kind, ms, dict(params), key.latent))
         self._key, self._key_request = key, request
         return frames
