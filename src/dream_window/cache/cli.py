@@ -62,16 +62,9 @@ def _human(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Config file (default: ./config.yaml when present, else built-in defaults).",
-)
-
-
 def register_commands(main: click.Group) -> None:
+    from dream_window.cli import config_option  # the core CLI's option: same default, same help
+
     @main.group()
     def cache() -> None:
         """Inspect and maintain the frame cache (the dream's memory)."""

@@ -72,13 +72,7 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 
 def register_commands(main: click.Group) -> None:
-    config_option = click.option(
-        "--config",
-        "-c",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Config file (default: ./config.yaml when present, else built-in defaults).",
-    )
+    from dream_window.cli import config_option  # the core CLI's option: same default, same help
 
     def _config(config_path: Path | None) -> DreamConfig:
         from dream_window.cli import load  # the CLI module's loader: same defaults, same error style
