@@ -73,6 +73,21 @@ log = logging.getLogger(__name__)
 _UPLOAD_SLOTS = 4
 
 
+def _images_of(
+    server: Server, built: BuiltGraph, result: PromptResult, *, what: str, expect: int | None = None
+) -> list[OutputFile]:
+    """The images ``built``'s output node produced: at least one, or exactly ``expect``."""
+    refs = result.files(built.image_node) if built.image_node else []
+    if (expect is None and not refs) or (expect is not None and len(refs) != expect):
+        wanted = "an image" if expect is None else f"{expect} images"
+        raise ExecutionFailed(
+            f"ComfyUI at {server.url}: {what} gave {len(refs)} image(s), expected {wanted}",
+            server=server.url,
+            prompt_id=result.prompt_id,
+        )
+    return refs
+
+
 def _install_tag() -> str:
     """Names this installation on the server. Stable across restarts, so each start overwrites the
     same ring of ``input/`` names (a fresh name per start would grow the folder without bound:
@@ -440,13 +455,7 @@ class ComfyUIBackend:
                 )
 
             built, result = await self._run_fed(server, [image], build, holder)
-        refs = result.files(built.image_node) if built.image_node else []
-        if not refs:
-            raise ExecutionFailed(
-                f"ComfyUI at {server.url}: prompt {result.prompt_id} produced no image",
-                server=server.url,
-                prompt_id=result.prompt_id,
-            )
+        refs = _images_of(server, built, result, what=f"prompt {result.prompt_id}")
         # The server is free now: queue the likely next frame before we download this one.
         follow = self._plan_after(request, image is not None, server, refs[0], spec)
         images, latent = await asyncio.gather(
@@ -522,13 +531,9 @@ class ComfyUIBackend:
             )
             built = self.builder.build_decode(ref.annotated(), prefix=self._prefix("inbetween"))
             result = await self._run(server, built, front=True)
-            refs = result.files(built.image_node) if built.image_node else []
-            if len(refs) != z.shape[0]:
-                raise ExecutionFailed(
-                    f"ComfyUI at {server.url}: decode gave {len(refs)} images for {z.shape[0]} latents",
-                    server=server.url,
-                    prompt_id=result.prompt_id,
-                )
+            refs = _images_of(
+                server, built, result, what=f"decode of {z.shape[0]} latents", expect=z.shape[0]
+            )
             return await self._images(server, refs)
 
         return await self.pool.run(work)
@@ -794,13 +799,7 @@ class ComfyUIBackend:
                 want_latent=want_latent,
             )
             result = await self._run(server, built, walk.prompts[k], on_queued=queued)
-            refs = result.files(built.image_node) if built.image_node else []
-            if not refs:
-                raise ExecutionFailed(
-                    f"ComfyUI at {server.url}: walk frame {result.prompt_id} produced no image",
-                    server=server.url,
-                    prompt_id=result.prompt_id,
-                )
+            refs = _images_of(server, built, result, what=f"walk frame {result.prompt_id}")
             images, latent = await asyncio.gather(
                 self._images(server, refs[:1]), self._latents(server, result, built.latent_nodes)
             )
