@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dream_window.backends.base import GenerationRequest
 from dream_window.backends.builtin import BuiltinEngine
+from dream_window.values.generation import GenerationRequest
 
 PROMPTS = [
     "bioluminescent ocean at night, glowing waves",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dream_window.interpolation.local_vae import family_config
-from dream_window.interpolation.spherical_lerp import spherical_lerp
+from dream_window.values.slerp import spherical_lerp
 
 
 def seed_spherical_lerp(latent_a: torch.Tensor, latent_b: torch.Tensor, t: float) -> torch.Tensor:

@@ -18,16 +18,17 @@ from dream_window.backends.base import GenerationBackend
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.clock import Clock, SystemClock
 from dream_window.config import BackendChoice, DreamConfig
-from dream_window.controller import DreamController
+from dream_window.dream.controller import DreamController
+from dream_window.dream.modes import create_mode
+from dream_window.dream.modes.base import ModeContext
+from dream_window.dream.output import OutputWriter
+from dream_window.dream.prompts import PromptManager
+from dream_window.dream.status import StatusWriter
 from dream_window.errors import BackendError, ComfyUIError
 from dream_window.interpolation.latent_encoder import create_latent_encoder
-from dream_window.modes import create_mode
-from dream_window.modes.base import ModeContext, SeedSource
 from dream_window.optional import optional_module
-from dream_window.output import OutputWriter
-from dream_window.prompts import PromptManager
 from dream_window.rainmeter import attach_rainmeter
-from dream_window.status import StatusWriter
+from dream_window.values.seeds import SeedSource
 
 log = logging.getLogger(__name__)
 

@@ -147,7 +147,7 @@ def init(path: Path, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status(config_path: Path | None, output: Path | None, as_json: bool) -> None:
     """Show what the dream is doing (reads status.json)."""
-    from dream_window.status import STATUS_FILE, read_status
+    from dream_window.dream.status import STATUS_FILE, read_status
 
     out_dir = output if output else load(config_path).output_dir
     try:

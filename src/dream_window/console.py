@@ -8,7 +8,7 @@ from typing import Any
 from rich.live import Live
 from rich.text import Text
 
-from dream_window.controller import DreamController
+from dream_window.dream.controller import DreamController
 from dream_window.logging_setup import console
 
 

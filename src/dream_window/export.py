@@ -31,8 +31,8 @@ import click
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dream_window.dream.output import FRAMES_DIR
 from dream_window.errors import DreamWindowError
-from dream_window.output import FRAMES_DIR
 
 FORMATS = (".mp4", ".gif")
 _FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")

@@ -29,12 +29,12 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dream_window.dream.output import frame_name
 from dream_window.errors import FrameWriteError
 from dream_window.file_ops import atomic_write_bytes, atomic_write_text, clean_stale_temps
-from dream_window.output import frame_name
 
 if TYPE_CHECKING:
-    from dream_window.controller import DreamController
+    from dream_window.dream.controller import DreamController
 
 log = logging.getLogger(__name__)
 

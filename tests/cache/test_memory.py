@@ -14,7 +14,7 @@ from dream_window.cache.images import pixel_hash
 from dream_window.cache.manager import CacheManager
 from dream_window.config import CacheConfig
 from dream_window.errors import CacheError
-from dream_window.modes.base import Frame
+from dream_window.values.frame import Frame
 from tests.cache.conftest import BLUE, GREEN, RED, picture
 from tests.conftest import fast_config
 

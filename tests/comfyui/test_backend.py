@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dream_window.backends.base import GenerationBackend, GenerationRequest
+from dream_window.backends.base import GenerationBackend
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend, doctor_checks
 from dream_window.backends.comfyui.client import ComfyUIClient
 from dream_window.backends.comfyui.pool import ServerPool
 from dream_window.backends.comfyui.workflows import create_builder
 from dream_window.errors import ComfyUIError, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
 from dream_window.testing import ComfyTestServer, running_comfy_server
+from dream_window.values.generation import GenerationRequest
 from tests.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock
 

@@ -14,7 +14,7 @@ import pytest
 
 from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
-from dream_window.controller import State
+from dream_window.dream.controller import State
 from dream_window.testing import ComfyTestServer, running_comfy_server
 from tests.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock

@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from dream_window.app import build_controller
-from dream_window.backends.base import GenerationRequest
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend, latent_file
 from dream_window.backends.comfyui.validation import validate_graph
 from dream_window.backends.comfyui.walk import SD15_SCALE_FACTOR, SDXL_SCALE_FACTOR, discrete_sigma_max
@@ -25,9 +24,10 @@ from dream_window.backends.comfyui.workflows import (
     SDXLTurboWorkflowBuilder,
 )
 from dream_window.config import ComfyUIConfig, FluxModelFiles
+from dream_window.dream.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.errors import ExecutionFailed
-from dream_window.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.testing import ComfyTestServer, recorded_object_info, running_comfy_server
+from dream_window.values.generation import GenerationRequest
 from tests.comfyui.conftest import comfy_config
 
 A = GenerationRequest(

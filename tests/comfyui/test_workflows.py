@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from dream_window.backends.base import GenerationRequest
 from dream_window.backends.comfyui.validation import validate_graph
 from dream_window.backends.comfyui.workflows import (
     CustomWorkflow,
@@ -18,6 +17,7 @@ from dream_window.backends.comfyui.workflows import (
 from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.errors import ConfigError
 from dream_window.testing import recorded_object_info
+from dream_window.values.generation import GenerationRequest
 from tests.comfyui.conftest import load_json
 
 REQ = GenerationRequest(

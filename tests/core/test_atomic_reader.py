@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dream_window.output import OutputWriter
-from dream_window.status import StatusWriter
+from dream_window.dream.output import OutputWriter
+from dream_window.dream.status import StatusWriter
 
 READER = textwrap.dedent(
     """

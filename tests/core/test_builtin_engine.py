@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dream_window.backends.base import GenerationBackend, GenerationRequest
+from dream_window.backends.base import GenerationBackend
 from dream_window.backends.builtin import LATENT_FACTOR, BuiltinEngine, Style
-from dream_window.interpolation.spherical_lerp import spherical_lerp
+from dream_window.values.generation import GenerationRequest
+from dream_window.values.slerp import spherical_lerp
 
 OCEAN = "bioluminescent ocean at night, glowing waves"
 FIRE = "fire and flames, embers"

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from dream_window.app import build_controller
-from dream_window.backends.base import GeneratedImage, GenerationRequest
 from dream_window.backends.builtin import BuiltinEngine
-from dream_window.controller import DreamController, State
+from dream_window.dream.controller import DreamController, State
 from dream_window.errors import ComfyUIUnavailable, ExecutionFailed, LifecycleError
+from dream_window.values.generation import GeneratedImage, GenerationRequest
 from tests.conftest import FakeClock, fast_config
 
 

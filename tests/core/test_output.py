@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dream_window.dream.output import OutputWriter
 from dream_window.errors import FrameWriteError
 from dream_window.file_ops import atomic_write_bytes
-from dream_window.output import OutputWriter
 
 
 def _img(v: int) -> Image.Image:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dream_window.config import PromptsConfig
+from dream_window.dream.prompts import PromptManager, load_prompts_file, parse_prompt_line
 from dream_window.errors import ConfigError
-from dream_window.prompts import PromptManager, load_prompts_file, parse_prompt_line
 from tests.conftest import FakeClock
 
 

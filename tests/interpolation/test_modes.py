@@ -14,15 +14,17 @@ import pytest
 from PIL import Image
 
 from dream_window.app import build_controller
-from dream_window.backends.base import GeneratedImage, GenerationRequest
+from dream_window.backends.base import SupportsLatentWalk
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.config import SeedPolicy
+from dream_window.dream.modes.base import ModeContext
+from dream_window.dream.modes.hybrid import HybridMode
+from dream_window.dream.modes.interpolate import InterpolateMode
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
-from dream_window.interpolation.latent_walk import SupportsLatentWalk
 from dream_window.interpolation.local_vae import LocalVAEEncoder
-from dream_window.modes.base import Frame, ModeContext, SeedSource
-from dream_window.modes.hybrid import HybridMode
-from dream_window.modes.interpolate import InterpolateMode
+from dream_window.values.frame import Frame
+from dream_window.values.generation import GeneratedImage, GenerationRequest
+from dream_window.values.seeds import SeedSource
 from tests.conftest import fast_config
 
 OCEAN = "bioluminescent ocean at night, glowing waves"
@@ -172,7 +174,7 @@ class WalkingEngine(BuiltinEngine):
             [Image.fromarray(self.render(start.prompt, start.seed, start.width, start.height))]
         )
         zb = self.encode_sync([Image.fromarray(self.render(end.prompt, end.seed, end.width, end.height))])
-        from dream_window.interpolation.spherical_lerp import spherical_lerp
+        from dream_window.values.slerp import spherical_lerp
 
         images = self.decode_sync(spherical_lerp(za[0], zb[0], np.asarray(ts)))
         return [GeneratedImage(im, end, 1.0) for im in images]

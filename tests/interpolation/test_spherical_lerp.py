@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dream_window.interpolation.spherical_lerp import spherical_lerp
+from dream_window.values.slerp import spherical_lerp
 
 torch = pytest.importorskip("torch")
 

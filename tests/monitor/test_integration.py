@@ -16,7 +16,7 @@ import pytest
 
 from dream_window.app import build_controller, start_services, stop_services
 from dream_window.backends.builtin import BuiltinEngine
-from dream_window.controller import DreamController
+from dream_window.dream.controller import DreamController
 from tests.conftest import fast_config
 from tests.monitor.conftest import stop_process
 

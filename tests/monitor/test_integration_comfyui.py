@@ -18,7 +18,7 @@ import pytest
 
 from dream_window.app import build_controller, start_services, stop_services
 from dream_window.backends.comfyui import create_comfyui_backend
-from dream_window.controller import DreamController
+from dream_window.dream.controller import DreamController
 from dream_window.testing import ComfyTestServer, running_comfy_server
 from tests.conftest import fast_config
 from tests.monitor.conftest import stop_process

@@ -10,7 +10,7 @@ import pytest
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
-from dream_window.controller import DreamController, State
+from dream_window.dream.controller import DreamController, State
 from dream_window.monitor.detector import Condition, Reading
 from dream_window.monitor.system_monitor import SystemMonitor
 from tests.conftest import FakeClock, fast_config

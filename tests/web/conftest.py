@@ -15,7 +15,7 @@ import pytest
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.config import DreamConfig
-from dream_window.controller import DreamController
+from dream_window.dream.controller import DreamController
 from dream_window.web.server import ViewerServer
 from tests.conftest import fast_config
 

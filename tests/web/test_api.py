@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from dream_window.controller import State
+from dream_window.dream.controller import State
 from dream_window.web.security import MAX_BODY_BYTES, AccessPolicy, is_loopback, make_policy, token_path
 from dream_window.web.server import create_app
 from tests.web.conftest import DreamFactory, make_dream

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from dream_window.controller import State
+from dream_window.dream.controller import State
 from tests.web.conftest import Dream, make_dream
 
 CHROMIUM = Path("/usr/bin/chromium")

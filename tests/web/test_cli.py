@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from dream_window.cli import main
-from dream_window.controller import State
+from dream_window.dream.controller import State
 from tests.web.conftest import DreamFactory
 
 

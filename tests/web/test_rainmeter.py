@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
-from dream_window.controller import State
+from dream_window.dream.controller import State
 from dream_window.rainmeter import FRAMES_DIR, KEEP, SECTION, STATUS_INI, attach_rainmeter, render_ini
 from tests.web.conftest import dream_config
 

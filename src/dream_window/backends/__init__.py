@@ -1,11 +1,1 @@
-"""Generation backends: what turns a prompt (and maybe an image) into pixels and latents."""
-
-from dream_window.backends.base import (
-    BackendHealth,
-    GeneratedImage,
-    GenerationBackend,
-    GenerationRequest,
-    ProgressCallback,
-)
-
-__all__ = ["BackendHealth", "GeneratedImage", "GenerationBackend", "GenerationRequest", "ProgressCallback"]
+"""Generation backends: they execute what modes ask for (pixels and latents), nothing more."""

@@ -10,71 +10,27 @@ the backend (the built-in engine uses 4 channels at 1/8 resolution; Flux uses 16
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
-# progress(value, max) while a sampler runs; also receives preview images when the backend has them.
-ProgressCallback = Callable[[int, int], None]
-PreviewCallback = Callable[[bytes, str], None]  # (encoded image bytes, mime type)
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationRequest:
-    """Everything one generation needs. Modes fill it; backends never read config themselves."""
-
-    prompt: str
-    seed: int
-    width: int = 256
-    height: int = 512
-    steps: int = 4
-    cfg: float = 1.0
-    denoise: float = 1.0
-    negative_prompt: str = ""
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.denoise <= 1.0:
-            raise ValueError(f"denoise must be between 0 and 1, got {self.denoise}")
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"width and height must be positive, got {self.width}x{self.height}")
-
-    def params(self) -> dict[str, Any]:
-        """Generation parameters as stored with a frame (cache, history)."""
-        return {
-            "seed": self.seed,
-            "width": self.width,
-            "height": self.height,
-            "steps": self.steps,
-            "cfg": self.cfg,
-            "denoise": self.denoise,
-            "negative_prompt": self.negative_prompt,
-        }
-
-
-@dataclass(slots=True)
-class GeneratedImage:
-    """A backend's result: the picture, how long it took, and the latent when it came cheaply."""
-
-    image: Image.Image
-    request: GenerationRequest
-    elapsed_ms: float
-    latent: np.ndarray | None = None
-    # Backend-specific facts worth keeping (server, prompt_id, filename ...).
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class BackendHealth:
-    ok: bool
-    detail: str  # one line for status.json and `doctor`
+from dream_window.values.generation import (
+    NO_PLAN,
+    BackendHealth,
+    GeneratedImage,
+    GenerationRequest,
+    Plan,
+    PreviewCallback,
+    ProgressCallback,
+)
 
 
 @runtime_checkable
 class GenerationBackend(Protocol):
-    """What modes need from whatever makes the pixels."""
+    """What modes need from whatever makes the pixels. A backend executes requests; the mode owns
+    the plan (see :class:`~dream_window.values.generation.Plan`) and every setting behind it."""
 
     #: Shown in logs and status, e.g. "ComfyUI (flux-schnell)" or "built-in engine (not AI)".
     name: str
@@ -91,9 +47,13 @@ class GenerationBackend(Protocol):
 
     async def health(self) -> BackendHealth: ...
 
-    async def txt2img(self, request: GenerationRequest) -> GeneratedImage: ...
+    async def txt2img(self, request: GenerationRequest, *, plan: Plan = NO_PLAN) -> GeneratedImage:
+        """A picture from ``request.prompt``; ``plan`` is what the mode expects to ask next."""
+        ...
 
-    async def img2img(self, image: Image.Image, request: GenerationRequest) -> GeneratedImage:
+    async def img2img(
+        self, image: Image.Image, request: GenerationRequest, *, plan: Plan = NO_PLAN
+    ) -> GeneratedImage:
         """Grow ``image`` toward ``request.prompt``: denoise 0 keeps it, 1 ignores it."""
         ...
 
@@ -105,8 +65,13 @@ class GenerationBackend(Protocol):
         """Latents ``[B, C, H, W]`` → one image per batch entry."""
         ...
 
+    async def withdraw(self) -> None:
+        """Drop whatever was started ahead for the mode's plan (queued work deleted, running work
+        stopped); a no-op for a backend that never works ahead."""
+        ...
+
     async def interrupt(self) -> None:
-        """Stop whatever is generating now (pause for a game); a no-op when idle."""
+        """Stop whatever is generating now (pause for a game), plan included; a no-op when idle."""
         ...
 
     async def free_memory(self) -> None:
@@ -114,3 +79,51 @@ class GenerationBackend(Protocol):
         ...
 
     def set_progress_callback(self, callback: ProgressCallback | None) -> None: ...
+
+    def set_preview_callback(self, callback: PreviewCallback | None) -> None:
+        """Live previews while a sampler runs, for backends that have them."""
+        ...
+
+
+@runtime_checkable
+class SupportsLatentWalk(Protocol):
+    """A backend that can walk between two requests with every frame a real generation: starting
+    noise slerped, text conditioning lerped (the ComfyUI backend, as graphs). Interpolate mode uses
+    it when present and available, and otherwise slerps keyframe latents and decodes them."""
+
+    #: False when this setup rules the walk out (a custom ComfyUI workflow, the walk graphs do
+    #: not validate on the server, ``interpolation.walk: off``).
+    latent_walk_available: bool
+
+    async def latent_walk(
+        self,
+        start: GenerationRequest,
+        end: GenerationRequest,
+        ts: Sequence[float],
+        *,
+        plan: Plan = NO_PLAN,
+    ) -> list[GeneratedImage]:
+        """One image per ``t`` (0 = ``start``'s txt2img, 1 = ``end``'s), in order of ``ts``. A
+        chained step in ``plan`` is the next segment: from this walk's end to the step's request,
+        at the same ``ts``. The returned images carry the request really used."""
+        ...
+
+
+def latent_walker(backend: GenerationBackend) -> SupportsLatentWalk | None:
+    """``backend`` as a walker when it implements the capability and can use it now."""
+    if isinstance(backend, SupportsLatentWalk) and backend.latent_walk_available:
+        return backend
+    return None
+
+
+__all__ = [
+    "BackendHealth",
+    "GeneratedImage",
+    "GenerationBackend",
+    "GenerationRequest",
+    "Plan",
+    "PreviewCallback",
+    "ProgressCallback",
+    "SupportsLatentWalk",
+    "latent_walker",
+]

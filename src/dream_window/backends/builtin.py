@@ -30,10 +30,13 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image, ImageFilter
 
-from dream_window.backends.base import (
+from dream_window.values.generation import (
+    NO_PLAN,
     BackendHealth,
     GeneratedImage,
     GenerationRequest,
+    Plan,
+    PreviewCallback,
     ProgressCallback,
 )
 
@@ -220,6 +223,12 @@ class BuiltinEngine:
     def set_progress_callback(self, callback: ProgressCallback | None) -> None:
         self._progress = callback
 
+    def set_preview_callback(self, callback: PreviewCallback | None) -> None:
+        return None  # frames take tens of milliseconds here: nothing worth previewing
+
+    async def withdraw(self) -> None:
+        return None  # it never works ahead: plans are ignored
+
     async def interrupt(self) -> None:
         return None
 
@@ -233,14 +242,16 @@ class BuiltinEngine:
 
     # --- the protocol ---------------------------------------------------------------------
 
-    async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+    async def txt2img(self, request: GenerationRequest, *, plan: Plan = NO_PLAN) -> GeneratedImage:
         t0 = time.perf_counter()
         arr = await self._run(self.render, request.prompt, request.seed, request.width, request.height)
         self._report(request)
         img = Image.fromarray(arr)
         return GeneratedImage(img, request, (time.perf_counter() - t0) * 1000.0)
 
-    async def img2img(self, image: Image.Image, request: GenerationRequest) -> GeneratedImage:
+    async def img2img(
+        self, image: Image.Image, request: GenerationRequest, *, plan: Plan = NO_PLAN
+    ) -> GeneratedImage:
         t0 = time.perf_counter()
         out = await self._run(self.grow, image, request)
         self._report(request)

@@ -31,7 +31,7 @@ from dream_window.config import DreamConfig
 from dream_window.errors import CacheError
 
 if TYPE_CHECKING:
-    from dream_window.doctor import Check
+    from dream_window.values.check import Check
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ async def open_frame_memory(
 
 
 async def doctor_checks(config: DreamConfig) -> list[Check]:
-    from dream_window.doctor import Check
+    from dream_window.values.check import Check
 
     cfg = config.generation.cache
     if not cfg.enabled:

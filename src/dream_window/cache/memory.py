@@ -31,7 +31,7 @@ from dream_window.cache.manager import CacheManager
 from dream_window.cache.matcher import AestheticMatcher
 from dream_window.config import CacheConfig
 from dream_window.errors import CacheError, DreamWindowError, ModelLoadError
-from dream_window.modes.base import Frame
+from dream_window.values.frame import Frame
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 Importing this package never imports torch; the local VAE loads it on first use.
 """
 
+from dream_window.backends.base import SupportsLatentWalk
 from dream_window.interpolation.checks import doctor_checks
 from dream_window.interpolation.crossfade import crossfade
 from dream_window.interpolation.latent_encoder import (
@@ -10,8 +11,7 @@ from dream_window.interpolation.latent_encoder import (
     LatentEncoder,
     create_latent_encoder,
 )
-from dream_window.interpolation.latent_walk import SupportsLatentWalk
-from dream_window.interpolation.spherical_lerp import spherical_lerp
+from dream_window.values.slerp import spherical_lerp
 
 __all__ = [
     "BackendLatentEncoder",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dream_window.config import DreamConfig
-from dream_window.doctor import Check, module_available
+from dream_window.doctor import module_available
 from dream_window.errors import ModelLoadError
+from dream_window.values.check import Check
 
 
 async def doctor_checks(config: DreamConfig) -> list[Check]:

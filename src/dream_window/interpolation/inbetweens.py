@@ -14,7 +14,7 @@ from PIL import Image
 from dream_window.errors import ModelLoadError
 from dream_window.interpolation.crossfade import crossfade
 from dream_window.interpolation.latent_encoder import LatentEncoder
-from dream_window.interpolation.spherical_lerp import spherical_lerp
+from dream_window.values.slerp import spherical_lerp
 
 log = logging.getLogger(__name__)
 

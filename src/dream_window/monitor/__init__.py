@@ -121,7 +121,7 @@ async def start_monitor(config: DreamConfig, controller: Any, services: Any) -> 
 
 async def doctor_checks(config: DreamConfig) -> list[Any]:
     """One line per detector: available or not, and why (``dream-window doctor``)."""
-    from dream_window.doctor import Check
+    from dream_window.values.check import Check
 
     gd = config.game_detection
     if not gd.enabled:

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dream_window.backends.base import GenerationRequest
 from dream_window.backends.builtin import LATENT_FACTOR, BuiltinEngine
 from dream_window.backends.comfyui import latent_file
+from dream_window.values.generation import GenerationRequest
 
 
 class NodeFailure(Exception):

@@ -15,7 +15,7 @@ from dream_window.errors import DreamWindowError
 if TYPE_CHECKING:
     from dream_window.app import Services
     from dream_window.config import DreamConfig
-    from dream_window.controller import DreamController
+    from dream_window.dream.controller import DreamController
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dream_window.web.live import LiveHub
 from dream_window.web.security import COOKIE, MAX_BODY_BYTES, AccessPolicy
 
 if TYPE_CHECKING:
-    from dream_window.controller import DreamController
+    from dream_window.dream.controller import DreamController
 
 log = logging.getLogger(__name__)
 

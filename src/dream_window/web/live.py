@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 if TYPE_CHECKING:
-    from dream_window.controller import DreamController
+    from dream_window.dream.controller import DreamController
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dream_window.web.live import LiveHub
 from dream_window.web.security import COOKIE, MAX_BODY_BYTES, AccessPolicy, is_loopback, make_policy
 
 if TYPE_CHECKING:
-    from dream_window.controller import DreamController
+    from dream_window.dream.controller import DreamController
 
 log = logging.getLogger(__name__)
 

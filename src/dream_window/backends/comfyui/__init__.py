@@ -29,8 +29,8 @@ from dream_window.backends.comfyui.workflows import (
 )
 from dream_window.clock import Clock
 from dream_window.config import BackendChoice, DreamConfig
-from dream_window.doctor import Check
 from dream_window.errors import ComfyUIError, ConfigError
+from dream_window.values.check import Check
 
 __all__ = [
     "ComfyUIBackend",

@@ -47,13 +47,6 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dream_window.backends.base import (
-    BackendHealth,
-    GeneratedImage,
-    GenerationRequest,
-    PreviewCallback,
-    ProgressCallback,
-)
 from dream_window.backends.comfyui import latent_file
 from dream_window.backends.comfyui.client import ComfyUIClient, OutputFile, PromptResult
 from dream_window.backends.comfyui.messages import Preview
@@ -67,6 +60,13 @@ from dream_window.backends.comfyui.workflows import (
 from dream_window.clock import Clock, SystemClock
 from dream_window.config import DreamConfig, Mode, SeedPolicy, home_dir
 from dream_window.errors import ComfyUIError, ConfigError, ExecutionFailed, WorkflowRejected
+from dream_window.values.generation import (
+    BackendHealth,
+    GeneratedImage,
+    GenerationRequest,
+    PreviewCallback,
+    ProgressCallback,
+)
 
 log = logging.getLogger(__name__)
 

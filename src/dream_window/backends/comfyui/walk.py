@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dream_window.interpolation.spherical_lerp import spherical_lerp
+from dream_window.values.slerp import spherical_lerp
 
 SD15_SCALE_FACTOR = 0.18215
 SDXL_SCALE_FACTOR = 0.13025

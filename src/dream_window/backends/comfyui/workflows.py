@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dream_window.backends.base import GenerationRequest
 from dream_window.backends.comfyui.walk import (
     SD15_SCALE_FACTOR,
     SDXL_SCALE_FACTOR,
@@ -43,6 +42,7 @@ from dream_window.backends.comfyui.walk import (
 )
 from dream_window.config import ComfyUIConfig, ModelFamily
 from dream_window.errors import ConfigError
+from dream_window.values.generation import GenerationRequest
 
 Link = list[Any]
 

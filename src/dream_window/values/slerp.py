@@ -217,3 +217,9 @@ def _orthogonal(u: np.ndarray) -> np.ndarray:
         if nv < 1e-12:
             return np.zeros(n)
     return v / nv
+
+
+def inbetween_ts(count: int) -> np.ndarray:
+    """``count`` evenly spaced t values strictly between 0 and 1 (the endpoints are keyframes).
+    The one list of in-between t values: slerped in-betweens, latent walks and their plans use it."""
+    return np.arange(1, count + 1, dtype=np.float64) / (count + 1)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from PIL import Image
 
-from dream_window.backends.base import GeneratedImage
+from dream_window.dream.modes.base import ModeContext, fit, inbetween_frames
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
-from dream_window.modes.base import Frame, FrameKind, ModeContext, fit, inbetween_frames, inbetween_ts
+from dream_window.values.frame import Frame, FrameKind
+from dream_window.values.generation import GeneratedImage
+from dream_window.values.slerp import inbetween_ts
 
 
 class HybridMode:

@@ -8,55 +8,20 @@ backend arrive through :class:`ModeContext`.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
-from dream_window.backends.base import GenerationBackend, GenerationRequest
-from dream_window.config import GenerationConfig, SeedPolicy
+from dream_window.backends.base import GenerationBackend
+from dream_window.config import GenerationConfig
 from dream_window.interpolation.latent_encoder import LatentEncoder
+from dream_window.values.generation import GenerationRequest
 
 if TYPE_CHECKING:
     from dream_window.interpolation.inbetweens import InBetweens
-
-FrameKind = Literal["txt2img", "img2img", "keyframe", "inbetween", "injected", "crossfade"]
-
-
-@dataclass(slots=True)
-class Frame:
-    """One picture on its way to the screen."""
-
-    image: Image.Image
-    prompt: str
-    kind: FrameKind
-    generation_ms: float
-    params: dict[str, Any] = field(default_factory=dict)
-    latent: np.ndarray | None = None
-    # Set by the output writer when the frame is published.
-    index: int = 0
-
-
-class SeedSource:
-    """Seeds per the configured policy: random, increment from a start, or fixed."""
-
-    def __init__(self, policy: SeedPolicy, start: int, rng: random.Random) -> None:
-        self._policy = policy
-        self._next = start
-        self._rng = rng
-
-    def next(self) -> int:
-        if self._policy is SeedPolicy.FIXED:
-            return self._next
-        if self._policy is SeedPolicy.INCREMENT:
-            s = self._next
-            self._next = (self._next + 1) % (2**63)
-            return s
-        # ComfyUI's KSampler accepts 0 .. 2**64-1; stay in int64 for every node and SQLite.
-        return self._rng.randrange(0, 2**63)
 
 
 @dataclass
@@ -118,11 +83,6 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     left = (resized.width - width) // 2
     top = (resized.height - height) // 2
     return resized.crop((left, top, left + width, top + height))
-
-
-def inbetween_ts(count: int) -> np.ndarray:
-    """``count`` evenly spaced t values strictly between 0 and 1 (the endpoints are keyframes)."""
-    return np.arange(1, count + 1, dtype=np.float64) / (count + 1)
 
 
 def inbetween_frames(made: InBetweens, prompt: str, params: dict[str, Any], ts: np.ndarray) -> list[Frame]:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dream_window.backends.base import GenerationBackend
-from dream_window.modes.base import DreamMode, Frame
+from dream_window.dream.modes.base import DreamMode
+from dream_window.values.frame import Frame
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,12 @@ from dream_window import __version__
 from dream_window.backends.base import GenerationBackend
 from dream_window.clock import Clock, iso
 from dream_window.config import DreamConfig
+from dream_window.dream.frame_buffer import FrameBuffer
+from dream_window.dream.generator import DreamGenerator
+from dream_window.dream.modes.base import DreamMode
+from dream_window.dream.output import OutputWriter
+from dream_window.dream.prompts import PromptManager
+from dream_window.dream.status import StatusWriter
 from dream_window.errors import (
     DreamWindowError,
     ExecutionFailed,
@@ -45,12 +51,7 @@ from dream_window.errors import (
     LifecycleError,
 )
 from dream_window.events import EventBus
-from dream_window.frame_buffer import FrameBuffer
-from dream_window.generator import DreamGenerator
-from dream_window.modes.base import DreamMode, Frame
-from dream_window.output import OutputWriter
-from dream_window.prompts import PromptManager
-from dream_window.status import StatusWriter
+from dream_window.values.frame import Frame
 
 log = logging.getLogger(__name__)
 

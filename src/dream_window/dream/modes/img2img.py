@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from dream_window.modes.base import Frame, ModeContext, fit
+from dream_window.dream.modes.base import ModeContext, fit
+from dream_window.values.frame import Frame
 
 
 class Img2ImgMode:

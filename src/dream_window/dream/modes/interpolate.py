@@ -23,11 +23,13 @@ import time
 import numpy as np
 from PIL import Image
 
-from dream_window.backends.base import GenerationRequest
+from dream_window.backends.base import latent_walker
+from dream_window.dream.modes.base import ModeContext, fit, inbetween_frames
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
-from dream_window.interpolation.latent_walk import latent_walker
-from dream_window.modes.base import Frame, FrameKind, ModeContext, fit, inbetween_frames, inbetween_ts
+from dream_window.values.frame import Frame, FrameKind
+from dream_window.values.generation import GenerationRequest
+from dream_window.values.slerp import inbetween_ts
 
 WALK_NOTE = "interpolate: latent walk on the backend (every frame sampled; noise slerped, prompts lerped)"
 SLERP_NOTE = "interpolate: keyframe latents slerped and decoded (the backend has no latent walk)"

@@ -1,10 +1,11 @@
 """Generation modes: img2img, interpolate and hybrid, each in its own module, one contract."""
 
 from dream_window.config import Mode
-from dream_window.modes.base import DreamMode, Frame, ModeContext
-from dream_window.modes.hybrid import HybridMode
-from dream_window.modes.img2img import Img2ImgMode
-from dream_window.modes.interpolate import InterpolateMode
+from dream_window.dream.modes.base import DreamMode, ModeContext
+from dream_window.dream.modes.hybrid import HybridMode
+from dream_window.dream.modes.img2img import Img2ImgMode
+from dream_window.dream.modes.interpolate import InterpolateMode
+from dream_window.values.frame import Frame
 
 
 def create_mode(mode: Mode, ctx: ModeContext) -> DreamMode:
