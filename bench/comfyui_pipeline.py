@@ -42,7 +42,7 @@ from PIL import Image
 from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.backends.comfyui.client import ComfyUIClient
-from dream_window.backends.comfyui.workflows import SD15WorkflowBuilder
+from dream_window.backends.comfyui.graphs import SD15WorkflowBuilder
 from dream_window.config import ComfyUIConfig, load_config
 from dream_window.file_ops import atomic_write_bytes
 from dream_window.values.generation import GenerationRequest

@@ -160,7 +160,7 @@ async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_f
     log.info(
         "dreaming with %s, mode %s, %dx%d, output %s",
         backend.name,
-        config.generation.mode.value,
+        config.generation.mode,
         config.generation.width,
         config.generation.height,
         config.output_dir,

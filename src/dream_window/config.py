@@ -32,10 +32,20 @@ def home_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".dream-window"
 
 
-class Mode(StrEnum):
-    IMG2IMG = "img2img"
-    INTERPOLATE = "interpolate"
-    HYBRID = "hybrid"
+# The names ``generation.mode`` accepts. The modes themselves live in ``dream/modes`` (above this
+# module); each registers its name here through ``dream.modes.register_mode`` so a config naming an
+# unknown mode fails at load like any other bad value. The built-in names are seeded here because a
+# config is often loaded before the modes are imported; a test checks both lists agree.
+MODE_NAMES: list[str] = ["img2img", "interpolate", "hybrid"]
+
+
+def _one_of(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+# interpolation.walk: auto (walk where the backend can), on (and an error where it cannot), off.
+WalkSwitch = Literal["auto", "on", "off"]
 
 
 class BackendChoice(StrEnum):
@@ -104,7 +114,7 @@ class CacheConfig(_Section):
 
 
 class GenerationConfig(_Section):
-    mode: Mode = Mode.HYBRID
+    mode: str = "hybrid"
     model: ModelFamily = ModelFamily.FLUX_SCHNELL
     width: int = Field(256, ge=64, le=4096)
     height: int = Field(512, ge=64, le=4096)
@@ -125,6 +135,13 @@ class GenerationConfig(_Section):
     # Numbered copies kept under output/frames/ (oldest deleted first).
     history_size: int = Field(300, ge=1, le=1_000_000)
     cache: CacheConfig = CacheConfig()
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, v: str) -> str:
+        if v not in MODE_NAMES:
+            raise ValueError(f"generation.mode must be one of {_one_of(MODE_NAMES)}, got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _multiple_of_8(self) -> GenerationConfig:
@@ -239,7 +256,7 @@ class InterpolationConfig(_Section):
     # Interpolate mode: a latent walk (every frame sampled from slerped noise and lerped prompt
     # conditioning) where the backend can do it (ComfyUI): auto / on (same, and an error when the
     # configured ComfyUI workflow cannot) / off (slerp keyframe latents and decode them).
-    walk: Literal["auto", "on", "off"] = "auto"
+    walk: WalkSwitch = "auto"
 
     @field_validator("vae_path")
     @classmethod

@@ -48,7 +48,7 @@ async def core_checks(config: DreamConfig) -> list[Check]:
         Check(
             "config",
             "ok",
-            f"valid (mode {config.generation.mode.value}, model {config.generation.model.value})",
+            f"valid (mode {config.generation.mode}, model {config.generation.model.value})",
         )
     ]
     for label, path in (("output dir", config.output_dir), ("cache dir", config.cache_dir)):

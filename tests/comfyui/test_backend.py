@@ -15,17 +15,27 @@ from PIL import Image
 from dream_window.backends.base import GenerationBackend
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend, doctor_checks
 from dream_window.backends.comfyui.client import ComfyUIClient
+from dream_window.backends.comfyui.graphs import create_builder
 from dream_window.backends.comfyui.pool import ServerPool
-from dream_window.backends.comfyui.workflows import create_builder
+from dream_window.backends.comfyui.probe import probe_request
 from dream_window.errors import ComfyUIError, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
 from dream_window.testing import ComfyTestServer, running_comfy_server
-from dream_window.values.generation import GenerationRequest
+from dream_window.values.generation import GenerationRequest, Plan
 from tests.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock
 
 
-def req(prompt: str = "ocean waves", seed: int = 1, denoise: float = 1.0) -> GenerationRequest:
-    return GenerationRequest(prompt=prompt, seed=seed, width=64, height=128, steps=2, denoise=denoise)
+def req(
+    prompt: str = "ocean waves", seed: int = 1, denoise: float = 1.0, latent: bool = False
+) -> GenerationRequest:
+    return GenerationRequest(
+        prompt=prompt, seed=seed, width=64, height=128, steps=2, denoise=denoise, return_latent=latent
+    )
+
+
+def chain(*seeds: int, prompt: str = "ocean waves", denoise: float = 0.4) -> Plan:
+    """The plan img2img and hybrid hand down: the next frames, each grown from the one before."""
+    return Plan.chain([req(prompt, seed=s, denoise=denoise) for s in seeds])
 
 
 async def started(tmp_path: Path, urls: str | list[str], **sections: dict) -> ComfyUIBackend:  # type: ignore[type-arg]
@@ -44,7 +54,7 @@ def free_port() -> int:
 async def test_frames_and_latents(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
     b = await started(tmp_path, comfy_server.url, generation={"mode": "hybrid"})
     try:
-        r = await b.txt2img(req())
+        r = await b.txt2img(req(latent=True))  # hybrid asks for keyframe latents it will slerp
         assert r.image.size == (64, 128) and r.latent is not None and r.latent.shape == (1, 4, 16, 8)
         # PreviewImage's name in ComfyUI's temp/ (wiped at each server start), not a SaveImage file.
         assert re.fullmatch(r"ComfyUI_temp_[a-z]{5}_\d{5}_\.png \[temp\]", r.meta["file"]), r.meta["file"]
@@ -63,7 +73,7 @@ async def test_flux_latents_have_16_channels(tmp_path: Path, comfy_server: Comfy
     b = await started(tmp_path, comfy_server.url, generation={"model": "flux-schnell", "mode": "hybrid"})
     try:
         assert b.latent_channels == 16 and b.name == "ComfyUI (flux-schnell)"
-        r = await b.txt2img(req())
+        r = await b.txt2img(req(latent=True))
         assert r.latent is not None and r.latent.shape == (1, 16, 16, 8)
         assert len(await b.decode(r.latent)) == 1
     finally:
@@ -126,7 +136,7 @@ async def test_feedback_chain_never_reuploads(tmp_path: Path, comfy_server: Comf
         # A foreign image is uploaded into a small ring of names, not a new file each time.
         for _ in range(6):
             await b.img2img(Image.new("RGB", (64, 128), (1, 2, 3)), req(denoise=0.3, seed=99))
-        files = list((comfy_server.root / "input" / "dream-window" / b._tag).iterdir())
+        files = list((comfy_server.root / "input" / "dream-window" / b.jobs.tag).iterdir())
         assert 1 <= len(files) <= 4
     finally:
         await b.close()
@@ -139,13 +149,15 @@ async def test_speculation_serves_the_next_frame_and_drops_wrong_guesses(
         tmp_path, comfy_server.url, generation={"mode": "img2img", "denoise": 0.4, "seed_policy": "increment"}
     )
     try:
-        r = await b.txt2img(req(seed=100))
-        r2 = await b.img2img(r.image, req(seed=101, denoise=0.4))
-        r3 = await b.img2img(r2.image, req(seed=102, denoise=0.4))
+        r = await b.txt2img(req(seed=100), plan=chain(101, 102))
+        r2 = await b.img2img(r.image, req(seed=101, denoise=0.4), plan=chain(102, 103))
+        r3 = await b.img2img(r2.image, req(seed=102, denoise=0.4), plan=chain(103, 104))
         assert r2.meta.get("speculative") and r3.meta.get("speculative")
         assert (r2.request.seed, r3.request.seed) == (101, 102)  # exactly what the mode asked for
         before = len(comfy_server.seen("/interrupt"))
-        other = await b.img2img(r3.image, req(prompt="fire and smoke", seed=103, denoise=0.4))
+        other = await b.img2img(
+            r3.image, req(prompt="fire and smoke", seed=103, denoise=0.4), plan=chain(104, 105)
+        )
         assert not other.meta.get("speculative") and other.request.prompt == "fire and smoke"
         assert len(comfy_server.seen("/interrupt")) > before  # the wrong guesses were stopped
     finally:
@@ -160,16 +172,16 @@ async def test_a_cancelled_caller_takes_its_speculation_off_the_server(
         tmp_path, comfy_server.url, generation={"mode": "img2img", "denoise": 0.4, "seed_policy": "increment"}
     )
     try:
-        r = await b.txt2img(req(seed=100))  # the next frame (seed 101) is queued speculatively
+        r = await b.txt2img(req(seed=100), plan=chain(101))  # the next frame (seed 101) is queued ahead
         comfy_server.stall()
-        spec = b._specs[0]
+        spec = b.plans.started[0]
         async with asyncio.timeout(5):
-            while "id" not in spec.prompt:  # noqa: ASYNC110 (set just before its POST)
+            while spec.handle.prompt_id is None:  # noqa: ASYNC110 (set just before its POST)
                 await asyncio.sleep(0.01)
-        pid = spec.prompt["id"]
+        pid = spec.handle.prompt_id
         caller = asyncio.create_task(b.img2img(r.image, req(seed=101, denoise=0.4)))
         await asyncio.sleep(0.1)
-        assert b._specs == [] or b._specs[0] is not spec  # the caller took it over
+        assert b.plans.started == [] or b.plans.started[0] is not spec  # the caller took it over
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
@@ -271,7 +283,11 @@ async def test_failover_and_probe_back(tmp_path: Path, comfy_server: ComfyTestSe
         clock = FakeClock()
         pool = ServerPool([ComfyUIClient(u, max_retries=0) for u in config.system.comfyui_urls], clock=clock)
         b = ComfyUIBackend(
-            config, pool, create_builder(config.generation.model, config.comfyui), speculate=False
+            config.comfyui,
+            pool,
+            create_builder(config.generation.model, config.comfyui),
+            probe=probe_request(config.generation),
+            speculate=False,
         )
         await b.start()
         try:
@@ -302,7 +318,13 @@ async def test_interpolate_spreads_speculation_over_servers(
             interpolation={"walk": "off"},
         )
         try:
-            results = [await b.txt2img(req(seed=i)) for i in range(6)]
+            # Interpolate's keyframes are independent: it plans the next few, and each server gets one.
+            results = [
+                await b.txt2img(
+                    req(seed=i), plan=Plan.independent([req(seed=j) for j in range(i + 1, i + 5)])
+                )
+                for i in range(6)
+            ]
             assert sum(bool(r.meta.get("speculative")) for r in results) >= 4
             assert {r.meta["server"] for r in results} == {comfy_server.url, second.url}
             assert len({r.request.seed for r in results}) == 6

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from dream_window.backends.comfyui.client import ComfyUIClient
+from dream_window.backends.comfyui.graphs import SD15WorkflowBuilder
 from dream_window.backends.comfyui.messages import Preview
-from dream_window.backends.comfyui.workflows import SD15WorkflowBuilder
 from dream_window.config import ComfyUIConfig
 from dream_window.errors import ComfyUITimeout, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
 from dream_window.testing import ComfyTestServer

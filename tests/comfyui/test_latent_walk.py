@@ -16,18 +16,20 @@ from PIL import Image
 
 from dream_window.app import build_controller
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend, latent_file
-from dream_window.backends.comfyui.validation import validate_graph
-from dream_window.backends.comfyui.walk import SD15_SCALE_FACTOR, SDXL_SCALE_FACTOR, discrete_sigma_max
-from dream_window.backends.comfyui.workflows import (
+from dream_window.backends.comfyui.graphs import (
+    SD15_SCALE_FACTOR,
+    SDXL_SCALE_FACTOR,
     FluxWorkflowBuilder,
     SD15WorkflowBuilder,
     SDXLTurboWorkflowBuilder,
+    discrete_sigma_max,
 )
+from dream_window.backends.comfyui.validation import validate_graph
 from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.dream.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.errors import ExecutionFailed
 from dream_window.testing import ComfyTestServer, recorded_object_info, running_comfy_server
-from dream_window.values.generation import GenerationRequest
+from dream_window.values.generation import GenerationRequest, Plan, Step
 from tests.comfyui.conftest import comfy_config
 
 A = GenerationRequest(
@@ -124,6 +126,11 @@ async def _backend(tmp_path: Path, urls: list[str], **sections: dict) -> ComfyUI
     return backend  # type: ignore[return-value]
 
 
+def _next(seed: int, ts: list[float], prompt: str = "misty forest") -> Plan:
+    """Interpolate's plan for a walk: the next segment, to the same prompt with the next seed."""
+    return Plan((Step(_req(prompt, seed), True, tuple(ts)),))
+
+
 def _walk_posts(server: ComfyTestServer) -> list[dict]:  # type: ignore[type-arg]
     return [
         r.body["prompt"]
@@ -139,7 +146,7 @@ async def test_a_segment_is_spread_over_servers_and_its_keyframe_is_the_walk_end
     ):
         backend = await _backend(tmp_path, [a.url, b.url], comfyui={"speculate": False})
         try:
-            start = await backend.txt2img(_req("misty forest", 11))
+            (start,) = await backend.latent_walk(_req("misty forest", 11), _req("misty forest", 11), [1.0])
             frames = await backend.latent_walk(start.request, _req("ocean waves", 12), [0.25, 0.5, 0.75, 1.0])
             assert [f.meta["walk_t"] for f in frames] == [0.25, 0.5, 0.75, 1.0]
             assert all(f.image.size == (64, 128) for f in frames)
@@ -166,8 +173,9 @@ async def test_a_segment_is_spread_over_servers_and_its_keyframe_is_the_walk_end
             ]
             seg = backend.builder.walk_noise.walk(11, 12, [0.25, 0.5, 0.75, 1.0], 64, 128)
             assert sum(z.shape == seg.shape and np.allclose(z, seg) for z in stored) == 2
-            # The walk's last frame is exactly the keyframe txt2img gives for the end request.
-            key = await backend.txt2img(_req("ocean waves", 12))
+            # The walk's last frame is exactly the keyframe interpolate makes for the end request
+            # when no walk leads into it (a walk of one frame, its own endpoint).
+            (key,) = await backend.latent_walk(_req("ocean waves", 12), _req("ocean waves", 12), [1.0])
             np.testing.assert_array_equal(np.asarray(key.image), np.asarray(frames[-1].image))
             # In between: a blend of both prompts from slerped noise, unlike either end.
             mid = np.asarray(frames[1].image, np.float32)
@@ -182,15 +190,16 @@ async def test_the_next_segment_is_queued_before_it_is_asked_for(tmp_path: Path)
         backend = await _backend(tmp_path, [a.url], generation={"seed_policy": "increment"})
         try:
             ts = [0.25, 0.5, 0.75, 1.0]
-            key = await backend.txt2img(_req("misty forest", 5))
-            seg1 = await backend.latent_walk(key.request, _req("misty forest", 6), ts)
+            key_req = _req("misty forest", 5)
+            (key,) = await backend.latent_walk(key_req, key_req, [1.0], plan=_next(6, ts))
+            seg1 = await backend.latent_walk(key.request, _req("misty forest", 6), ts, plan=_next(7, ts))
             posts = len(a.seen("/prompt", "POST"))
             assert posts == 1 + 4 + 4  # keyframe, this segment, and the next one already queued
-            seg2 = await backend.latent_walk(seg1[-1].request, _req("misty forest", 7), ts)
+            seg2 = await backend.latent_walk(seg1[-1].request, _req("misty forest", 7), ts, plan=_next(8, ts))
             assert all(f.request.seed == 7 for f in seg2)
             assert len(a.seen("/prompt", "POST")) == posts + 4  # seg2 was there; only seg3 is new
             # A different request drops the speculation (deleted from the queue) and walks anew.
-            await backend.latent_walk(seg2[-1].request, _req("a new prompt", 8), ts)
+            await backend.latent_walk(seg2[-1].request, _req("a new prompt", 8), ts, plan=_next(9, ts))
             deleted = [r.body for r in a.seen("/queue", "POST") if "delete" in r.body]
             assert deleted and len(deleted[-1]["delete"]) == 4
         finally:
@@ -201,12 +210,12 @@ async def test_interrupt_mid_walk_fails_the_walk_and_queues_nothing_new(tmp_path
     async with running_comfy_server(root=tmp_path / "a", step_delay=0.01) as a:
         backend = await _backend(tmp_path, [a.url], generation={"interpolation_frames": 5})
         try:
-            key = await backend.txt2img(_req("misty forest", 5))
+            key_req = _req("misty forest", 5)
+            (key,) = await backend.latent_walk(key_req, key_req, [1.0])
             a.stall()  # the first walk frame hangs mid-run; the rest wait in the queue
+            ts = [i / 6 for i in range(1, 6)] + [1.0]
             walk = asyncio.create_task(
-                backend.latent_walk(
-                    key.request, _req("misty forest", 6), [i / 6 for i in range(1, 6)] + [1.0]
-                )
+                backend.latent_walk(key.request, _req("misty forest", 6), ts, plan=_next(7, ts))
             )
             for _ in range(500):
                 if a._running is not None and len(_walk_posts(a)) >= 12:  # this segment and the next
@@ -224,7 +233,7 @@ async def test_interrupt_mid_walk_fails_the_walk_and_queues_nothing_new(tmp_path
             await asyncio.sleep(0.3)
             assert len(a.seen("/prompt", "POST")) == posts
             assert a._queue == [] and a._running is None
-            assert backend._walks == []
+            assert backend.walks is not None and backend.walks.in_flight == []
         finally:
             a.release()
             await backend.close()

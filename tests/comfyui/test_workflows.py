@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from dream_window.backends.comfyui.validation import validate_graph
-from dream_window.backends.comfyui.workflows import (
+from dream_window.backends.comfyui.graphs import (
     CustomWorkflow,
     FluxWorkflowBuilder,
     SD15WorkflowBuilder,
     SDXLTurboWorkflowBuilder,
 )
+from dream_window.backends.comfyui.validation import validate_graph
 from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.errors import ConfigError
 from dream_window.testing import recorded_object_info

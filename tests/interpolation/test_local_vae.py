@@ -153,7 +153,7 @@ def test_factory_follows_the_config(tmp_path: Path) -> None:
 
 
 async def test_doctor_reports_the_local_vae(tmp_path: Path) -> None:
-    from dream_window.interpolation import doctor_checks
+    from dream_window.interpolation.checks import doctor_checks
 
     path, _, _ = write_tiny_kl(tmp_path, "sd")
     # The shipped (full-size) sd config does not fit the tiny file: doctor says so instead of crashing.

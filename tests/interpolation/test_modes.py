@@ -23,7 +23,7 @@ from dream_window.dream.modes.interpolate import InterpolateMode
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
 from dream_window.interpolation.local_vae import LocalVAEEncoder
 from dream_window.values.frame import Frame
-from dream_window.values.generation import GeneratedImage, GenerationRequest
+from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
 from dream_window.values.seeds import SeedSource
 from tests.conftest import fast_config
 
@@ -165,9 +165,10 @@ class WalkingEngine(BuiltinEngine):
     def __init__(self) -> None:
         super().__init__(offload=False)
         self.walks: list[tuple[GenerationRequest, GenerationRequest, list[float]]] = []
+        self.latent_walk_available = True
 
     async def latent_walk(
-        self, start: GenerationRequest, end: GenerationRequest, ts: Sequence[float]
+        self, start: GenerationRequest, end: GenerationRequest, ts: Sequence[float], *, plan: Plan = NO_PLAN
     ) -> list[GeneratedImage]:
         self.walks.append((start, end, list(ts)))
         za = self.encode_sync(
@@ -194,7 +195,9 @@ async def test_interpolate_uses_the_backends_latent_walk_when_it_has_one(tmp_pat
     await mode.next_frames()
     frames = await mode.next_frames()
     assert [f.kind for f in frames] == ["inbetween"] * 3 + ["keyframe"]
-    ((start, end, ts),) = engine.walks
+    # The first keyframe is the walk's own endpoint (a walk of one frame), then the segment to the next.
+    (key, key_end, key_ts), (start, end, ts) = engine.walks
+    assert (key.seed, key_end.seed, key_ts) == (5, 5, [1.0])
     assert (start.seed, end.seed) == (5, 6) and ts == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert all(f.params["interpolation"] == "latent_walk" for f in frames[:-1])
 

@@ -1,24 +1,8 @@
-"""Latent-space interpolation: spherical_lerp, the LatentEncoder strategies, in-betweens.
+"""Latent-space in-betweens for the modes: the LatentEncoder strategies (the backend's own VAE, a
+local diffusers VAE), in-betweens slerped and decoded in batches, the pixel crossfade fallback.
 
-Importing this package never imports torch; the local VAE loads it on first use.
+Sits between the modes and the backends: it wraps a backend's encode/decode, and the modes call
+it. slerp itself is a value-level function (:mod:`dream_window.values.slerp`); the latent walk is a
+backend capability (:class:`dream_window.backends.base.SupportsLatentWalk`). Importing this
+package never imports torch; the local VAE loads it on first use.
 """
-
-from dream_window.backends.base import SupportsLatentWalk
-from dream_window.interpolation.checks import doctor_checks
-from dream_window.interpolation.crossfade import crossfade
-from dream_window.interpolation.latent_encoder import (
-    BackendLatentEncoder,
-    LatentEncoder,
-    create_latent_encoder,
-)
-from dream_window.values.slerp import spherical_lerp
-
-__all__ = [
-    "BackendLatentEncoder",
-    "LatentEncoder",
-    "SupportsLatentWalk",
-    "create_latent_encoder",
-    "crossfade",
-    "doctor_checks",
-    "spherical_lerp",
-]

@@ -81,6 +81,9 @@ class Step:
 
     request: GenerationRequest
     chained: bool
+    # A latent walk segment's t values (from the previous step's end to ``request``); empty for a
+    # single frame.
+    ts: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

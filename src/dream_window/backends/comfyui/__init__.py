@@ -1,48 +1,37 @@
-"""The ComfyUI backend: async client, workflow builders, multi-server pool.
+"""The ComfyUI backend: async client, graph builders, multi-server pool.
 
-``create_comfyui_backend(config)`` is what ``app.select_backend`` calls; ``doctor_checks(config)``
-is what ``dream-window doctor`` runs. Module map:
+``create_comfyui_backend(config)`` is what the app calls; ``doctor_checks(config)`` is what
+``dream-window doctor`` runs. Module map:
 
-* ``client``     — ComfyUIClient: HTTP + one WebSocket per server, retries, completion, uploads
-* ``messages``   — WebSocket text events and binary preview frames (both header layouts)
-* ``validation`` — graph checks against object_info, the recorded error shapes, readable rendering
-* ``workflows``  — Flux / SD1.5 / SDXL-Turbo builders and the bring-your-own workflow adapter
-* ``latent_file``— ComfyUI .latent files without torch
-* ``pool``       — several servers: least busy first, failover, backoff probing
-* ``backend``    — ComfyUIBackend (GenerationBackend) with speculative queueing
+* ``client``       — ComfyUIClient: HTTP + one WebSocket per server, retries, completion, uploads
+* ``messages``     — WebSocket text events and binary preview frames (both header layouts)
+* ``validation``   — graph checks against object_info, the recorded error shapes, readable rendering
+* ``graphs/``      — one builder per model family, the bring-your-own workflow adapter, walk noise
+* ``latent_file``  — ComfyUI .latent files without torch
+* ``pool``         — several servers: least busy first, failover, backoff probing
+* ``server_files`` — where each returned picture lives on which server; upload name rings
+* ``jobs``         — one job on one server: feed, queue, wait, download, re-feed after a restart
+* ``speculation``  — working ahead on the mode's plan; withdrawing it as a unit
+* ``walk_runner``  — the latent walk, spread over the pool, next segment queued behind
+* ``probe``        — the start-up check of our graphs against a server (doctor runs it too)
+* ``backend``      — ComfyUIBackend: the thin GenerationBackend facade over the above
 """
 
 from __future__ import annotations
 
 import random
 
-from dream_window.backends.base import GenerationBackend
 from dream_window.backends.comfyui.backend import ComfyUIBackend
 from dream_window.backends.comfyui.client import ComfyUIClient
+from dream_window.backends.comfyui.graphs import create_builder
 from dream_window.backends.comfyui.pool import ServerPool
-from dream_window.backends.comfyui.workflows import (
-    CustomWorkflow,
-    FluxWorkflowBuilder,
-    SD15WorkflowBuilder,
-    SDXLTurboWorkflowBuilder,
-    create_builder,
-)
+from dream_window.backends.comfyui.probe import check_server, probe_request
 from dream_window.clock import Clock
 from dream_window.config import BackendChoice, DreamConfig
 from dream_window.errors import ComfyUIError, ConfigError
 from dream_window.values.check import Check
 
-__all__ = [
-    "ComfyUIBackend",
-    "ComfyUIClient",
-    "CustomWorkflow",
-    "FluxWorkflowBuilder",
-    "SD15WorkflowBuilder",
-    "SDXLTurboWorkflowBuilder",
-    "ServerPool",
-    "create_comfyui_backend",
-    "doctor_checks",
-]
+__all__ = ["ComfyUIBackend", "ComfyUIClient", "ServerPool", "create_comfyui_backend", "doctor_checks"]
 
 
 def _clients(
@@ -68,11 +57,18 @@ def _clients(
 
 def create_comfyui_backend(
     config: DreamConfig, *, clock: Clock | None = None, rng: random.Random | None = None
-) -> GenerationBackend:
+) -> ComfyUIBackend:
     """The backend for ``config`` (not started: ``await backend.start()``)."""
     builder = create_builder(config.generation.model, config.comfyui, base_dir=config.base_dir)
     pool = ServerPool(_clients(config, clock=clock, rng=rng), clock=clock)
-    return ComfyUIBackend(config, pool, builder, clock=clock, rng=rng, speculate=config.comfyui.speculate)
+    return ComfyUIBackend(
+        config.comfyui,
+        pool,
+        builder,
+        probe=probe_request(config.generation),
+        walk=config.interpolation.walk,
+        speculate=config.comfyui.speculate,
+    )
 
 
 async def doctor_checks(config: DreamConfig) -> list[Check]:
@@ -95,10 +91,11 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
             stats = await client.get_system_stats()
             version = (stats.get("system") or {}).get("comfyui_version", "?")
             checks.append(Check(name, "ok", f"reachable, ComfyUI {version}"))
-            backend = ComfyUIBackend(config, ServerPool([client]), builder, speculate=False)
-            problems = await backend._check_server(client)
-            if problems:
-                checks.extend(Check(f"{name} models", "fail", p) for p in problems)
+            found = await check_server(
+                client, builder, probe_request(config.generation), walk=config.interpolation.walk != "off"
+            )
+            if found.problems:
+                checks.extend(Check(f"{name} models", "fail", p) for p in found.problems)
             else:
                 checks.append(
                     Check(
@@ -107,6 +104,10 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
                         f"{builder.family} graphs validate against the server's object_info",
                     )
                 )
+            if found.walk_problems:
+                level = "fail" if config.interpolation.walk == "on" else "warn"
+                detail = "; ".join(found.walk_problems)
+                checks.append(Check(f"{name} latent walk", level, f"cannot run here ({detail})"))  # type: ignore[arg-type]
         except ComfyUIError as exc:
             checks.append(Check(name, "fail", str(exc)))
         finally:

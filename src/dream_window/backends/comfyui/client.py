@@ -513,11 +513,21 @@ class ComfyUIClient:
             expect="empty",
         )
 
-    async def clear_queue(self) -> None:
-        await self._request("POST", "/queue", json_body={"clear": True}, expect="empty")
-
     async def delete_queued(self, prompt_ids: list[str]) -> None:
         await self._request("POST", "/queue", json_body={"delete": prompt_ids}, expect="empty")
+
+    async def withdraw(self, prompt_ids: list[str]) -> None:
+        """Take our prompts off the server, best effort: deleted where still queued, interrupted
+        where running. Each request is attempted on its own (a failing delete must not leave a
+        prompt to run on), and a server that does not answer has nothing of ours running anyway.
+        The one path every "drop this work" goes through (plans, walks, pauses, cancelled callers)."""
+        if not prompt_ids:
+            return
+        with contextlib.suppress(ComfyUIError):
+            await self.delete_queued(prompt_ids)
+        for pid in prompt_ids:
+            with contextlib.suppress(ComfyUIError):
+                await self.interrupt(pid)
 
     # --- WebSocket ----------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ from PIL import Image
 from dream_window.backends.base import GenerationBackend
 from dream_window.config import GenerationConfig
 from dream_window.interpolation.latent_encoder import LatentEncoder
+from dream_window.values.frame import Frame
 from dream_window.values.generation import GenerationRequest
+from dream_window.values.seeds import SeedSource
 
 if TYPE_CHECKING:
     from dream_window.interpolation.inbetweens import InBetweens
@@ -30,14 +32,17 @@ class ModeContext:
     config: GenerationConfig
     prompt: Callable[[], str]
     seeds: SeedSource
-    # Set by the controller so modes can tell the status line what they fell back to.
+    # Tells the status line what a mode fell back to ("in-betweens are pixel crossfades"); given
+    # by whoever builds the context (the app sends it to the controller's notes).
     note: Callable[[str], None] = lambda _msg: None
     # Pixels <-> latents for in-betweens (interpolation.encoder); None: the backend's own.
     encoder: LatentEncoder | None = None
     # In-betweens decoded per batch (interpolation.decode_batch_size).
     decode_batch_size: int = 4
 
-    def request(self, prompt: str, *, denoise: float = 1.0, seed: int | None = None) -> GenerationRequest:
+    def request(
+        self, prompt: str, *, denoise: float = 1.0, seed: int | None = None, return_latent: bool = False
+    ) -> GenerationRequest:
         c = self.config
         return GenerationRequest(
             prompt=prompt,
@@ -48,6 +53,7 @@ class ModeContext:
             cfg=c.cfg,
             denoise=denoise,
             negative_prompt=c.negative_prompt,
+            return_latent=return_latent,
         )
 
 

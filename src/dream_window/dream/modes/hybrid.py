@@ -6,6 +6,10 @@ The ``keyframe_interval - 1`` frames between two keyframes are slerped between t
 and decoded in batches of ``interpolation.decode_batch_size`` by the configured LatentEncoder.
 The GPU does one real generation per K frames; motion stays smooth. With no latent path at all
 the in-betweens become pixel crossfades, said once in status.
+
+The keyframe chain is planned like img2img's feedback loop (the next keyframes, each grown from
+the one before), and each keyframe asks for its latent back when the in-betweens will slerp it in
+the backend's own latent space, so no keyframe is ever encoded again.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 from PIL import Image
 
 from dream_window.dream.modes.base import ModeContext, fit, inbetween_frames
+from dream_window.dream.modes.img2img import PLAN_DEPTH
+from dream_window.dream.modes.lookahead import Lookahead
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
 from dream_window.values.frame import Frame, FrameKind
-from dream_window.values.generation import GeneratedImage
+from dream_window.values.generation import GeneratedImage, Plan
 from dream_window.values.slerp import inbetween_ts
 
 
@@ -26,13 +32,16 @@ class HybridMode:
     def __init__(self, ctx: ModeContext) -> None:
         self._ctx = ctx
         encoder = ctx.encoder or BackendLatentEncoder(ctx.backend, batch_size=ctx.decode_batch_size)
-        # ctx.note is wired by the controller after the mode is built: look it up at call time.
-        self._maker = InBetweenMaker(
-            encoder, batch_size=ctx.decode_batch_size, note=lambda msg: ctx.note(msg)
-        )
+        self._maker = InBetweenMaker(encoder, batch_size=ctx.decode_batch_size, note=ctx.note)
+        self._ahead = Lookahead(ctx, depth=PLAN_DEPTH)
         self._key: Keyframe | None = None
         self._key_prompt: str | None = None
         self._injected: tuple[Image.Image, str] | None = None
+
+    @property
+    def _latents_back(self) -> bool:
+        """Ask the backend for each keyframe's latent: there are in-betweens to slerp, in its space."""
+        return self._ctx.config.keyframe_interval > 1 and self._maker.encoder.shares_backend_latents
 
     def seed_image(self, image: Image.Image) -> None:
         self._key = Keyframe(fit(image, self._ctx.config.width, self._ctx.config.height))
@@ -41,41 +50,31 @@ class HybridMode:
     def inject(self, image: Image.Image, label: str) -> None:
         self._injected = (fit(image, self._ctx.config.width, self._ctx.config.height), label)
 
+    def _plan(self, prompt: str) -> Plan:
+        return self._ahead.plan(
+            prompt, chained=True, denoise=self._ctx.config.denoise, return_latent=self._latents_back
+        )
+
     async def _next_keyframe(
-        self, prompt: str, previous: Keyframe
+        self, prompt: str, previous: Keyframe | None
     ) -> tuple[GeneratedImage, FrameKind, str | None]:
-        ctx = self._ctx
-        if self._injected is not None:
+        ctx, backend, latent = self._ctx, self._ctx.backend, self._latents_back
+        denoise = ctx.config.denoise
+        if previous is not None and self._injected is not None:
             # The cached frame becomes the next keyframe, grown lightly so it belongs to this prompt.
             target, label = self._injected
             self._injected = None
-            result = await ctx.backend.img2img(
-                target, ctx.request(prompt, denoise=min(ctx.config.denoise, 0.3))
-            )
-            return result, "injected", label
-        if self._key_prompt is not None and prompt != self._key_prompt:
-            return await ctx.backend.txt2img(ctx.request(prompt)), "keyframe", None
-        result = await ctx.backend.img2img(previous.image, ctx.request(prompt, denoise=ctx.config.denoise))
-        return result, "keyframe", None
+            request = self._ahead.next(prompt, denoise=min(denoise, 0.3), return_latent=latent)
+            return await backend.img2img(target, request, plan=self._plan(prompt)), "injected", label
+        if previous is None or (self._key_prompt is not None and prompt != self._key_prompt):
+            request = self._ahead.next(prompt, return_latent=latent)
+            return await backend.txt2img(request, plan=self._plan(prompt)), "keyframe", None
+        request = self._ahead.next(prompt, denoise=denoise, return_latent=latent)
+        return await backend.img2img(previous.image, request, plan=self._plan(prompt)), "keyframe", None
 
     async def next_frames(self) -> list[Frame]:
         ctx = self._ctx
         prompt = ctx.prompt()
-        if self._key is None:
-            result = await ctx.backend.txt2img(ctx.request(prompt))
-            self._key, self._key_prompt = Keyframe(result.image), prompt
-            self._maker.adopt(self._key, result.latent)
-            return [
-                Frame(
-                    result.image,
-                    prompt,
-                    "keyframe",
-                    result.elapsed_ms,
-                    result.request.params(),
-                    result.latent,
-                )
-            ]
-
         previous = self._key
         result, kind, label = await self._next_keyframe(prompt, previous)
         key = Keyframe(result.image)
@@ -85,7 +84,7 @@ class HybridMode:
             params["injected_from"] = label
         frames: list[Frame] = []
         n = ctx.config.keyframe_interval - 1
-        if n > 0:
+        if previous is not None and n > 0:
             ts = inbetween_ts(n)
             made = await self._maker.make(previous, key, ts)
             frames = inbetween_frames(made, prompt, params, ts)

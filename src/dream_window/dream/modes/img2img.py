@@ -1,11 +1,21 @@
-"""img2img: the feedback loop. Every frame is grown from the one before it."""
+"""img2img: the feedback loop. Every frame is grown from the one before it.
+
+Its future is plain, so it plans it: the next ``PLAN_DEPTH`` frames, each grown from the one before
+with the same prompt. A backend that can work ahead (ComfyUI) queues them as soon as the frame they
+grow from has executed, and the GPU never waits for us.
+"""
 
 from __future__ import annotations
 
 from PIL import Image
 
 from dream_window.dream.modes.base import ModeContext, fit
-from dream_window.values.frame import Frame
+from dream_window.dream.modes.lookahead import Lookahead
+from dream_window.values.frame import Frame, FrameKind
+
+# Frames planned ahead: one running and one queued behind it keep a server busy while we download,
+# publish and decide; more would be thrown away whenever the prompt changes.
+PLAN_DEPTH = 2
 
 
 class Img2ImgMode:
@@ -13,6 +23,7 @@ class Img2ImgMode:
 
     def __init__(self, ctx: ModeContext) -> None:
         self._ctx = ctx
+        self._ahead = Lookahead(ctx, depth=PLAN_DEPTH)
         self._last: Image.Image | None = None
         self._injected: tuple[Image.Image, str] | None = None
 
@@ -25,15 +36,22 @@ class Img2ImgMode:
     async def next_frames(self) -> list[Frame]:
         ctx = self._ctx
         prompt = ctx.prompt()
+        denoise = ctx.config.denoise
         source, kind = self._last, "img2img"
         if self._injected is not None:
             source, _label = self._injected
             self._injected = None
             kind = "injected"
+        # The request made now comes first; what is planned after it is what follows it.
+        request = self._ahead.next(prompt, denoise=denoise if source is not None else 1.0)
+        plan = self._ahead.plan(prompt, chained=True, denoise=denoise)
         if source is None:
-            result = await ctx.backend.txt2img(ctx.request(prompt))
+            result = await ctx.backend.txt2img(request, plan=plan)
             kind = "txt2img"
         else:
-            result = await ctx.backend.img2img(source, ctx.request(prompt, denoise=ctx.config.denoise))
+            result = await ctx.backend.img2img(source, request, plan=plan)
         self._last = result.image
-        return [Frame(result.image, prompt, kind, result.elapsed_ms, result.request.params(), result.latent)]  # type: ignore[arg-type]
+        frame_kind: FrameKind = kind  # type: ignore[assignment]
+        return [
+            Frame(result.image, prompt, frame_kind, result.elapsed_ms, result.request.params(), result.latent)
+        ]

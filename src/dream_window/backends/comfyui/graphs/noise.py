@@ -19,6 +19,9 @@ and SDXL (Turbo included) were trained with, ``betas = linspace(√0.00085, √0
 Flux is a flow model (CONST sampling): ``x = σ·noise + (1 − σ)·latent``, so at ``σ = 1`` with the
 noise disabled the start is 0 whatever we upload; core ComfyUI has no node that feeds our noise in.
 A Flux walk therefore keeps one ``RandomNoise`` seed for the whole walk and lerps the conditioning.
+
+This is plain numpy maths with no graph in it: each family's builder picks its convention
+(``walk_noise``), the backend makes and uploads the noise.
 """
 
 from __future__ import annotations
@@ -71,4 +74,5 @@ class NoiseConvention:
 
 
 def eps_convention(channels: int, scale_factor: float) -> NoiseConvention:
+    """The convention of an EPS (SD-style) family with VAE ``scale_factor``: see the module docstring."""
     return NoiseConvention(channels, math.sqrt(1.0 + discrete_sigma_max() ** 2) / scale_factor)
