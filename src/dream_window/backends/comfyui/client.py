@@ -25,15 +25,25 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 import aiohttp
 
-from dream_window.backends.comfyui.messages import Message, MessageError, Preview, parse_binary, parse_text
+from dream_window.backends.comfyui.event_socket import EventSocket
 from dream_window.backends.comfyui.validation import render_error
+from dream_window.backends.comfyui.watches import (
+    OutputFile,
+    PreviewFn,
+    ProgressFn,
+    PromptResult,
+    Watch,
+    Watches,
+    apply_history,
+    parse_outputs,
+    result_of,
+)
 from dream_window.clock import Clock, SystemClock
 from dream_window.errors import (
     ComfyUIError,
@@ -46,9 +56,6 @@ from dream_window.errors import (
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
-PreviewFn = Callable[[Preview], None]
-
 # How long a watch waits in silence before it asks /history (covers lost messages and a dead socket).
 _QUIET_POLL_S = 5.0
 _DISCONNECTED_POLL_S = 0.5
@@ -58,60 +65,6 @@ _UNREACHABLE_POLLS = 4
 class ClientState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFile:
-    filename: str
-    subfolder: str
-    type: str
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> OutputFile:
-        return cls(str(d["filename"]), str(d.get("subfolder", "")), str(d.get("type", "output")))
-
-    def annotated(self) -> str:
-        """How LoadImage / LoadLatent name this file: ``"sub/name.png [output]"``."""
-        path = f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
-        return path if self.type == "input" else f"{path} [{self.type}]"
-
-
-@dataclass(slots=True)
-class PromptResult:
-    prompt_id: str
-    # node id → {"images": [OutputFile], "latents": [OutputFile], ...}
-    outputs: dict[str, dict[str, list[OutputFile]]] = field(default_factory=dict)
-    cached: list[str] = field(default_factory=list)
-
-    def files(self, node_id: str, kind: str = "images") -> list[OutputFile]:
-        return list(self.outputs.get(node_id, {}).get(kind, []))
-
-
-def _parse_outputs(raw: Mapping[str, Any]) -> dict[str, list[OutputFile]]:
-    out: dict[str, list[OutputFile]] = {}
-    for kind, items in raw.items():
-        if isinstance(items, list):
-            files = [OutputFile.from_dict(i) for i in items if isinstance(i, dict) and "filename" in i]
-            if files:
-                out[kind] = files
-    return out
-
-
-@dataclass
-class _Watch:
-    """What the reader task knows about one of our prompts."""
-
-    prompt_id: str
-    on_progress: ProgressFn | None = None
-    on_preview: PreviewFn | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    outputs: dict[str, dict[str, list[OutputFile]]] = field(default_factory=dict)
-    cached: list[str] = field(default_factory=list)
-    terminal: Message | None = None
-    done: bool = False
-    reconnected: bool = False
-    missing: int = 0
-    unreachable: int = 0
 
 
 class ComfyUIClient:
@@ -144,15 +97,10 @@ class ComfyUIClient:
         self._preview_metadata = preview_metadata
         self.state = ClientState.CLOSED
         self._reader: asyncio.Task[None] | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._connected = asyncio.Event()
-        self._watches: dict[str, _Watch] = {}
-        self._executing: str | None = None  # prompt id of the last `executing` seen (type-1 previews)
+        self._watches = Watches(self.base_url)
         self._object_info: dict[str, Any] | None = None
         self._up: bool | None = None
-        self.queue_remaining = 0
-        self.ws_connects = 0
-        self._dispatch_failed = False  # logged at warning once; later failures at debug
+        self._socket: EventSocket | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -171,8 +119,16 @@ class ComfyUIClient:
                 self._session = None
             raise
         self.state = ClientState.OPEN
-        self._reader = asyncio.create_task(self._read_forever(), name=f"comfyui-ws {self.base_url}")
-        if not await _wait_event(self._connected, self._timeout.sock_connect or 3.0):
+        self._socket = EventSocket(
+            self._session,
+            self.base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}",
+            self._watches,
+            clock=self._clock,
+            rng=self._rng,
+            preview_metadata=self._preview_metadata,
+        )
+        self._reader = asyncio.create_task(self._socket.run(), name=f"comfyui-ws {self.base_url}")
+        if not await _wait_event(self._socket.connected, self._timeout.sock_connect or 3.0):
             log.warning("ComfyUI at %s: WebSocket not up yet; progress will follow when it is", self.base_url)
 
     async def close(self) -> None:
@@ -182,20 +138,29 @@ class ComfyUIClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
             self._reader = None
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
+        if self._socket is not None:
+            await self._socket.close()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
 
     def in_flight_ids(self) -> list[str]:
         """Our prompts on this server that have not finished (queued or running)."""
-        return list(self._watches)
+        return self._watches.ids()
+
+    @property
+    def queue_remaining(self) -> int:
+        """The server's queue length as it last reported it over the WebSocket."""
+        return self._watches.queue_remaining
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._socket is not None and self._socket.connected.is_set()
+
+    @property
+    def ws_connects(self) -> int:
+        """How often the WebSocket connected (reconnects included)."""
+        return self._socket.connects if self._socket is not None else 0
 
     # --- HTTP ---------------------------------------------------------------------------------
 
@@ -311,7 +276,7 @@ class ComfyUIClient:
         """Queue ``graph`` under our client_id. The watch is registered before the POST so no message
         can arrive unrouted. ``front`` puts it ahead of everything pending (ComfyUI's ``front``)."""
         pid = prompt_id or str(uuid.uuid4())
-        self._watches[pid] = _Watch(pid, on_progress, on_preview)
+        self._watches.add(Watch(pid, on_progress, on_preview))
         body: dict[str, Any] = {"prompt": graph, "client_id": self.client_id, "prompt_id": pid}
         if extra_data:
             body["extra_data"] = dict(extra_data)
@@ -320,23 +285,16 @@ class ComfyUIClient:
         try:
             resp = await self._request("POST", "/prompt", json_body=body)
         except BaseException:
-            self._watches.pop(pid, None)
+            self._watches.pop(pid)
             raise
-        if isinstance(resp, dict) and resp.get("prompt_id") not in (
-            None,
-            pid,
-        ):  # an older server ignoring ours
-            watch = self._watches.pop(pid)
+        if isinstance(resp, dict) and resp.get("prompt_id") not in (None, pid):  # an older server
+            self._watches.rename(pid, str(resp["prompt_id"]))
             pid = str(resp["prompt_id"])
-            watch.prompt_id = pid
-            self._watches[pid] = watch
         return pid
 
     async def wait_for_completion(self, prompt_id: str, *, timeout: float) -> PromptResult:  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
         """Wait until ``prompt_id`` is finished; interrupt it and raise ComfyUITimeout past ``timeout``."""
-        watch = self._watches.get(prompt_id)
-        if watch is None:
-            watch = self._watches[prompt_id] = _Watch(prompt_id)
+        watch = self._watches.get(prompt_id) or self._watches.add(Watch(prompt_id))
         deadline = self._clock.monotonic() + timeout
         try:
             while not watch.done:
@@ -350,9 +308,9 @@ class ComfyUIClient:
                 # Quiet: messages may have been lost (socket dropped) or never sent (no socket).
                 if await self._settle_from_history(watch):
                     break
-            return self._finish(watch)
+            return result_of(watch, self.base_url)
         finally:
-            self._watches.pop(prompt_id, None)
+            self._watches.pop(prompt_id)
 
     async def _timed_out(self, prompt_id: str, timeout: float) -> None:  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
         # Each on its own: a failing interrupt must not leave the prompt queued (it would run later).
@@ -366,7 +324,7 @@ class ComfyUIClient:
             prompt_id=prompt_id,
         )
 
-    async def _settle_from_history(self, watch: _Watch) -> bool:
+    async def _settle_from_history(self, watch: Watch) -> bool:
         try:
             entry = await self.get_history(watch.prompt_id, retries=0)
         except ComfyUIUnavailable:
@@ -377,65 +335,29 @@ class ComfyUIClient:
                 raise
             return False
         watch.unreachable = 0
-        if not entry:
-            # Neither finished nor queued (twice, to step over the moment between the two): the
-            # server lost it, e.g. it restarted. Waiting longer would only run into the timeout.
-            try:
-                queue = await self.get_queue()
-            except ComfyUIError:
-                return False
-            listed = {
-                str(item[1])
-                for key in ("queue_running", "queue_pending")
-                for item in queue.get(key, [])
-                if isinstance(item, list) and len(item) > 1
-            }
-            watch.missing = 0 if watch.prompt_id in listed else watch.missing + 1
-            if watch.missing >= 2:
-                raise ExecutionFailed(
-                    f"ComfyUI at {self.base_url} lost prompt {watch.prompt_id} "
-                    "(the server restarted or dropped it)",
-                    server=self.base_url,
-                    prompt_id=watch.prompt_id,
-                )
+        if entry:
+            return apply_history(watch, entry)
+        # Neither finished nor queued (twice, to step over the moment between the two): the
+        # server lost it, e.g. it restarted. Waiting longer would only run into the timeout.
+        try:
+            queue = await self.get_queue()
+        except ComfyUIError:
             return False
-        status = entry.get("status") or {}
-        if not status.get("completed") and status.get("status_str") != "error":
-            return False
-        for nid, raw in (entry.get("outputs") or {}).items():
-            watch.outputs[nid] = _parse_outputs(raw)
-        if status.get("status_str") == "error":
-            for event, data in status.get("messages") or []:
-                if event in ("execution_error", "execution_interrupted"):
-                    watch.terminal = Message(event, data)
-            if watch.terminal is None:
-                watch.terminal = Message("execution_error", {"exception_message": "failed (see server log)"})
-        watch.done = True
-        return True
-
-    def _finish(self, watch: _Watch) -> PromptResult:
-        term = watch.terminal
-        if term is not None and term.type == "execution_interrupted":
+        listed = {
+            str(item[1])
+            for key in ("queue_running", "queue_pending")
+            for item in queue.get(key, [])
+            if isinstance(item, list) and len(item) > 1
+        }
+        watch.missing = 0 if watch.prompt_id in listed else watch.missing + 1
+        if watch.missing >= 2:
             raise ExecutionFailed(
-                f"ComfyUI at {self.base_url}: prompt interrupted",
+                f"ComfyUI at {self.base_url} lost prompt {watch.prompt_id} "
+                "(the server restarted or dropped it)",
                 server=self.base_url,
                 prompt_id=watch.prompt_id,
-                node_id=term.data.get("node_id"),
-                node_type=term.data.get("node_type"),
-                interrupted=True,
             )
-        if term is not None and term.type == "execution_error":
-            d = term.data
-            msg = str(d.get("exception_message", "")).strip() or "execution failed"
-            raise ExecutionFailed(
-                f"ComfyUI at {self.base_url}: node {d.get('node_id')} ({d.get('node_type')}) failed: "
-                f"{d.get('exception_type', 'error')}: {msg}",
-                server=self.base_url,
-                prompt_id=watch.prompt_id,
-                node_id=d.get("node_id"),
-                node_type=d.get("node_type"),
-            )
-        return PromptResult(watch.prompt_id, watch.outputs, watch.cached)
+        return False
 
     async def run(
         self,
@@ -461,7 +383,7 @@ class ComfyUIClient:
             entry = await self.get_history(prompt_id)
             if entry:
                 return {
-                    nid: _parse_outputs(raw).get("images", [])
+                    nid: parse_outputs(raw).get("images", [])
                     for nid, raw in (entry.get("outputs") or {}).items()
                 }
             await self._clock.sleep(0.05 * 2**i)
@@ -528,113 +450,6 @@ class ComfyUIClient:
         for pid in prompt_ids:
             with contextlib.suppress(ComfyUIError):
                 await self.interrupt(pid)
-
-    # --- WebSocket ----------------------------------------------------------------------------
-
-    async def _read_forever(self) -> None:
-        assert self._session is not None
-        ws_url = self.base_url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
-        failures = 0
-        while self.state is ClientState.OPEN:
-            try:
-                async with self._session.ws_connect(
-                    ws_url, heartbeat=20.0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)
-                ) as ws:
-                    self._ws = ws
-                    if self._preview_metadata:
-                        await ws.send_str(
-                            json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
-                        )
-                    self.ws_connects += 1
-                    if failures or self.ws_connects > 1:
-                        log.info("ComfyUI at %s: WebSocket reconnected", self.base_url)
-                        for w in self._watches.values():
-                            w.reconnected = True  # messages may be lost: settle by /history when quiet
-                            w.wake.set()
-                    failures = 0
-                    self._connected.set()
-                    async for msg in ws:
-                        if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
-                            break
-                        self._dispatch(msg)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                if failures == 0:
-                    log.warning(
-                        "ComfyUI at %s: WebSocket lost (%s); reconnecting",
-                        self.base_url,
-                        str(exc) or type(exc).__name__,
-                    )
-                failures += 1
-            finally:
-                self._ws = None
-                if self._connected.is_set():
-                    self._connected.clear()
-                    for w in self._watches.values():
-                        w.reconnected = True
-                        w.wake.set()
-            if self.state is ClientState.OPEN:
-                await self._clock.sleep(min(5.0, 0.1 * 2 ** min(failures, 6)) * (0.5 + self._rng.random()))
-
-    def _dispatch(self, msg: aiohttp.WSMessage) -> None:
-        """Route one frame. Nothing raised here may end the reader: a progress or preview callback
-        that fails, or a payload of an unexpected shape, would otherwise leave every later prompt
-        to /history polling and make ``close()`` re-raise the error."""
-        try:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                self._dispatch_text(msg.data)
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                self._dispatch_binary(msg.data)
-        except Exception:
-            if not self._dispatch_failed:
-                self._dispatch_failed = True
-                log.warning(
-                    "ComfyUI at %s: a WebSocket message could not be handled", self.base_url, exc_info=True
-                )
-            else:
-                log.debug(
-                    "ComfyUI at %s: a WebSocket message could not be handled", self.base_url, exc_info=True
-                )
-
-    def _dispatch_text(self, text: str) -> None:
-        try:
-            msg = parse_text(text)
-        except MessageError as exc:
-            log.debug("ignoring a frame from %s: %s", self.base_url, exc)
-            return
-        if msg.type == "status":
-            info = msg.data.get("status", {}).get("exec_info", {})
-            self.queue_remaining = int(info.get("queue_remaining", self.queue_remaining) or 0)
-            return
-        pid = msg.prompt_id
-        if msg.type == "executing" and pid:
-            self._executing = pid if msg.data.get("node") is not None else None
-        watch = self._watches.get(pid) if pid else None
-        if watch is None:
-            return
-        if msg.type == "execution_cached":
-            watch.cached = [str(n) for n in msg.data.get("nodes", [])]
-        elif msg.type == "executed":
-            watch.outputs[str(msg.data.get("node"))] = _parse_outputs(msg.data.get("output") or {})
-        elif msg.type in ("execution_error", "execution_interrupted"):
-            watch.terminal = msg
-        elif msg.type == "progress" and watch.on_progress is not None:
-            watch.on_progress(int(msg.data.get("value", 0)), int(msg.data.get("max", 0)))
-        elif msg.is_done:
-            watch.done = True
-        watch.wake.set()
-
-    def _dispatch_binary(self, frame: bytes) -> None:
-        try:
-            preview = parse_binary(frame)
-        except MessageError as exc:
-            log.debug("ignoring a binary frame from %s: %s", self.base_url, exc)
-            return
-        if preview is None:
-            return
-        pid = preview.prompt_id or self._executing
-        watch = self._watches.get(pid) if pid else None
-        if watch is not None and watch.on_preview is not None:
-            watch.on_preview(preview)
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> bool:  # noqa: ASYNC109
