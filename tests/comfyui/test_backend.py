@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from comfyui_fake import ComfyTestServer, running_comfy_server
 from dream_window.backends.base import GenerationBackend
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend, doctor_checks
 from dream_window.backends.comfyui.client import ComfyUIClient
@@ -19,7 +20,6 @@ from dream_window.backends.comfyui.graphs import create_builder
 from dream_window.backends.comfyui.pool import ServerPool
 from dream_window.backends.comfyui.probe import probe_request
 from dream_window.errors import ComfyUIError, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
-from dream_window.testing import ComfyTestServer, running_comfy_server
 from dream_window.values.generation import GenerationRequest, Plan
 from tests.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock
@@ -334,3 +334,23 @@ async def test_interpolate_spreads_speculation_over_servers(
 
 def test_comfyui_error_tree() -> None:
     assert issubclass(ComfyUIUnavailable, ComfyUIError) and issubclass(WorkflowRejected, ComfyUIError)
+
+
+async def test_a_step_that_executed_before_it_was_asked_for_still_leads_the_plan(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
+    # The mode is slower than the server (its buffer is full): the planned frame has executed long
+    # before the mode asks for it. Its follower must still be queued from it, not left waiting for
+    # an "executed" that already happened.
+    b = await started(tmp_path, comfy_server.url, generation={"mode": "img2img"})
+    try:
+        r = await b.txt2img(req(seed=100), plan=chain(101))
+        (ahead,) = b.plans.started
+        await asyncio.wait_for(asyncio.shield(ahead.task), 10)  # executed and downloaded, unclaimed
+        r2 = await b.img2img(r.image, req(seed=101, denoise=0.4), plan=chain(102))
+        assert r2.meta.get("speculative") and r2.request.seed == 101
+        assert [s.step.request.seed for s in b.plans.started] == [102]  # started from r2's frame at once
+        r3 = await b.img2img(r2.image, req(seed=102, denoise=0.4))
+        assert r3.meta.get("speculative")
+    finally:
+        await b.close()

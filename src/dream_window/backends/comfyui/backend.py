@@ -157,7 +157,7 @@ class ComfyUIBackend:
         self, kind: Kind, request: GenerationRequest, image: Image.Image | None, plan: Plan
     ) -> GeneratedImage:
         claimed = await self.plans.claim(kind, request, image)
-        await self.plans.follow(plan)
+        await self.plans.follow(plan, after=claimed)
         if claimed is not None:
             result = await self.plans.result(claimed)
             if result is not None:

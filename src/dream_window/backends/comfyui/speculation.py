@@ -43,6 +43,8 @@ class Started:
     source: tuple[str, OutputFile] | None  # (server url, file) it grows from; None: independent
     task: asyncio.Task[GeneratedImage] = field(init=False)
     handle: JobHandle = field(default_factory=JobHandle)
+    # Where its frame is once executed (before download): what the next chained step grows from.
+    output: tuple[Server, OutputFile] | None = None
 
     @property
     def kind(self) -> Kind:
@@ -77,10 +79,10 @@ class Speculator:
         await self.withdraw()
         return None
 
-    async def follow(self, plan: Plan) -> None:
+    async def follow(self, plan: Plan, *, after: Started | None = None) -> None:
         """Take the call's new plan: steps already started that it begins with are kept; the rest
         of what was started is withdrawn; independent steps start now, chained ones when the frame
-        before them has executed."""
+        before them has executed (``after``: the step the call took over, whose frame may have)."""
         steps = list(plan.steps) if self._enabled else []
         keep = 0
         for started, step in zip(self._started, steps, strict=False):
@@ -91,6 +93,9 @@ class Speculator:
         await self._drop(dropped)
         self._pending = steps[keep:]
         self._fill()
+        newest = self._started[-1] if self._started else after
+        if newest is not None and newest.output is not None:  # it executed while nothing was planned
+            self._chain_from(*newest.output)
 
     async def result(self, started: Started) -> GeneratedImage | None:
         """The claimed step's frame; None when it failed in a way a direct run may not (the caller
@@ -120,11 +125,17 @@ class Speculator:
         has executed, the next chained step of the plan is queued from its output."""
 
         def on_executed(server: Server, ref: OutputFile) -> None:
+            if link is not None:
+                link.output = (server, ref)
             newest = (link is self._started[-1]) if self._started else link not in self._started
-            if newest and self._pending and self._pending[0].chained:
-                self._start(self._pending.pop(0), server, (server.url, ref))
+            if newest:
+                self._chain_from(server, ref)
 
         return on_executed
+
+    def _chain_from(self, server: Server, ref: OutputFile) -> None:
+        if self._pending and self._pending[0].chained:
+            self._start(self._pending.pop(0), server, (server.url, ref))
 
     async def withdraw(self) -> None:
         """Drop the whole plan: nothing started for it keeps running."""
