@@ -34,7 +34,7 @@ import psutil
 
 from dream_window.monitor.battery import BatteryDetector
 from dream_window.monitor.detector import CheckContext
-from dream_window.monitor.fullscreen import Rect
+from dream_window.monitor.fullscreen_geometry import Rect
 from dream_window.monitor.fullscreen_windows import ForegroundWindow, decide
 from dream_window.monitor.games import GameScanner, proc_processes, psutil_processes
 from dream_window.monitor.gpu import GpuDetector, OwnProcesses, open_nvml

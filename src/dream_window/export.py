@@ -1,6 +1,4 @@
-"""``dream-window export``: a timelapse (mp4 or gif) from the frame history.
-
-    dream-window export [--last 10m | --frames 200] [--fps 12] [--inbetweens 2] [--width 512] OUT.mp4|OUT.gif
+"""A timelapse (mp4 or gif) from the frame history: what ``dream-window export`` makes.
 
 Frames come from ``<output>/frames/frame_NNNNNN.png`` in number order. ``--last`` picks by the
 time a frame was published (its file's modification time), ``--frames`` the newest N; without
@@ -13,7 +11,7 @@ everywhere), and gif through palettegen/paletteuse (one palette for the whole cl
 shimmer between frames). The file is written under a temporary name and moved into place, so a
 failed or interrupted export never leaves half a video at OUT.
 
-Exit codes: 0 written, 1 nothing to export or ffmpeg failed, 2 bad arguments.
+The command itself (options, exit codes) is :mod:`dream_window.cli.export`.
 """
 
 from __future__ import annotations
@@ -21,17 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
 
-import click
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dream_window.dream.output import FRAMES_DIR
 from dream_window.errors import DreamWindowError
 
 FORMATS = (".mp4", ".gif")
@@ -212,110 +206,3 @@ def export_timelapse(
     except OSError as exc:
         raise DreamWindowError(f"cannot create {out.parent}: {exc.strerror or exc}") from exc
     return encode(out, frame_sequence(paths, size, inbetweens), size, fps, on_frame)
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def register_commands(main: click.Group) -> None:
-    def duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-        if value is None:
-            return None
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-
-    def out_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
-        if value.suffix.lower() not in FORMATS:
-            raise click.BadParameter(f"must end in .mp4 or .gif, got {value.name!r}")
-        return value
-
-    @main.command()
-    @click.argument("out", type=click.Path(path_type=Path, dir_okay=False), callback=out_path)
-    @click.option(
-        "--last",
-        "last",
-        callback=duration,
-        metavar="DURATION",
-        help="Only frames published in the last DURATION (90s, 10m, 1h30m, 2d).",
-    )
-    @click.option(
-        "--frames", "count", type=click.IntRange(min=1), metavar="N", help="Only the newest N frames."
-    )
-    @click.option(
-        "--fps",
-        type=click.FloatRange(min=0.1, max=120),
-        default=12.0,
-        show_default=True,
-        help="Frames per second of the video.",
-    )
-    @click.option(
-        "--inbetweens",
-        type=click.IntRange(min=0, max=30),
-        default=0,
-        show_default=True,
-        help="Crossfaded frames added between each pair (smoother, longer).",
-    )
-    @click.option(
-        "--width", type=click.IntRange(min=16, max=8192), help="Scale to this width (keeps the aspect)."
-    )
-    @click.option(
-        "--config",
-        "-c",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Config file (its system.output_dir is where frames are read).",
-    )
-    @click.option(
-        "--output",
-        "-o",
-        "output_dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        help="Output folder to read frames from (overrides the config).",
-    )
-    def export(
-        out: Path,
-        last: float | None,
-        count: int | None,
-        fps: float,
-        inbetweens: int,
-        width: int | None,
-        config_path: Path | None,
-        output_dir: Path | None,
-    ) -> None:
-        """Make a timelapse video (OUT.mp4) or animation (OUT.gif) from the frame history."""
-        if last is not None and count is not None:
-            raise click.UsageError("use --last or --frames, not both")
-        if output_dir is None:
-            from dream_window.cli import load
-
-            output_dir = load(config_path).output_dir
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(
-            TextColumn("[bold]exporting[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        ) as progress:
-            task = progress.add_task("export", total=None)
-            try:
-                n = export_timelapse(
-                    output_dir / FRAMES_DIR,
-                    out,
-                    last_seconds=last,
-                    count=count,
-                    fps=fps,
-                    inbetweens=inbetweens,
-                    width=width,
-                    on_start=lambda total: progress.update(task, total=total),
-                    on_frame=lambda: progress.advance(task),
-                )
-            except DreamWindowError as exc:
-                progress.stop()
-                _fail(str(exc))
-        click.echo(f"wrote {out} ({n} frames, {n / fps:.1f} s at {fps:g} fps)")

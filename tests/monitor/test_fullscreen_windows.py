@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from dream_window.monitor.detector import CheckContext, Condition
-from dream_window.monitor.fullscreen import Rect, coverage, monitor_of
+from dream_window.monitor.fullscreen_geometry import Rect, coverage, monitor_of
 from dream_window.monitor.fullscreen_windows import (
     QUNS_BUSY,
     QUNS_RUNNING_D3D_FULL_SCREEN,

@@ -6,7 +6,8 @@
 * :class:`~dream_window.interpolation.local_vae.LocalVAEEncoder` runs a diffusers VAE in this
   process, loaded from one ``.safetensors`` file, fully offline.
 
-``create_latent_encoder(config, backend)`` picks one per ``interpolation.encoder``.
+Both build on :class:`~dream_window.interpolation.batching.BatchingEncoder` (chunked calls, the
+latent shape check). ``create_latent_encoder(config, backend)`` picks one per ``interpolation.encoder``.
 
 Latents are numpy float32 ``[B, C, H, W]`` in the *diffusion* space of their family, i.e. what a
 sampler sees: ``(z - shift_factor) * scaling_factor`` of the raw VAE latent. That space is roughly
@@ -26,6 +27,8 @@ import numpy as np
 from PIL import Image
 
 from dream_window.errors import ConfigError, ModelLoadError
+from dream_window.interpolation.batching import BatchingEncoder, check_batch_size, check_latents
+from dream_window.interpolation.local_vae import LocalVAEEncoder
 
 if TYPE_CHECKING:
     from dream_window.backends.base import GenerationBackend
@@ -65,50 +68,6 @@ class LatentEncoder(Protocol):
         ...
 
 
-class BatchingEncoder:
-    """Chunking shared by every encoder: subclasses implement ``encode`` and ``decode`` only."""
-
-    batch_size: int = 4
-
-    async def encode(self, images: Sequence[Image.Image]) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    async def decode(self, latents: np.ndarray) -> list[Image.Image]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    async def encode_batch(self, images: Sequence[Image.Image], batch_size: int | None = None) -> np.ndarray:
-        size = _batch_size(batch_size or self.batch_size)
-        if not images:
-            raise ValueError("encode_batch needs at least one image")
-        parts = [await self.encode(images[i : i + size]) for i in range(0, len(images), size)]
-        return np.concatenate(parts, axis=0)
-
-    async def decode_batch(self, latents: np.ndarray, batch_size: int | None = None) -> list[Image.Image]:
-        size = _batch_size(batch_size or self.batch_size)
-        z = check_latents(latents, None)
-        out: list[Image.Image] = []
-        for i in range(0, z.shape[0], size):
-            out.extend(await self.decode(z[i : i + size]))
-        return out
-
-
-def _batch_size(n: int) -> int:
-    if n < 1:
-        raise ValueError(f"batch_size must be at least 1, got {n}")
-    return n
-
-
-def check_latents(latents: np.ndarray, channels: int | None) -> np.ndarray:
-    """``latents`` as float32 ``[B, C, H, W]``; a clear ValueError naming the shape otherwise."""
-    z = np.asarray(latents, dtype=np.float32)
-    if z.ndim == 3:
-        z = z[None]
-    if z.ndim != 4 or z.shape[0] == 0 or (channels is not None and z.shape[1] != channels):
-        want = f"[B, {channels}, H, W]" if channels is not None else "[B, C, H, W]"
-        raise ValueError(f"expected latents shaped {want}, got {list(np.shape(latents))}")
-    return z
-
-
 class BackendLatentEncoder(BatchingEncoder):
     """The backend's own VAE: ComfyUI's loaded model on the server, or the built-in engine's latent."""
 
@@ -116,7 +75,7 @@ class BackendLatentEncoder(BatchingEncoder):
 
     def __init__(self, backend: GenerationBackend, *, batch_size: int = 4) -> None:
         self._backend = backend
-        self.batch_size = _batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         self.name = f"{backend.name}: its own VAE"
         self.latent_channels = int(backend.latent_channels)
 
@@ -154,6 +113,4 @@ def create_latent_encoder(config: DreamConfig, backend: GenerationBackend) -> La
             "interpolation.encoder is 'local' but interpolation.vae_path is not set: "
             "name a VAE .safetensors file, or use encoder: auto"
         )
-    from dream_window.interpolation.local_vae import LocalVAEEncoder
-
     return LocalVAEEncoder(config.resolve(ic.vae_path), ic.vae_family, batch_size=ic.decode_batch_size)

@@ -50,7 +50,7 @@ import numpy as np
 from PIL import Image
 
 from dream_window.errors import ModelLoadError
-from dream_window.interpolation.latent_encoder import BatchingEncoder, check_latents
+from dream_window.interpolation.batching import BatchingEncoder, check_latents
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dream_window.monitor.detector import CheckContext, Reading
-from dream_window.monitor.fullscreen import COVER_RATIO, Rect, covers_monitor, fullscreen_reason, is_own_title
+from dream_window.monitor.fullscreen_geometry import (
+    COVER_RATIO,
+    Rect,
+    covers_monitor,
+    fullscreen_reason,
+    is_own_title,
+)
 
 QUNS_BUSY = 2
 QUNS_RUNNING_D3D_FULL_SCREEN = 3

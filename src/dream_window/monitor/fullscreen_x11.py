@@ -21,7 +21,13 @@ from Xlib import display as xdisplay
 from Xlib import error as xerror
 
 from dream_window.monitor.detector import CheckContext, Condition, Reading
-from dream_window.monitor.fullscreen import Rect, covers_monitor, fullscreen_reason, is_own_title, monitor_of
+from dream_window.monitor.fullscreen_geometry import (
+    Rect,
+    covers_monitor,
+    fullscreen_reason,
+    is_own_title,
+    monitor_of,
+)
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,14 @@
 
 Exit codes: 0 success, 1 a runtime failure (backend down with ``--backend comfyui`` ...),
 2 a usage or configuration error. Errors are one clear line, never a traceback.
+
+Module map::
+
+    __init__.py   the ``main`` group: run, init, status, doctor; every other command added here
+    common.py     the --config option, config loading, one-line failures (shared by all commands)
+    cache.py      ``dream-window cache stats|list|similar|prune|export|rebuild``
+    control.py    ``dream-window pause|resume|skip|prompt`` (the running service's control API)
+    export.py     ``dream-window export`` (the timelapse itself is :mod:`dream_window.export`)
 """
 
 from __future__ import annotations
@@ -11,50 +19,25 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from dream_window import __version__
-from dream_window.config import BackendChoice, DreamConfig, Mode, default_config_text, load_config
+from dream_window.app import run_dream
+from dream_window.cli.cache import cache_group
+from dream_window.cli.common import config_error, config_option, fail, load
+from dream_window.cli.control import pause, prompt_cmd, resume, skip
+from dream_window.cli.export import export_command
+from dream_window.config import BackendChoice, default_config_text
+from dream_window.doctor import run_checks
+from dream_window.dream.modes import mode_names
+from dream_window.dream.status import STATUS_FILE, read_status
 from dream_window.errors import ConfigError, DreamWindowError
+from dream_window.logging_setup import setup_logging
 
 log = logging.getLogger("dream_window")
-
-DEFAULT_CONFIG = Path("config.yaml")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def config_error(exc: ConfigError) -> NoReturn:
-    for p in exc.problems:
-        click.echo(f"config error: {p}", err=True)
-    sys.exit(2)
-
-
-def load(config_path: Path | None, **overrides: Any) -> DreamConfig:
-    """Config from ``--config``, else ./config.yaml when present, else the defaults; then overrides."""
-    try:
-        if config_path is None and DEFAULT_CONFIG.exists():
-            config_path = DEFAULT_CONFIG
-        cfg = load_config(config_path)
-        if any(v is not None for v in overrides.values()):
-            cfg = cfg.with_overrides(**overrides)
-        return cfg
-    except ConfigError as exc:
-        config_error(exc)
-
-
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Config file (default: ./config.yaml when present, else built-in defaults).",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,7 +50,7 @@ def main() -> None:
 @config_option
 @click.option(
     "--mode",
-    type=click.Choice([m.value for m in Mode]),
+    type=click.Choice(mode_names()),
     help="Generation mode (default from config: hybrid).",
 )
 @click.option(
@@ -100,9 +83,6 @@ def run(
             "system.output_dir": output.resolve() if output else None,
         },
     )
-    from dream_window.app import run_dream
-    from dream_window.logging_setup import setup_logging
-
     log_file = setup_logging(level=cfg.system.log_level, verbose=verbose, log_dir=cfg.log_dir)
     if log_file:
         log.debug("log file: %s", log_file)
@@ -147,8 +127,6 @@ def init(path: Path, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status(config_path: Path | None, output: Path | None, as_json: bool) -> None:
     """Show what the dream is doing (reads status.json)."""
-    from dream_window.dream.status import STATUS_FILE, read_status
-
     out_dir = output if output else load(config_path).output_dir
     try:
         data = read_status(out_dir / STATUS_FILE)
@@ -157,9 +135,6 @@ def status(config_path: Path | None, output: Path | None, as_json: bool) -> None
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
@@ -193,32 +168,16 @@ def status(config_path: Path | None, output: Path | None, as_json: bool) -> None
 def doctor(config_path: Path | None) -> None:
     """Check config, folders, backend and every optional capability."""
     cfg = load(config_path)
-    from dream_window.doctor import run_checks
-
     checks = asyncio.run(run_checks(cfg))
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]", "info": "[blue]·[/]"}
-    from rich.console import Console
-
     c = Console()
     for ch in checks:
         c.print(f"{marks[ch.level]} [bold]{ch.name}[/]: {ch.detail}", highlight=False)
     sys.exit(1 if any(ch.level == "fail" for ch in checks) else 0)
 
 
-def _register_optional_commands() -> None:
-    """Commands that live with their feature (cache, export, control) register themselves here."""
-    from dream_window.optional import optional_module
-
-    for mod_name in ("dream_window.cache.cli", "dream_window.web.cli", "dream_window.export"):
-        mod = optional_module(mod_name)
-        if mod is None:
-            continue
-        register = getattr(mod, "register_commands", None)
-        if register is not None:
-            register(main)
-
-
-_register_optional_commands()
-
-if __name__ == "__main__":
-    main()
+# Commands that live in their own module, added by name.
+main.add_command(cache_group)
+main.add_command(export_command)
+for command in (pause, resume, skip, prompt_cmd):
+    main.add_command(command)
