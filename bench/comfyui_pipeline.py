@@ -44,6 +44,7 @@ from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.backends.comfyui.client import ComfyUIClient
 from dream_window.backends.comfyui.graphs import SD15WorkflowBuilder
 from dream_window.config import ComfyUIConfig, load_config
+from dream_window.events import FramePublished
 from dream_window.file_ops import atomic_write_bytes
 from dream_window.values.generation import GenerationRequest
 
@@ -67,7 +68,7 @@ class Servers:
                     [
                         sys.executable,
                         "-m",
-                        "dream_window.testing.comfy_server",
+                        "comfyui_fake",
                         "--port",
                         str(port),
                         "--step-delay",
@@ -221,12 +222,12 @@ async def our_flow(
     controller = build_controller(config, backend, max_frames=frames, fsync=True)
     keys = 0
 
-    def count(name: str, payload: Any) -> None:
+    def count(frame: FramePublished) -> None:
         nonlocal keys
-        if name == "frame" and payload.get("kind") != "inbetween":
+        if frame.kind != "inbetween":
             keys += 1
 
-    controller.events.subscribe(count)
+    controller.events.subscribe(FramePublished, count)
     try:
         await controller.run()
     finally:

@@ -1,7 +1,9 @@
 """Wiring: config in, a running dream out. The CLI calls ``run_dream``; tests call the pieces.
 
-Optional components plug in here, each behind its own factory so the core runs without them:
-the ComfyUI backend, the frame memory (cache), the system monitor and the viewer.
+:func:`build_services` is the one place the services that run beside the dream are registered
+(the frame cache, the system monitor, the viewer, the Rainmeter writer); ``dream-window doctor``
+asks the same list for its checks. :func:`build_controller` makes the event bus first, so the
+prompts, the mode's notes and the controller all share it from the start.
 """
 
 from __future__ import annotations
@@ -11,34 +13,43 @@ import contextlib
 import logging
 import random
 import signal
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 from dream_window.backends.base import GenerationBackend
 from dream_window.backends.builtin import BuiltinEngine
+from dream_window.backends.comfyui import create_comfyui_backend
+from dream_window.cache.service import FrameCacheService
 from dream_window.clock import Clock, SystemClock
 from dream_window.config import BackendChoice, DreamConfig
+from dream_window.console import attach_console
 from dream_window.dream.controller import DreamController
+from dream_window.dream.frame_cache import FrameCache
 from dream_window.dream.modes import create_mode
 from dream_window.dream.modes.base import ModeContext
 from dream_window.dream.output import OutputWriter
 from dream_window.dream.prompts import PromptManager
+from dream_window.dream.service import Service
 from dream_window.dream.status import StatusWriter
 from dream_window.errors import BackendError, ComfyUIError
+from dream_window.events import EventBus, Note
 from dream_window.interpolation.latent_encoder import create_latent_encoder
-from dream_window.optional import optional_module
-from dream_window.rainmeter import attach_rainmeter
+from dream_window.monitor import MonitorService
+from dream_window.rainmeter import RainmeterWriter
 from dream_window.values.seeds import SeedSource
+from dream_window.web import ViewerService
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Services:
-    """Background components started with the controller and stopped after it (monitor, viewer)."""
-
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    closers: list[Any] = field(default_factory=list)
+def build_services(config: DreamConfig, *, frame_cache: FrameCacheService | None = None) -> list[Service]:
+    """Every service, in start order (closed in reverse). Each reads its own config section; one
+    that is switched off starts nothing. ``frame_cache``: the one the controller was given."""
+    return [
+        frame_cache if frame_cache is not None else FrameCacheService(config),
+        MonitorService(config),
+        ViewerService(config),
+        RainmeterWriter(config),
+    ]
 
 
 async def select_backend(config: DreamConfig, choice: BackendChoice) -> tuple[GenerationBackend, list[str]]:
@@ -49,25 +60,16 @@ async def select_backend(config: DreamConfig, choice: BackendChoice) -> tuple[Ge
         await backend.start()
         return backend, notes
     urls = ", ".join(config.system.comfyui_urls)
+    backend = create_comfyui_backend(config)
     try:
-        from dream_window.backends.comfyui import create_comfyui_backend
-    except ImportError as exc:  # the ComfyUI backend is part of the package; this is a broken install
+        await backend.start()
+        return backend, notes
+    except ComfyUIError as exc:
+        with contextlib.suppress(Exception):
+            await backend.close()
         if choice is BackendChoice.COMFYUI:
-            raise ComfyUIError(f"the ComfyUI backend is not available in this install: {exc}") from exc
-        create_comfyui_backend = None  # type: ignore[assignment]
-    if create_comfyui_backend is not None:
-        backend = create_comfyui_backend(config)
-        try:
-            await backend.start()
-            return backend, notes
-        except ComfyUIError as exc:
-            with contextlib.suppress(Exception):
-                await backend.close()
-            if choice is BackendChoice.COMFYUI:
-                raise
-            reason = str(exc)
-    else:
-        reason = "ComfyUI backend not installed"
+            raise
+        reason = str(exc)
     log.warning("ComfyUI not reachable at %s; falling back to the built-in engine (not AI)", urls)
     log.debug("ComfyUI start failed: %s", reason)
     notes.append(f"ComfyUI not reachable at {urls}: using the built-in engine (not AI)")
@@ -84,73 +86,41 @@ def build_controller(
     rng: random.Random | None = None,
     max_frames: int | None = None,
     notes: list[str] | None = None,
-    memory: Any = None,
+    frame_cache: FrameCache | None = None,
+    services: Sequence[Service] = (),
     fsync: bool = True,
 ) -> DreamController:
     clock = clock or SystemClock()
     rng = rng or random.Random()
-    prompts = PromptManager(config.prompts, clock=clock, rng=rng, base_dir=config.base_dir)
+    events = EventBus()
+    prompts = PromptManager(config.prompts, clock=clock, rng=rng, base_dir=config.base_dir, events=events)
     g = config.generation
     seeds = SeedSource(g.seed_policy, g.seed, rng)
+    encoder = create_latent_encoder(config, backend)
     ctx = ModeContext(
         backend=backend,
         config=g,
         prompt=lambda: prompts.current,
         seeds=seeds,
-        encoder=create_latent_encoder(config, backend),
+        note=lambda text: events.emit(Note(text)),
+        encoder=encoder,
         decode_batch_size=config.interpolation.decode_batch_size,
     )
-    mode = create_mode(g.mode, ctx)
-    output = OutputWriter(config.output_dir, history_size=g.history_size, fsync=fsync)
-    status = StatusWriter(config.output_dir)
-    controller = DreamController(
+    return DreamController(
         config=config,
         backend=backend,
-        mode=mode,
+        mode=create_mode(g.mode, ctx),
         prompts=prompts,
-        output=output,
-        status=status,
+        output=OutputWriter(config.output_dir, history_size=g.history_size, fsync=fsync),
+        status=StatusWriter(config.output_dir),
         clock=clock,
-        memory=memory,
+        events=events,
+        frame_cache=frame_cache,
+        services=services,
+        encoder=encoder,
         max_frames=max_frames,
         notes=notes,
     )
-    ctx.note = lambda msg: controller.notes.append(msg) if msg not in controller.notes else None
-    if ctx.encoder is not None:
-        controller.memory_holders.append(ctx.encoder.free_memory)  # a local VAE gives its VRAM back too
-    return controller
-
-
-async def open_memory(config: DreamConfig, rng: random.Random) -> Any:
-    """The frame cache (issue: frame memory), or None when disabled or not available."""
-    if not config.generation.cache.enabled:
-        return None
-    mod = optional_module("dream_window.cache")
-    opener = getattr(mod, "open_frame_memory", None) if mod is not None else None
-    return None if opener is None else await opener(config, rng=rng)
-
-
-async def start_services(config: DreamConfig, controller: DreamController) -> Services:
-    """Start the system monitor and the viewer when they are available and enabled."""
-    services = Services()
-    for mod_name, fn_name in (
-        ("dream_window.monitor", "start_monitor"),
-        ("dream_window.web", "start_viewer"),
-    ):
-        mod = optional_module(mod_name)
-        starter = getattr(mod, fn_name, None) if mod is not None else None
-        if starter is not None:
-            await starter(config, controller, services)
-    return services
-
-
-async def stop_services(services: Services) -> None:
-    for t in services.tasks:
-        t.cancel()
-    await asyncio.gather(*services.tasks, return_exceptions=True)
-    for closer in reversed(services.closers):
-        with contextlib.suppress(Exception):
-            await closer()
 
 
 async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_frames: int | None) -> int:
@@ -165,24 +135,24 @@ async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_f
         config.generation.height,
         config.output_dir,
     )
-    memory = None
-    services = Services()
     try:
-        memory = await open_memory(config, rng)
+        frame_cache = FrameCacheService(config, rng=rng)
         controller = build_controller(
-            config, backend, rng=rng, max_frames=max_frames, notes=notes, memory=memory
+            config,
+            backend,
+            rng=rng,
+            max_frames=max_frames,
+            notes=notes,
+            frame_cache=frame_cache,
+            services=build_services(config, frame_cache=frame_cache),
         )
-        attach_rainmeter(controller)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no add_signal_handler
                 loop.add_signal_handler(sig, _on_signal, controller, sig)
-        services = await start_services(config, controller)
-        from dream_window.console import attach_console
-
         detach = attach_console(controller)
         try:
-            await controller.run()
+            await controller.run()  # starts the services first and closes them last
         finally:
             detach()
         log.info(
@@ -193,7 +163,6 @@ async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_f
         log.error("%s", exc)
         return 1
     finally:
-        await stop_services(services)
         with contextlib.suppress(Exception):
             await backend.close()
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from rich.live import Live
 from rich.text import Text
 
 from dream_window.dream.controller import DreamController
+from dream_window.events import Event, FramePublished, Progress
 from dream_window.logging_setup import console
 
 
-def _line(controller: DreamController, progress: dict[str, Any] | None) -> Text:
+def _line(controller: DreamController, progress: Progress | None) -> Text:
     s = controller.snapshot()
     state = s["state"]
     colour = {"running": "green", "paused": "yellow", "stopped": "red"}.get(state, "white")
@@ -21,8 +21,8 @@ def _line(controller: DreamController, progress: dict[str, Any] | None) -> Text:
     if s["pause_reason"]:
         t.append(f" ({s['pause_reason']})", style="yellow")
     t.append(f"  frame {s['frame_index']}  {s['frames_per_minute']:.0f}/min  ")
-    if progress and progress.get("max"):
-        done = int(20 * progress["value"] / max(progress["max"], 1))
+    if progress is not None and progress.maximum:
+        done = int(20 * progress.value / max(progress.maximum, 1))
         t.append("▕" + "█" * done + " " * (20 - done) + "▏ ", style="cyan")
     t.append(s["current_prompt"][:60], style="dim")
     return t
@@ -34,16 +34,17 @@ def attach_console(controller: DreamController) -> Callable[[], None]:
         return lambda: None
     live = Live(_line(controller, None), console=console, refresh_per_second=4, transient=True)
     live.start()
-    last: dict[str, Any] = {"progress": None}
+    progress: Progress | None = None
 
-    def on_event(name: str, payload: dict[str, Any]) -> None:
-        if name == "progress":
-            last["progress"] = payload
-        elif name == "frame":
-            last["progress"] = None
-        live.update(_line(controller, last["progress"]))
+    def on_event(event: Event) -> None:
+        nonlocal progress
+        if isinstance(event, Progress):
+            progress = event
+        elif isinstance(event, FramePublished):
+            progress = None
+        live.update(_line(controller, progress))
 
-    unsubscribe = controller.events.subscribe(on_event)
+    unsubscribe = controller.events.subscribe(Event, on_event)
 
     def detach() -> None:
         unsubscribe()

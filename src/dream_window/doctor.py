@@ -1,30 +1,21 @@
 """``dream-window doctor``: is everything in place, and what is optional and missing, and why.
 
-Each part contributes its own checks through a ``doctor_checks(config)`` coroutine in its
-package (ComfyUI backend, cache, interpolation, monitor); the core checks live here.
+The core checks live here; the ComfyUI backend and the interpolation part have their own
+``doctor_checks(config)``, and every service registered in ``app.build_services`` answers
+``doctor_checks()`` (frame cache, system monitor, viewer, Rainmeter writer).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from dream_window.app import build_services
+from dream_window.backends import comfyui
 from dream_window.config import DreamConfig
-from dream_window.optional import optional_module
-
-Level = Literal["ok", "warn", "fail", "info"]
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    name: str
-    level: Level
-    detail: str
+from dream_window.interpolation import checks as interpolation
+from dream_window.values.check import Check
 
 
 def _writable(path: Path) -> tuple[bool, str]:
@@ -35,12 +26,6 @@ def _writable(path: Path) -> tuple[bool, str]:
         return True, str(path)
     except OSError as exc:
         return False, f"{path}: {exc.strerror or exc}"
-
-
-def module_available(name: str) -> tuple[bool, str]:
-    if importlib.util.find_spec(name) is None:
-        return False, f"python package '{name}' not installed"
-    return True, f"'{name}' installed"
 
 
 async def core_checks(config: DreamConfig) -> list[Check]:
@@ -57,27 +42,16 @@ async def core_checks(config: DreamConfig) -> list[Check]:
     return out
 
 
-# (module, attribute): optional contributors, imported only if present.
-_CONTRIBUTORS = (
-    "dream_window.backends.comfyui",
-    "dream_window.cache",
-    "dream_window.interpolation",
-    "dream_window.monitor",
-    "dream_window.web",
-)
-
-
 async def run_checks(config: DreamConfig) -> list[Check]:
+    parts: list[tuple[str, Callable[[], Awaitable[list[Check]]]]] = [
+        ("comfyui", lambda: comfyui.doctor_checks(config)),
+        ("interpolation", lambda: interpolation.doctor_checks(config)),
+    ]
+    parts += [(service.name, service.doctor_checks) for service in build_services(config)]
     checks = await core_checks(config)
-    for mod_name in _CONTRIBUTORS:
-        mod = optional_module(mod_name)
-        if mod is None:
-            continue
-        fn: Callable[[DreamConfig], Awaitable[list[Check]]] | None = getattr(mod, "doctor_checks", None)
-        if fn is None:
-            continue
+    for name, part_checks in parts:
         try:
-            checks.extend(await fn(config))
+            checks.extend(await part_checks())
         except Exception as exc:  # a broken check must not hide the others
-            checks.append(Check(mod_name, "fail", f"check crashed: {exc!r}"))
+            checks.append(Check(name, "fail", f"check crashed: {exc!r}"))
     return checks

@@ -18,23 +18,29 @@ the newest ``KEEP`` stay, independent of ``generation.history_size``.
 event; progress ticks rewrite it at most once per ``PROGRESS_EVERY_S``. The skin reads it from a
 Lua script (``@Resources/Scripts/DreamWindow.lua``), whose key list the tests check against this
 writer.
+
+The writer is a service (``dream/service.py``) listening to the dream's events. Listeners run on
+the event loop, so they only note what changed; one task writes it in a worker thread, the files
+of every frame still worth keeping (the newest ``KEEP``) and then one ``status.ini`` for however
+many events came in meanwhile. The PNG bytes come with the FramePublished event: never encoded twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import threading
 from collections import deque
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from dream_window.config import DreamConfig
 from dream_window.dream.output import frame_name
+from dream_window.dream.service import Dream
 from dream_window.errors import FrameWriteError
+from dream_window.events import Event, FramePublished, Injection, Progress, PromptChanged, StateChanged
 from dream_window.file_ops import atomic_write_bytes, atomic_write_text, clean_stale_temps
-
-if TYPE_CHECKING:
-    from dream_window.dream.controller import DreamController
+from dream_window.values.check import Check
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +49,11 @@ FRAMES_DIR = "rainmeter"
 SECTION = "DreamWindow"
 KEEP = 4
 PROGRESS_EVERY_S = 1.0
-# The INI is small and written on the event loop; a reader holding it (Windows) gets a short grace.
+# A reader holding the INI (Windows) gets a short grace before this write is given up.
 _INI_RETRIES = (0.01, 0.02, 0.05)
 
 
-def _clean(value: Any) -> str:
+def _clean(value: object) -> str:
     """One INI-safe line: no line breaks (they would end the value), no surrounding space."""
     if value is None:
         return ""
@@ -55,7 +61,7 @@ def _clean(value: Any) -> str:
     return " ".join(text.split())
 
 
-def status_line(s: dict[str, Any]) -> str:
+def status_line(s: Mapping[str, Any]) -> str:
     """The one line the skin shows under the picture."""
     state = s.get("state", "?")
     if s.get("pause_reasons"):
@@ -71,7 +77,7 @@ def status_line(s: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def render_ini(s: dict[str, Any], frame: str | None) -> str:
+def render_ini(s: Mapping[str, Any], frame: str | None) -> str:
     progress = s.get("progress") or {}
     fraction = (progress.get("value", 0) / progress["max"]) if progress.get("max") else 0.0
     fields = {
@@ -99,18 +105,108 @@ def render_ini(s: dict[str, Any], frame: str | None) -> str:
 
 
 class RainmeterWriter:
-    def __init__(self, controller: DreamController) -> None:
-        self.controller = controller
-        self.dir = controller.output.dir
+    """The skin's files, for as long as the dream runs (a :class:`~dream_window.dream.service.Service`)."""
+
+    name = "rainmeter"
+
+    def __init__(self, config: DreamConfig) -> None:
+        self.dir = config.output_dir
         self.frames_dir = self.dir / FRAMES_DIR
         self.ini_path = self.dir / STATUS_INI
+        self._dream: Dream | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        # What the events asked for since the last write (loop side) ...
+        self._frames: deque[FramePublished] = deque(maxlen=KEEP)  # older ones would be pruned at once
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._last_progress_write = float("-inf")
+        # ... and what is on disk (only ever touched by the one write running, under _write_lock).
+        self._write_lock = asyncio.Lock()
+        self._kept: deque[int] = deque()
+        self._frame: str | None = None
+        self._failing = False
+
+    # --- the service ----------------------------------------------------------------------
+
+    async def start(self, dream: Dream) -> None:
+        self._dream = dream
+        await asyncio.to_thread(self._open)
+        events = dream.events
+        self._unsubscribe = [
+            events.subscribe(FramePublished, self._on_frame),
+            events.subscribe(StateChanged, self._on_change),
+            events.subscribe(PromptChanged, self._on_change),
+            events.subscribe(Injection, self._on_change),
+            events.subscribe(Progress, self._on_progress),
+        ]
+        await self.flush()  # the skin has something to show before the first frame
+        self._task = asyncio.create_task(self._work(), name="rainmeter-writer")
+
+    async def close(self) -> None:
+        """Write what is still pending (the final ``stopped``, say), then stop."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        if self._task is not None:
+            self._closing = True
+            self._wake.set()
+            task, self._task = self._task, None
+            await task
+
+    def describe(self) -> None:
+        return None  # the skin's files are its own status
+
+    async def doctor_checks(self) -> list[Check]:
+        return []  # it writes into the output folder, which the core checks already
+
+    async def free_memory(self) -> None:
+        return None
+
+    # --- events (event loop): note what changed, wake the writer ---------------------------
+
+    def _on_frame(self, event: FramePublished) -> None:
+        self._frames.append(event)
+        self._wake.set()
+
+    def _on_change(self, event: Event) -> None:
+        self._wake.set()
+
+    def _on_progress(self, event: Progress) -> None:
+        assert self._dream is not None
+        now = self._dream.clock.monotonic()
+        if now - self._last_progress_write < PROGRESS_EVERY_S:
+            return
+        self._last_progress_write = now
+        self._wake.set()
+
+    # --- writing (a worker thread) ---------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            try:
+                await self.flush()
+            except Exception:  # a bug: say so, keep the skin's files coming
+                log.exception("rainmeter files not written")
+            if self._closing and not self._wake.is_set():
+                return
+
+    async def flush(self) -> None:
+        """Write everything the events so far asked for; returns once it is on disk."""
+        assert self._dream is not None, "start() first"
+        async with self._write_lock:
+            self._wake.clear()
+            frames = list(self._frames)
+            self._frames.clear()
+            status = self._dream.snapshot()  # taken on the loop; the thread only renders it
+            await asyncio.to_thread(self._write, frames, status)
+
+    def _open(self) -> None:
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         clean_stale_temps(self.frames_dir)
-        self._lock = threading.Lock()  # the publish hook runs in a worker thread, events on the loop
-        self._kept: deque[int] = deque(sorted(self._existing()))
-        self._frame: str | None = frame_name(self._kept[-1]) if self._kept else None
-        self._last_progress_write = float("-inf")
-        self._failing = False
+        self._kept = deque(sorted(self._existing()))
+        self._frame = frame_name(self._kept[-1]) if self._kept else None
         self._prune()
 
     def _existing(self) -> list[int]:
@@ -120,48 +216,12 @@ class RainmeterWriter:
                 out.append(int(p.stem.split("_", 1)[1]))
         return out
 
-    # --- the publish hook (worker thread) --------------------------------------------------
-
-    def on_publish(self, index: int, data: bytes, history_path: Path) -> None:
-        target = self.frames_dir / frame_name(index)
-        try:
-            atomic_write_bytes(target, data, fsync=False)
-        except FrameWriteError as exc:
-            self._report(exc)
-            return
-        with self._lock:
-            self._kept.append(index)
-            self._frame = target.name
-            self._prune()
-
-    def _prune(self) -> None:
-        while len(self._kept) > KEEP:
-            old = self._kept.popleft()
-            # A reader holding the file (Windows) makes this fail; the next run's prune retries.
-            with contextlib.suppress(OSError):
-                (self.frames_dir / frame_name(old)).unlink()
-
-    # --- controller events (event loop) ----------------------------------------------------
-
-    def on_event(self, name: str, payload: dict[str, Any]) -> None:
-        if name == "progress":
-            now = self.controller.clock.monotonic()
-            if now - self._last_progress_write < PROGRESS_EVERY_S:
-                return
-            self._last_progress_write = now
-        elif name not in ("frame", "state", "prompt", "injection"):
-            return
-        self.write()
-
-    def write(self) -> None:
-        with self._lock:
-            frame = self._frame
+    def _write(self, frames: list[FramePublished], status: Mapping[str, Any]) -> None:
+        for frame in frames:
+            self._copy(frame)
         try:
             atomic_write_text(
-                self.ini_path,
-                render_ini(self.controller.snapshot(), frame),
-                fsync=False,
-                retry_delays=_INI_RETRIES,
+                self.ini_path, render_ini(status, self._frame), fsync=False, retry_delays=_INI_RETRIES
             )
         except FrameWriteError as exc:
             self._report(exc)
@@ -170,15 +230,26 @@ class RainmeterWriter:
             log.info("rainmeter files written again")
             self._failing = False
 
+    def _copy(self, frame: FramePublished) -> None:
+        target = self.frames_dir / frame_name(frame.index)
+        try:
+            data = frame.png if frame.png is not None else frame.path.read_bytes()
+            atomic_write_bytes(target, data, fsync=False)
+        except (OSError, FrameWriteError) as exc:  # OSError: the history pruned it before we read it
+            self._report(exc)
+            return
+        self._kept.append(frame.index)
+        self._frame = target.name
+        self._prune()
+
+    def _prune(self) -> None:
+        while len(self._kept) > KEEP:
+            old = self._kept.popleft()
+            # A reader holding the file (Windows) makes this fail; the next run's prune retries.
+            with contextlib.suppress(OSError):
+                (self.frames_dir / frame_name(old)).unlink()
+
     def _report(self, exc: Exception) -> None:
         if not self._failing:  # once when it starts failing, not on every frame
             log.error("rainmeter files not written: %s", exc)
             self._failing = True
-
-
-def attach_rainmeter(controller: DreamController) -> None:
-    """Write the skin's files for this controller from now on."""
-    writer = RainmeterWriter(controller)
-    controller.output.hooks.append(writer.on_publish)
-    controller.events.subscribe(writer.on_event)
-    writer.write()

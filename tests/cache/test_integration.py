@@ -1,18 +1,18 @@
-"""The dream loop with the built-in engine and a real frame memory: frames really get re-injected."""
+"""The dream loop with the built-in engine and a real frame cache: frames really get re-injected."""
 
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
-from dream_window.cache import CachedFrameMemory, open_frame_memory
+from dream_window.cache import CachedFrameCache, FrameCacheService
 from dream_window.cache.manager import CacheManager
+from dream_window.events import Event, FramePublished, Injection
 from tests.conftest import fast_config
 
 
@@ -35,20 +35,22 @@ async def test_loop_injects_cached_frames(tmp_path: Path, mode: str) -> None:
         },
     )
     rng = random.Random(5)
-    memory = await open_frame_memory(cfg, rng=rng)
-    assert isinstance(memory, CachedFrameMemory)
+    memory = FrameCacheService(cfg, rng=rng)
     backend = BuiltinEngine()
     await backend.start()
-    controller = build_controller(cfg, backend, rng=rng, max_frames=24, memory=memory, fsync=False)
-    events: list[tuple[str, dict[str, Any]]] = []
-    controller.events.subscribe(lambda name, payload: events.append((name, payload)))
-    await controller.run()  # closes the memory on the way out
+    controller = build_controller(
+        cfg, backend, rng=rng, max_frames=24, frame_cache=memory, services=[memory], fsync=False
+    )
+    events: list[Event] = []
+    controller.events.subscribe(Event, events.append)
+    await controller.run()  # opens the cache first and closes it on the way out
     await backend.close()
+    assert isinstance(memory.cache, CachedFrameCache)
 
-    injections = [p for n, p in events if n == "injection"]
+    injections = [e for e in events if isinstance(e, Injection)]
     assert injections, "no frame was injected"
-    assert all("similarity" in p["label"] for p in injections)
-    kinds = [p["kind"] for n, p in events if n == "frame"]
+    assert all("similarity" in e.label for e in injections)
+    kinds = [e.kind for e in events if isinstance(e, FramePublished)]
     assert "injected" in kinds
     status = json.loads((cfg.output_dir / "status.json").read_text(encoding="utf-8"))
     cache = status["cache"]

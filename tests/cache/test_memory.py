@@ -1,4 +1,4 @@
-"""CachedFrameMemory: background embedding, injection, ratings, fallback, status."""
+"""CachedFrameCache: background embedding, injection, ratings, fallback, status."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from dream_window.cache import CachedFrameMemory, DisabledFrameMemory, open_frame_memory
+from dream_window.app import build_controller
+from dream_window.backends.builtin import BuiltinEngine
+from dream_window.cache import CachedFrameCache, FrameCacheService, open_frame_cache
 from dream_window.cache.embedders import CLIPEmbedder, FeatureEmbedder
 from dream_window.cache.images import pixel_hash
 from dream_window.cache.manager import CacheManager
 from dream_window.config import CacheConfig
+from dream_window.dream.frame_cache import NoFrameCache
 from dream_window.errors import CacheError
 from dream_window.values.frame import Frame
 from tests.cache.conftest import BLUE, GREEN, RED, picture
@@ -23,12 +26,12 @@ def _frame(i: int, hue: tuple[int, int, int], prompt: str = "p") -> Frame:
     return Frame(picture(i, hue=hue), prompt, "keyframe", 10.0, {"seed": i}, index=i)
 
 
-def _memory(tmp_path: Path, rng: random.Random, embedder=None, **cfg) -> CachedFrameMemory:  # type: ignore[no-untyped-def]
+def _memory(tmp_path: Path, rng: random.Random, embedder=None, **cfg) -> CachedFrameCache:  # type: ignore[no-untyped-def]
     conf = CacheConfig(
         **{"injection_probability": 1.0, "reinject_cooldown_frames": 0, "similarity_threshold": -1.0, **cfg}
     )
     manager = CacheManager(tmp_path / "cache", max_size=conf.max_size, fsync=False)
-    return CachedFrameMemory(manager, embedder or FeatureEmbedder(), conf, rng=rng)
+    return CachedFrameCache(manager, embedder or FeatureEmbedder(), conf, rng=rng)
 
 
 async def test_remember_runs_in_the_background_and_persists(tmp_path: Path) -> None:
@@ -199,15 +202,22 @@ async def test_tiny_clip_end_to_end_and_reembedding_after_a_model_change(
     assert counts == {f"clip:{tiny_clip}": 3}
 
 
-async def test_open_frame_memory_with_a_damaged_database_keeps_dreaming(tmp_path: Path) -> None:
+async def test_open_frame_cache_with_a_damaged_database_keeps_dreaming(tmp_path: Path) -> None:
     cfg = fast_config(tmp_path, generation={"cache": {"enabled": True, "embedder": "features"}})
     cfg.cache_dir.mkdir(parents=True)
     (cfg.cache_dir / "cache.db").write_bytes(b"garbage" * 500)
-    mem = await open_frame_memory(cfg, rng=random.Random(0))
-    assert isinstance(mem, DisabledFrameMemory)
+    assert isinstance(await open_frame_cache(cfg, rng=random.Random(0)), NoFrameCache)
+    # The service the app runs: it starts, stands in with NoFrameCache, says why, and closes.
+    mem = FrameCacheService(cfg, rng=random.Random(0))
+    controller = build_controller(
+        cfg, BuiltinEngine(offload=False), frame_cache=mem, services=[mem], fsync=False
+    )
+    await mem.start(controller)
     d = mem.describe()
     assert d["enabled"] is False and "dream-window cache rebuild" in d["error"]
     assert await mem.pick_injection(_frame(0, RED)) is None
+    with pytest.raises(CacheError, match="not available"):
+        await mem.rate(cfg.output_dir / "frame_000001.png", 1)
     await mem.close()
 
 
@@ -233,3 +243,28 @@ async def test_close_does_not_swallow_its_own_cancellation(tmp_path: Path) -> No
         await closing
     assert worker.done()
     mem.manager.close()
+
+
+async def test_free_memory_drops_a_loaded_clip_model_and_the_next_embedding_reloads_it(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    mem = _memory(tmp_path, random.Random(0), embedder=CLIPEmbedder(str(tiny_clip)))
+    await mem.start()
+    await mem.remember(_frame(0, RED), tmp_path)
+    await mem.flush()
+    before = mem.embedder
+    assert isinstance(before, CLIPEmbedder) and before.loaded
+    await mem.free_memory()  # a game starts: the model leaves the GPU
+    after = mem.embedder
+    assert isinstance(after, CLIPEmbedder) and not after.loaded and after.id == before.id
+    await mem.remember(_frame(1, BLUE), tmp_path)
+    await mem.flush()
+    assert after.loaded and mem.describe()["embedded"] == 2  # same model, same matrix
+    await mem.close()
+
+
+async def test_free_memory_without_clip_is_a_no_op(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(0))
+    embedder = mem.embedder
+    await mem.free_memory()
+    assert mem.embedder is embedder

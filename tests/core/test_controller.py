@@ -14,16 +14,26 @@ from PIL import Image
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
+from dream_window.cache import FrameCacheService
 from dream_window.dream.controller import DreamController, State
 from dream_window.errors import ComfyUIUnavailable, ExecutionFailed, LifecycleError
-from dream_window.values.generation import GeneratedImage, GenerationRequest
+from dream_window.events import FramePublished, Progress
+from dream_window.values.check import Check
+from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
 from tests.conftest import FakeClock, fast_config
 
 
-def controller_for(tmp_path: Path, clock: FakeClock | None = None, backend=None, max_frames=None, **sections):  # type: ignore[no-untyped-def]
+def controller_for(
+    tmp_path: Path, clock: FakeClock | None = None, backend=None, max_frames=None, services=(), **sections
+):  # type: ignore[no-untyped-def]
     cfg = fast_config(tmp_path, **sections)
     return build_controller(
-        cfg, backend or BuiltinEngine(offload=False), clock=clock, max_frames=max_frames, fsync=False
+        cfg,
+        backend or BuiltinEngine(offload=False),
+        clock=clock,
+        max_frames=max_frames,
+        services=[make(cfg) for make in services],
+        fsync=False,
     )
 
 
@@ -82,7 +92,7 @@ async def test_no_frames_are_published_while_paused(tmp_path: Path) -> None:
 
 
 async def test_max_frames_publishes_exactly_n_and_writes_status(tmp_path: Path) -> None:
-    c = controller_for(tmp_path, max_frames=7)
+    c = controller_for(tmp_path, max_frames=7, services=[FrameCacheService])  # "cache" is its section
     await asyncio.wait_for(c.run(), 30)
     s = status(c)
     assert s["state"] == "stopped" and s["frame_count"] == 7 and s["frame_index"] == 7
@@ -109,7 +119,7 @@ async def test_max_frames_publishes_exactly_n_and_writes_status(tmp_path: Path) 
 async def test_frames_are_published_at_the_configured_interval(tmp_path: Path, clock: FakeClock) -> None:
     c = controller_for(tmp_path, clock=clock, max_frames=6, generation={"frame_interval": 2.5})
     published: list[float] = []
-    c.events.subscribe(lambda name, p: published.append(clock.monotonic()) if name == "frame" else None)
+    c.events.subscribe(FramePublished, lambda e: published.append(clock.monotonic()))
     await asyncio.wait_for(c.run(), 30)
     gaps = np.diff(published)
     assert len(published) == 6 and np.allclose(gaps, 2.5), gaps
@@ -123,11 +133,11 @@ class FlakyBackend(BuiltinEngine):
         self.failures = failures
         self.calls = 0
 
-    async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+    async def txt2img(self, request: GenerationRequest, *, plan: Plan = NO_PLAN) -> GeneratedImage:
         self.calls += 1
         if self.calls <= self.failures:
             raise ComfyUIUnavailable("connection refused", server="http://127.0.0.1:1")
-        return await super().txt2img(request)
+        return await super().txt2img(request, plan=plan)
 
 
 async def test_backend_failures_back_off_then_recover(
@@ -146,12 +156,14 @@ async def test_backend_failures_back_off_then_recover(
 
 
 class InterruptingBackend(BuiltinEngine):
-    async def img2img(self, image: Image.Image, request: GenerationRequest) -> GeneratedImage:
+    async def img2img(
+        self, image: Image.Image, request: GenerationRequest, *, plan: Plan = NO_PLAN
+    ) -> GeneratedImage:
         await asyncio.sleep(0.05)
         if self.interrupted:
             self.interrupted = False
             raise ExecutionFailed("interrupted", interrupted=True)
-        return await super().img2img(image, request)
+        return await super().img2img(image, request, plan=plan)
 
     interrupted = False
 
@@ -209,15 +221,17 @@ class RecordingBackend(BuiltinEngine):
         self.seeds: list[int] = []
         self.calls: list[str] = []
 
-    async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+    async def txt2img(self, request: GenerationRequest, *, plan: Plan = NO_PLAN) -> GeneratedImage:
         self.seeds.append(request.seed)
         self.calls.append("txt2img")
-        return await super().txt2img(request)
+        return await super().txt2img(request, plan=plan)
 
-    async def img2img(self, image: Image.Image, request: GenerationRequest) -> GeneratedImage:
+    async def img2img(
+        self, image: Image.Image, request: GenerationRequest, *, plan: Plan = NO_PLAN
+    ) -> GeneratedImage:
         self.seeds.append(request.seed)
         self.calls.append("img2img")
-        return await super().img2img(image, request)
+        return await super().img2img(image, request, plan=plan)
 
     async def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.calls.append("encode")
@@ -244,15 +258,32 @@ async def test_seed_policies(tmp_path: Path, policy: str, check) -> None:  # typ
     assert len(backend.seeds) >= 5 and check(backend.seeds), backend.seeds
 
 
+class GpuHoldingService:
+    """A service holding GPU memory of its own (as the frame cache's CLIP model does)."""
+
+    name = "gpu-holder"
+
+    def __init__(self, released: list[str]) -> None:
+        self.released = released
+
+    async def start(self, dream: object) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def describe(self) -> None:
+        return None
+
+    async def doctor_checks(self) -> list[Check]:
+        return []
+
+    async def free_memory(self) -> None:
+        self.released.append("vae")
+
+
 async def test_free_memory_on_pause_reaches_every_memory_holder(tmp_path: Path) -> None:
     backend = InterruptingBackend(offload=False)
-    c = controller_for(tmp_path, backend=backend)
     released: list[str] = []
-
-    async def release() -> None:
-        released.append("vae")
-
-    c.memory_holders.append(release)
+    c = controller_for(tmp_path, backend=backend, services=[lambda cfg: GpuHoldingService(released)])
     await c.pause("game: x.exe", free_memory=True)
     assert backend.freed == 1 and released == ["vae"]
     await c.pause("user")  # a plain pause frees nothing
@@ -266,11 +297,11 @@ class BuggyBackend(BuiltinEngine):
         super().__init__(offload=False)
         self.calls = 0
 
-    async def txt2img(self, request: GenerationRequest) -> GeneratedImage:
+    async def txt2img(self, request: GenerationRequest, *, plan: Plan = NO_PLAN) -> GeneratedImage:
         self.calls += 1
         if self.calls <= 2:
             raise KeyError("oops")
-        return await super().txt2img(request)
+        return await super().txt2img(request, plan=plan)
 
 
 async def test_an_unexpected_error_backs_off_and_the_dream_goes_on(
@@ -283,3 +314,28 @@ async def test_an_unexpected_error_backs_off_and_the_dream_goes_on(
     await asyncio.wait_for(c.run(), 30)
     assert c.frame_count == 2
     assert any("unexpected KeyError" in r.getMessage() for r in caplog.records)
+
+
+class ProgressFromAThread(BuiltinEngine):
+    """Reports progress from a worker thread, as a backend running its sampler in one may."""
+
+    def set_progress_callback(self, callback):  # type: ignore[no-untyped-def]
+        self.report = callback
+
+    async def img2img(
+        self, image: Image.Image, request: GenerationRequest, *, plan: Plan = NO_PLAN
+    ) -> GeneratedImage:
+        await asyncio.to_thread(self.report, 1, 2)
+        return await super().img2img(image, request, plan=plan)
+
+
+async def test_progress_from_a_worker_thread_reaches_listeners_on_the_loop(tmp_path: Path) -> None:
+    import threading
+
+    c = controller_for(
+        tmp_path, backend=ProgressFromAThread(offload=False), max_frames=3, generation={"mode": "img2img"}
+    )
+    threads: list[int] = []
+    c.events.subscribe(Progress, lambda e: threads.append(threading.get_ident()))
+    await asyncio.wait_for(c.run(), 30)
+    assert threads and set(threads) == {threading.get_ident()}

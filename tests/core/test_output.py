@@ -28,8 +28,9 @@ def test_history_is_bounded_oldest_first_and_numbering_continues_after_restart(t
         assert cur.getpixel((0, 0)) == (11, 244, 128)
     w2 = OutputWriter(tmp_path, history_size=3, fsync=False)  # restart with a smaller bound
     assert sorted(w2.history_indices()) == [10, 11, 12]
-    idx, path = w2.publish(_img(99))
-    assert idx == 13 and path.name == "frame_000013.png"
+    published = w2.publish(_img(99))
+    assert published.index == 13 and published.path.name == "frame_000013.png"
+    assert published.png == published.path.read_bytes()  # what other writers copy
 
 
 def test_stale_temp_files_from_a_killed_writer_are_cleaned(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from dream_window.config import PromptsConfig
 from dream_window.dream.prompts import PromptManager, load_prompts_file, parse_prompt_line
 from dream_window.errors import ConfigError
+from dream_window.events import EventBus, PromptChanged
 from tests.conftest import FakeClock
 
 
@@ -93,9 +94,10 @@ def test_themes_by_time_of_day(clock: FakeClock) -> None:
 
 
 def test_skip_and_set_notify_listeners(clock: FakeClock) -> None:
-    m = manager(clock, list=["a", "b"])
+    events = EventBus()
+    m = PromptManager(PromptsConfig(list=["a", "b"]), clock=clock, rng=random.Random(0), events=events)
     seen: list[tuple[str, str]] = []
-    m.add_listener(lambda p, why: seen.append((p, why)))
+    events.subscribe(PromptChanged, lambda e: seen.append((e.prompt, e.why)))
     before = m.current
     assert m.skip() != before
     m.set_prompt("  my own prompt ")

@@ -20,6 +20,7 @@ from dream_window.config import SeedPolicy
 from dream_window.dream.modes.base import ModeContext
 from dream_window.dream.modes.hybrid import HybridMode
 from dream_window.dream.modes.interpolate import InterpolateMode
+from dream_window.events import FramePublished
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
 from dream_window.interpolation.local_vae import LocalVAEEncoder
 from dream_window.values.frame import Frame
@@ -207,7 +208,7 @@ async def test_controller_publishes_inbetweens_end_to_end(tmp_path: Path, mode: 
     cfg = fast_config(tmp_path, generation={"mode": mode, "width": 64, "height": 128})
     c = build_controller(cfg, BuiltinEngine(offload=False), max_frames=7, fsync=False)
     kinds: list[str] = []
-    c.events.subscribe(lambda name, data: kinds.append(data["kind"]) if name == "frame" else None)
+    c.events.subscribe(FramePublished, lambda e: kinds.append(e.kind))
     await asyncio.wait_for(c.run(), 60)
     # fast_config: keyframe_interval 3, interpolation_frames 2 → keyframe, two in-betweens, keyframe ...
     assert kinds == ["keyframe", "inbetween", "inbetween", "keyframe", "inbetween", "inbetween", "keyframe"]

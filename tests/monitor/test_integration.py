@@ -1,7 +1,7 @@
 """End to end: a real game-named process pauses a running dream and its exit resumes it.
 
-Built-in engine, the real controller, the monitor started the way ``app.start_services`` starts
-it, status.json read from disk. Timing is asserted in monitor checks, not in seconds.
+Built-in engine, the real controller, the monitor registered as a service the way
+``app.build_services`` registers it, status.json read from disk. Timing is asserted in monitor checks, not in seconds.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from dream_window.app import build_controller, start_services, stop_services
+from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.dream.controller import DreamController
+from dream_window.monitor import MonitorService
 from tests.conftest import fast_config
 from tests.monitor.conftest import stop_process
 
@@ -47,9 +48,8 @@ def monitor_config(tmp_path: Path, **extra: Any) -> Any:
 async def test_game_start_pauses_with_reason_and_its_exit_resumes(tmp_path: Path, game_process: Any) -> None:
     cfg = monitor_config(tmp_path)
     engine = RecordingEngine()
-    controller = build_controller(cfg, engine, fsync=False)
-    services = await start_services(cfg, controller)
-    run = asyncio.create_task(controller.run())
+    controller = build_controller(cfg, engine, fsync=False, services=[MonitorService(cfg)])
+    run = asyncio.create_task(controller.run())  # starts the monitor first, closes it last
     try:
         await wait_for(lambda: controller.frame_count >= 3, "the dream to run")
         await wait_for(
@@ -80,7 +80,6 @@ async def test_game_start_pauses_with_reason_and_its_exit_resumes(tmp_path: Path
     finally:
         controller.stop()
         await asyncio.wait_for(run, 10)
-        await stop_services(services)
     assert read_status(controller)["state"] == "stopped"
 
 
@@ -90,9 +89,8 @@ async def test_a_game_already_running_at_start_keeps_the_dream_from_generating(
     proc = game_process("eldenring.exe")
     cfg = monitor_config(tmp_path)
     engine = RecordingEngine()
-    controller = build_controller(cfg, engine, fsync=False)
-    services = await start_services(cfg, controller)
-    run = asyncio.create_task(controller.run())
+    controller = build_controller(cfg, engine, fsync=False, services=[MonitorService(cfg)])
+    run = asyncio.create_task(controller.run())  # starts the monitor first, closes it last
     try:
         await wait_for(lambda: read_status(controller).get("state") == "paused", "the pause")
         await asyncio.sleep(INTERVAL * 2)
@@ -102,15 +100,15 @@ async def test_a_game_already_running_at_start_keeps_the_dream_from_generating(
     finally:
         controller.stop()
         await asyncio.wait_for(run, 10)
-        await stop_services(services)
 
 
 async def test_disabled_means_no_monitor_at_all(tmp_path: Path) -> None:
     cfg = fast_config(tmp_path)  # game_detection.enabled: false
-    controller = build_controller(cfg, BuiltinEngine(offload=False), fsync=False)
-    services = await start_services(cfg, controller)
-    assert "monitor" not in controller.status_providers
-    await stop_services(services)
+    monitor = MonitorService(cfg)
+    controller = build_controller(cfg, BuiltinEngine(offload=False), fsync=False, services=[monitor])
+    await monitor.start(controller)
+    assert "monitor" not in controller.snapshot()
+    await monitor.close()
 
 
 class RecordingEngine(BuiltinEngine):

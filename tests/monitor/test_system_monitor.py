@@ -11,6 +11,7 @@ import pytest
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.dream.controller import DreamController, State
+from dream_window.events import Progress, StateChanged
 from dream_window.monitor.detector import Condition, Reading
 from dream_window.monitor.system_monitor import SystemMonitor
 from tests.conftest import FakeClock, fast_config
@@ -85,7 +86,7 @@ async def test_a_flickering_condition_holds_the_pause_instead_of_thrashing(
     fs = ScriptedDetector("fullscreen")
     monitor, controller, _ = make(tmp_path, clock, fs, cooldown=5.0)
     states: list[str] = []
-    controller.events.subscribe(lambda name, p: states.append(p["state"]) if name == "state" else None)
+    controller.events.subscribe(StateChanged, lambda e: states.append(e.state))
     for i in range(30):  # on, off, on, off ... every 2 s for a minute
         fs.reading = Reading.active("fullscreen: video") if i % 2 == 0 else Reading.clear("windowed")
         await monitor.check_once()
@@ -137,7 +138,7 @@ async def test_a_new_game_swaps_the_reason_without_a_gap(tmp_path: Path, clock: 
     monitor, controller, _ = make(tmp_path, clock, games)
     await monitor.check_once()
     seen: list[list[str]] = []
-    controller.events.subscribe(lambda name, p: seen.append(p["reasons"]) if name == "state" else None)
+    controller.events.subscribe(StateChanged, lambda e: seen.append(list(e.reasons)))
     games.reading = Reading.active("game: cs2.exe")
     await monitor.check_once()
     assert controller.pause_reasons == ["game: cs2.exe"]
@@ -215,9 +216,9 @@ async def test_unavailable_is_logged_once_not_every_check(
 async def test_generating_is_passed_on_and_progress_events_count(tmp_path: Path, clock: FakeClock) -> None:
     det = ScriptedDetector("gpu")
     monitor, controller, _ = make(tmp_path, clock, det)
-    controller.events.subscribe(monitor.on_event)
+    controller.events.subscribe(Progress, monitor.on_progress)
     await monitor.check_once()
-    controller.events.emit("progress", {"value": 1, "max": 4})
+    controller.events.emit(Progress(1, 4))
     await monitor.check_once()
     await monitor.check_once()
     assert [c.generating for c in det.calls] == [False, True, False]
@@ -256,7 +257,7 @@ async def test_run_checks_every_interval_and_stops_with_the_dream(tmp_path: Path
     task = asyncio.create_task(monitor.run())
     await asyncio.wait_for(three.wait(), 5)
     assert [round(c.now - det.calls[0].now, 3) for c in det.calls[:3]] == [0.0, 2.0, 4.0]
-    controller._transition(State.STOPPED)  # the dream ended: the monitor ends with it
+    controller.lifecycle.to(State.STOPPED)  # the dream ended: the monitor ends with it
     await asyncio.wait_for(task, 5)
     monitor.close()
     assert det.closed
@@ -276,7 +277,7 @@ async def test_a_hung_check_is_never_run_twice_at_once(tmp_path: Path, clock: Fa
     det = Hanging("fullscreen", Reading.active("fullscreen: game"))
     monitor, controller, _ = make(tmp_path, clock, det)
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(monitor.check_once(), 0.1)  # what start_monitor does at startup
+        await asyncio.wait_for(monitor.check_once(), 0.1)  # what MonitorService.start does at startup
     await monitor.check_once()  # skipped: the first is still in its thread
     assert len(det.calls) == 1 and controller.pause_reasons == []
     gate.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,9 @@ from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.config import DreamConfig
 from dream_window.dream.controller import DreamController
+from dream_window.dream.frame_cache import FrameCache
+from dream_window.dream.service import Service
+from dream_window.events import Event, FramePublished
 from dream_window.web.server import ViewerServer
 from tests.conftest import fast_config
 
@@ -25,7 +28,7 @@ class Dream:
     controller: DreamController
     server: ViewerServer | None
     task: asyncio.Task[None] | None = None
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -39,11 +42,11 @@ class Dream:
         """Wait for the next published frame; returns its index."""
         got: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-        def on(name: str, payload: dict[str, Any]) -> None:
-            if name == "frame" and not got.done():
-                got.set_result(int(payload["index"]))
+        def on(event: FramePublished) -> None:
+            if not got.done():
+                got.set_result(event.index)
 
-        unsubscribe = self.controller.events.subscribe(on)
+        unsubscribe = self.controller.events.subscribe(FramePublished, on)
         try:
             return await asyncio.wait_for(got, within)
         finally:
@@ -69,20 +72,26 @@ DreamFactory = Callable[..., Awaitable[Dream]]
 
 
 async def make_dream(
-    tmp_path: Path, *, serve: bool = True, run: bool = False, memory: Any = None, **sections: dict[str, Any]
+    tmp_path: Path,
+    *,
+    serve: bool = True,
+    run: bool = False,
+    frame_cache: FrameCache | None = None,
+    services: Callable[[DreamConfig], Sequence[Service]] = lambda cfg: (),
+    **sections: dict[str, Any],
 ) -> Dream:
     cfg = dream_config(
         tmp_path, viewer={"enabled": True, "port": 0, **sections.pop("viewer", {})}, **sections
     )
     backend = BuiltinEngine()
     await backend.start()
-    controller = build_controller(cfg, backend, fsync=False, memory=memory)
+    controller = build_controller(cfg, backend, fsync=False, frame_cache=frame_cache, services=services(cfg))
     server = None
     if serve:
         server = ViewerServer(controller, cfg.viewer)
         await server.start()
     dream = Dream(controller, server)
-    controller.events.subscribe(lambda n, p: dream.events.append((n, p)))
+    controller.events.subscribe(Event, dream.events.append)
     if run:
         dream.start()
     return dream

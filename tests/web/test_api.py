@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from dream_window.dream.controller import State
+from dream_window.events import FramePublished
 from dream_window.web.security import MAX_BODY_BYTES, AccessPolicy, is_loopback, make_policy, token_path
 from dream_window.web.server import create_app
 from tests.web.conftest import DreamFactory, make_dream
@@ -36,40 +37,47 @@ async def test_status_is_the_controller_snapshot(dreams: DreamFactory) -> None:
 
 
 async def test_start_viewer_registers_url_and_closer(tmp_path: Path) -> None:
-    from dream_window.app import Services
-    from dream_window.web import start_viewer
+    from dream_window.web import ViewerService
 
-    d = await make_dream(tmp_path, serve=False)
-    services = Services()
-    server = await start_viewer(d.controller.config, d.controller, services)
+    d = await make_dream(tmp_path, serve=False, services=lambda cfg: [ViewerService(cfg)])
+    (viewer,) = d.controller.services
+    assert isinstance(viewer, ViewerService)
+    await viewer.start(d.controller)
     try:
         url = d.controller.snapshot()["viewer"]["url"]
-        assert url == server.url and url.startswith("http://127.0.0.1:")
+        assert viewer.server is not None
+        assert url == viewer.server.url and url.startswith("http://127.0.0.1:")
         status, body = await request("GET", f"{url}api/status")
         assert status == 200 and body["viewer"]["url"] == url
     finally:
-        for closer in services.closers:
-            await closer()
+        await viewer.close()
     with pytest.raises(aiohttp.ClientConnectionError):
         await request("GET", f"{url}api/status")
     off = d.controller.config.model_copy(
         update={"viewer": d.controller.config.viewer.model_copy(update={"enabled": False})}
     )
-    assert await start_viewer(off, d.controller, Services()) is None
+    off_viewer = ViewerService(off)
+    await off_viewer.start(d.controller)
+    assert off_viewer.server is None and off_viewer.describe() is None
 
 
 async def test_port_in_use_is_logged_and_the_dream_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from dream_window.app import Services
-    from dream_window.web import start_viewer
+    from dream_window.web import ViewerService
 
     first = await make_dream(tmp_path / "a")
-    second = await make_dream(tmp_path / "b", serve=False)
     taken = first.controller.config.viewer.model_copy(update={"port": first.server.port})
-    cfg = second.controller.config.model_copy(update={"viewer": taken})
+    second = await make_dream(
+        tmp_path / "b",
+        serve=False,
+        services=lambda cfg: [ViewerService(cfg.model_copy(update={"viewer": taken}))],
+    )
+    (viewer,) = second.controller.services
+    assert isinstance(viewer, ViewerService)
     try:
-        assert await start_viewer(cfg, second.controller, Services()) is None
+        await viewer.start(second.controller)
+        assert viewer.server is None
         assert "cannot listen" in caplog.text
         assert "cannot listen" in second.controller.snapshot()["viewer"]["error"]
     finally:
@@ -132,8 +140,8 @@ async def test_frames_by_id(tmp_path: Path) -> None:
         await d.close()
 
 
-class RecordingMemory:
-    """A hand-written FrameMemory that records ratings (the real cache has its own tests)."""
+class RecordingFrameCache:
+    """A hand-written FrameCache that records ratings (the real cache has its own tests)."""
 
     def __init__(self) -> None:
         self.rated: list[tuple[Path, int, str | None]] = []
@@ -143,20 +151,15 @@ class RecordingMemory:
     async def pick_injection(self, current: Any) -> None:
         return None
 
-    def describe(self) -> dict[str, Any]:
-        return {"enabled": True}
-
     async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
         self.rated.append((Path(frame_path), score, prompt))
 
-    async def close(self) -> None: ...
-
 
 async def test_like_and_dislike_feed_the_cache(dreams: DreamFactory) -> None:
-    memory = RecordingMemory()
-    d = await dreams(run=True, memory=memory)
+    memory = RecordingFrameCache()
+    d = await dreams(run=True, frame_cache=memory, generation={"cache": {"enabled": True}})
     index = await d.next_frame()
-    prompt = next(p["prompt"] for n, p in d.events if n == "frame" and p["index"] == index)
+    prompt = next(e.prompt for e in d.events if isinstance(e, FramePublished) and e.index == index)
     status, body = await request("POST", f"{d.url}/api/like", json={"index": index})
     assert (status, body) == (200, {"index": index, "score": 1})
     status, _ = await request("POST", f"{d.url}/api/dislike", json={"index": index})

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import configparser
 import re
+import threading
 from pathlib import Path
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.dream.controller import State
-from dream_window.rainmeter import FRAMES_DIR, KEEP, SECTION, STATUS_INI, attach_rainmeter, render_ini
+from dream_window.events import FramePublished
+from dream_window.rainmeter import FRAMES_DIR, KEEP, SECTION, STATUS_INI, RainmeterWriter, render_ini
 from tests.web.conftest import dream_config
 
 SKIN = Path(__file__).resolve().parents[2] / "rainmeter" / "DreamWindow"
@@ -129,10 +131,12 @@ async def test_core_writes_what_the_skin_reads(tmp_path: Path) -> None:
     backend = BuiltinEngine()
     await backend.start()
     controller = build_controller(cfg, backend, fsync=False, max_frames=7)
-    attach_rainmeter(controller)
+    rainmeter = RainmeterWriter(cfg)
+    await rainmeter.start(controller)
     ini_path = cfg.output_dir / STATUS_INI
     assert _read(ini_path)["State"] == "starting"  # written at once, before the first frame
     await controller.run()
+    await rainmeter.close()  # what the controller does with its services once stopped
 
     status = _read(ini_path)
     lua = LUA.read_text(encoding="ascii")
@@ -155,18 +159,45 @@ async def test_pause_and_prompt_reach_status_ini(tmp_path: Path) -> None:
     backend = BuiltinEngine()
     await backend.start()
     controller = build_controller(cfg, backend, fsync=False)
-    attach_rainmeter(controller)
+    rainmeter = RainmeterWriter(cfg)
+    await rainmeter.start(controller)
     ini_path = cfg.output_dir / STATUS_INI
     await controller.pause("user")
     await controller.pause("game: eldenring.exe")
+    await rainmeter.flush()  # written off the event loop: wait for it
     s = _read(ini_path)
     assert (s["Paused"], s["UserPaused"], s["PauseReason"]) == ("0", "1", "user; game: eldenring.exe")
     controller.prompts.set_prompt("a prompt\nwith a line break = and [brackets]")
+    await rainmeter.flush()
     s = _read(ini_path)
     assert s["Prompt"] == "a prompt with a line break = and [brackets]"
     await controller.resume("user")
+    await rainmeter.close()
     assert _read(ini_path)["UserPaused"] == "0"
     assert controller.state is State.STARTING
+
+
+class ThreadRecordingWriter(RainmeterWriter):
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.threads: list[int] = []
+
+    def _write(self, frames, status) -> None:  # type: ignore[no-untyped-def]
+        self.threads.append(threading.get_ident())
+        super()._write(frames, status)
+
+
+async def test_frames_are_the_published_bytes_written_off_the_event_loop(tmp_path: Path) -> None:
+    cfg = dream_config(tmp_path)
+    controller = build_controller(cfg, BuiltinEngine(offload=False), fsync=False)
+    rainmeter = ThreadRecordingWriter(cfg)
+    await rainmeter.start(controller)
+    png = b"the output writer's PNG, copied as it is"
+    controller.events.emit(FramePublished(41, "p", "keyframe", cfg.output_dir / "gone.png", png))
+    await rainmeter.close()
+    assert (cfg.output_dir / FRAMES_DIR / "frame_000041.png").read_bytes() == png  # not encoded again
+    assert _read(cfg.output_dir / STATUS_INI)["FrameName"] == "frame_000041.png"
+    assert rainmeter.threads and threading.get_ident() not in rainmeter.threads
 
 
 def test_status_line_says_not_ai_and_paused() -> None:

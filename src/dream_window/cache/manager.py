@@ -1,6 +1,6 @@
 """CacheManager: the frame cache's index (SQLite) and images (content-addressed PNGs).
 
-Blocking on purpose: the async FrameMemory calls it from worker threads, the CLI directly.
+Blocking on purpose: the async CachedFrameCache calls it from worker threads, the CLI directly.
 One lock serialises use of the connection, so any thread may call any method.
 
 Crash safety (a process killed at any instant) rests on one ordering rule:
@@ -452,11 +452,3 @@ class CacheManager:
                 report.orphan_images,
             )
         return report
-
-
-def open_manager(cache_dir: Path, *, max_size: int, **kwargs: Any) -> CacheManager:
-    """A CacheManager, with every failure to open it as one CacheError naming the file and the fix."""
-    try:
-        return CacheManager(cache_dir, max_size=max_size, **kwargs)
-    except sqlite3.Error as exc:  # pragma: no cover - connect maps these; belt and braces
-        raise db.map_error(Path(cache_dir) / db.DB_FILE, exc) from exc

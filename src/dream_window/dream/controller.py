@@ -3,97 +3,54 @@
 Two tasks run while the dream is alive:
 
 * the **producer** asks the DreamGenerator for the next frames (the mode makes them; now and
-  then the frame memory injects a cached frame first) and puts them into the FrameBuffer; it
+  then the frame cache injects a cached frame first) and puts them into the FrameBuffer; it
   waits while paused;
 * the **publisher** takes frames from the buffer every ``frame_interval`` seconds and publishes
-  them (atomic files, status.json, events for the viewer, the frame memory).
+  them (atomic files, status.json, a FramePublished event, the frame cache).
 
-Lifecycle (illegal transitions raise LifecycleError)::
+The services (viewer, system monitor, frame cache, Rainmeter writer; see ``service.py``) start
+before the first frame and close after the last; each adds its section to status.json and gives
+GPU memory back with the backend when a game pauses the dream.
 
-    STARTING → RUNNING ⇄ PAUSED
-        ↘         ↘       ↓
-              STOPPED (final)
-
-Several components may pause at once (a game *and* the user); the dream runs again only when
-every reason has been resumed.
+The lifecycle (a state enum with legal transitions, stacked pause reasons) is :mod:`.lifecycle`;
+what a restart needs (``state.json``, continuing from the last frame) is :mod:`.continuity`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from enum import StrEnum
-from pathlib import Path
-from typing import Any, Protocol
-
-from PIL import Image, UnidentifiedImageError
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from dream_window import __version__
 from dream_window.backends.base import GenerationBackend
 from dream_window.clock import Clock, iso
 from dream_window.config import DreamConfig
+from dream_window.dream.continuity import continue_from_last_frame, save_state
 from dream_window.dream.frame_buffer import FrameBuffer
+from dream_window.dream.frame_cache import FrameCache, NoFrameCache
 from dream_window.dream.generator import DreamGenerator
+from dream_window.dream.lifecycle import Lifecycle, State
 from dream_window.dream.modes.base import DreamMode
 from dream_window.dream.output import OutputWriter
 from dream_window.dream.prompts import PromptManager
+from dream_window.dream.service import Service, ServiceSet
 from dream_window.dream.status import StatusWriter
 from dream_window.errors import (
     DreamWindowError,
     ExecutionFailed,
     FrameWriteError,
-    LifecycleError,
 )
-from dream_window.events import EventBus
+from dream_window.events import EventBus, FramePublished, Note, Preview, Progress
+from dream_window.interpolation.latent_encoder import LatentEncoder
 from dream_window.values.frame import Frame
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "state.json"
-
-
-class State(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-
-
-_LEGAL: dict[State, set[State]] = {
-    State.STARTING: {State.RUNNING, State.STOPPED},
-    State.RUNNING: {State.PAUSED, State.STOPPED},
-    State.PAUSED: {State.RUNNING, State.STOPPED},
-    State.STOPPED: set(),
-}
-
-
-class FrameMemory(Protocol):
-    """What the controller needs from the frame cache (implemented in dream_window.cache)."""
-
-    async def remember(self, frame: Frame, path: Path) -> None:
-        """A frame was published at ``path``: maybe keep it (with its embedding)."""
-        ...
-
-    async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
-        """Now and then, a cached frame to steer toward, with a label for status; else None."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """For status.json: size, embedder, last injection."""
-        ...
-
-    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
-        """Like (+1) or dislike (-1) a published frame; liked frames are re-injected more often,
-        disliked ones never."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 class DreamController:
@@ -107,37 +64,33 @@ class DreamController:
         output: OutputWriter,
         status: StatusWriter,
         clock: Clock,
-        memory: FrameMemory | None = None,
+        events: EventBus,
+        frame_cache: FrameCache | None = None,
+        services: Sequence[Service] = (),
+        encoder: LatentEncoder | None = None,
         max_frames: int | None = None,
         notes: list[str] | None = None,
     ) -> None:
+        """``events`` is the bus the prompts and the mode's notes were given too; ``encoder`` is
+        the mode's latent encoder (a local VAE holds GPU memory of its own)."""
         self.config = config
         self.backend = backend
         self.mode = mode
-        self.generator = DreamGenerator(
-            mode=mode,
-            backend=backend,
-            memory=memory,
-            on_injection=lambda label: self.events.emit("injection", {"label": label}),
-        )
+        self.events = events
+        self.frame_cache: FrameCache = frame_cache if frame_cache is not None else NoFrameCache()
+        self.services = ServiceSet(services)
+        self.encoder = encoder
+        self.generator = DreamGenerator(mode=mode, frame_cache=self.frame_cache, events=events)
         self.prompts = prompts
         self.output = output
         self.status_writer = status
         self.clock = clock
-        self.memory = memory
         self.max_frames = max_frames
         self.notes: list[str] = list(notes or [])
-        self.events = EventBus()
-        # Other holders of GPU memory (a local VAE) freed with the backend on pause(free_memory=True).
-        self.memory_holders: list[Callable[[], Awaitable[None]]] = []
-        # Extra status keys contributed by other components: {"monitor": fn, "viewer": fn}.
-        self.status_providers: dict[str, Callable[[], Any]] = {}
         self.buffer: FrameBuffer[Frame] = FrameBuffer(config.generation.buffer_size)
 
-        self._state = State.STARTING
-        self._reasons: list[str] = []
+        self.lifecycle = Lifecycle(events)
         self._generating = False
-        self._running = asyncio.Event()  # set while RUNNING
         self._stop = asyncio.Event()
         self._frame_count = 0
         self._last_frame: Frame | None = None
@@ -152,21 +105,21 @@ class DreamController:
         # Held while a frame is being published, so pause() returns only once no frame is in flight.
         self._publish_lock = asyncio.Lock()
 
+        with contextlib.suppress(RuntimeError):  # built outside a loop: bound when run() starts
+            events.bind_loop()
         backend.set_progress_callback(self._on_progress)
-        set_preview = getattr(backend, "set_preview_callback", None)
-        if set_preview is not None:  # backends with live previews (ComfyUI) hand them to the viewer
-            set_preview(lambda data, mime: self.events.emit("preview", {"data": data, "mime": mime}))
-        prompts.add_listener(lambda p, why: self.events.emit("prompt", {"prompt": p, "why": why}))
+        backend.set_preview_callback(lambda data, mime: self.events.emit_threadsafe(Preview(data, mime)))
+        events.subscribe(Note, self._on_note)
 
     # --- lifecycle ------------------------------------------------------------------------
 
     @property
     def state(self) -> State:
-        return self._state
+        return self.lifecycle.state
 
     @property
     def pause_reasons(self) -> list[str]:
-        return list(self._reasons)
+        return self.lifecycle.reasons
 
     @property
     def generating(self) -> bool:
@@ -177,59 +130,20 @@ class DreamController:
     def frame_count(self) -> int:
         return self._frame_count
 
-    def _transition(self, to: State) -> None:
-        if to not in _LEGAL[self._state]:
-            raise LifecycleError(f"cannot go from {self._state.value} to {to.value}")
-        log.info(
-            "state: %s → %s%s",
-            self._state.value,
-            to.value,
-            f" ({'; '.join(self._reasons)})" if to is State.PAUSED else "",
-        )
-        self._state = to
-        if to is State.RUNNING:
-            self._running.set()
-        else:
-            self._running.clear()
-        self.events.emit("state", {"state": to.value, "reasons": list(self._reasons)})
-
     async def pause(self, reason: str, *, interrupt: bool = False, free_memory: bool = False) -> None:
         """Pause for ``reason``. ``interrupt`` stops the generation in flight; ``free_memory`` asks the
         backend to give GPU memory back (used when a game starts)."""
-        reason = reason.strip() or "paused"
-        if self._state is State.STOPPED:
-            raise LifecycleError(f"cannot pause ({reason}): the dream is stopped")
-        if reason in self._reasons:
-            raise LifecycleError(f"already paused for {reason!r}")
-        self._reasons.append(reason)
-        if self._state is State.RUNNING:
-            self._transition(State.PAUSED)
+        if self.lifecycle.hold(reason.strip() or "paused"):
             async with self._publish_lock:  # a frame being written now finishes; no new one starts
                 pass
-        else:
-            log.info("also paused for: %s", reason)
-            self.events.emit("state", {"state": self._state.value, "reasons": list(self._reasons)})
         if interrupt:
             await self._guarded(self.backend.interrupt(), "interrupt")
         if free_memory:
-            await self._guarded(self.backend.free_memory(), "free memory")
-            for release in self.memory_holders:
-                await self._guarded(release(), "free memory")
+            await self._free_memory()
         await self.write_status()
 
     async def resume(self, reason: str) -> None:
-        reason = reason.strip() or "paused"
-        if self._state is State.STOPPED:
-            raise LifecycleError(f"cannot resume ({reason}): the dream is stopped")
-        if reason not in self._reasons:
-            held = ", ".join(repr(r) for r in self._reasons) or "nothing"
-            raise LifecycleError(f"cannot resume {reason!r}: not paused for it (paused for: {held})")
-        self._reasons.remove(reason)
-        if not self._reasons and self._state is State.PAUSED:
-            log.info("resumed (%s)", reason)
-            self._transition(State.RUNNING)
-        else:
-            self.events.emit("state", {"state": self._state.value, "reasons": list(self._reasons)})
+        self.lifecycle.release(reason.strip() or "paused")
         await self.write_status()
 
     def stop(self) -> None:
@@ -240,22 +154,40 @@ class DreamController:
         """Move to another prompt now."""
         return self.prompts.skip()
 
-    async def _guarded(self, coro: Any, what: str) -> None:
+    async def _guarded(self, coro: Awaitable[None], what: str) -> None:
         try:
             await coro
         except DreamWindowError as exc:
             log.warning("%s failed: %s", what, exc)
 
+    async def _free_memory(self) -> None:
+        """Everything that holds GPU memory gives it back: the backend's models, a local VAE, the
+        services' own (the frame cache's CLIP model)."""
+        await self._guarded(self.backend.free_memory(), "free memory")
+        if self.encoder is not None:
+            await self._guarded(self.encoder.free_memory(), "free memory (latent encoder)")
+        await self.services.free_memory()
+
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until ``stop()`` or ``max_frames``; always leaves status ``stopped`` and state saved."""
-        self._continue_from_last_frame()
-        self._transition(State.RUNNING)
-        if self._reasons:  # paused before we started (a game was already running)
-            self._transition(State.PAUSED)
-        self._backend_detail = f"{self.backend.name} ready"
-        await self.write_status()
+        """Run until ``stop()`` or ``max_frames``; always leaves status ``stopped``, state saved and
+        the services closed."""
+        self.events.bind_loop()
+        try:
+            await self.services.start(self)
+            continue_from_last_frame(self.output, self.prompts, self.mode)
+            self.lifecycle.start()
+            self._backend_detail = f"{self.backend.name} ready"
+            await self.write_status()
+            await self._run_tasks()
+        finally:
+            self.lifecycle.stop()
+            save_state(self.output, self.prompts, self.mode, self.clock)
+            await self.services.close()
+            await self.write_status()
+
+    async def _run_tasks(self) -> None:
         producer = asyncio.create_task(self._produce(), name="dream-producer")
         publisher = asyncio.create_task(self._publish_loop(), name="dream-publisher")
         stopper = asyncio.create_task(self._stop.wait(), name="dream-stop")
@@ -271,18 +203,11 @@ class DreamController:
             dropped = self.buffer.drain()
             if dropped:
                 log.info("stopping: %d buffered frame(s) not shown", len(dropped))
-            if self._state is not State.STOPPED:
-                self._transition(State.STOPPED)
-            self._save_state()
-            if self.memory is not None:
-                with contextlib.suppress(DreamWindowError):
-                    await self.memory.close()
-            await self.write_status()
 
     async def _produce(self) -> None:
         failures = 0
         while True:
-            await self._running.wait()
+            await self.lifecycle.running.wait()
             try:
                 self._generating = True
                 try:
@@ -290,11 +215,11 @@ class DreamController:
                 finally:
                     self._generating = False
             except ExecutionFailed as exc:
-                if exc.interrupted and self._state is not State.RUNNING:
+                if exc.interrupted and self.lifecycle.state is not State.RUNNING:
                     continue  # we interrupted it ourselves to pause; not a failure
                 failures = await self._backend_failed(exc, failures)
                 continue
-            except DreamWindowError as exc:  # backend down, cache unreadable ...: back off and retry
+            except DreamWindowError as exc:  # backend down, frame cache unreadable ...: back off and retry
                 failures = await self._backend_failed(exc, failures)
                 continue
             except Exception as exc:
@@ -328,13 +253,13 @@ class DreamController:
         while True:
             frame = await self.buffer.get()
             while True:
-                await self._running.wait()
+                await self.lifecycle.running.wait()
                 wait = due - self.clock.monotonic()
                 if wait > 0:
                     await self.clock.sleep(wait)
                     continue  # re-check: we may have been paused while waiting
                 async with self._publish_lock:
-                    if self._state is not State.RUNNING:
+                    if self.lifecycle.state is not State.RUNNING:
                         continue
                     await self._publish(frame)
                 break
@@ -347,7 +272,7 @@ class DreamController:
     async def _publish(self, frame: Frame) -> None:
         fut = asyncio.ensure_future(asyncio.to_thread(self.output.publish, frame.image))
         try:
-            index, path = await asyncio.shield(fut)
+            published = await asyncio.shield(fut)
         except asyncio.CancelledError:
             # Let an in-flight write finish so current_frame.png and the history stay whole.
             await asyncio.wait([fut], timeout=1.5)
@@ -355,7 +280,7 @@ class DreamController:
         except FrameWriteError as exc:
             log.error("frame not published: %s", exc)
             return
-        frame.index = index
+        frame.index = published.index
         self._frame_count += 1
         self._last_frame = frame
         if frame.kind != "inbetween":
@@ -363,18 +288,24 @@ class DreamController:
         self._publish_times.append(time.monotonic())
         self.prompts.frame_done()
         self.events.emit(
-            "frame", {"index": index, "prompt": frame.prompt, "kind": frame.kind, "path": str(path)}
+            FramePublished(published.index, frame.prompt, frame.kind, published.path, published.png)
         )
-        if self.memory is not None and frame.kind != "inbetween":
+        if frame.kind != "inbetween":
             try:
-                await self.memory.remember(frame, path)
+                await self.frame_cache.remember(frame, published.path)
             except DreamWindowError as exc:
                 log.warning("frame not cached: %s", exc)
         await self.write_status()
 
+    # --- events ---------------------------------------------------------------------------
+
     def _on_progress(self, value: int, maximum: int) -> None:
         self._progress = {"value": int(value), "max": int(maximum)}
-        self.events.emit("progress", dict(self._progress))
+        self.events.emit_threadsafe(Progress(int(value), int(maximum)))
+
+    def _on_note(self, note: Note) -> None:
+        if note.text not in self.notes:
+            self.notes.append(note.text)
 
     # --- status and state -----------------------------------------------------------------
 
@@ -387,10 +318,11 @@ class DreamController:
     def snapshot(self) -> dict[str, Any]:
         g = self.config.generation
         last = self._last_frame
+        reasons = self.lifecycle.reasons
         status: dict[str, Any] = {
-            "state": self._state.value,
-            "pause_reason": self._reasons[0] if self._reasons else None,
-            "pause_reasons": list(self._reasons),
+            "state": self.lifecycle.state.value,
+            "pause_reason": reasons[0] if reasons else None,
+            "pause_reasons": reasons,
             "mode": self.mode.name,
             "backend": self.backend.name,
             "backend_is_ai": self.backend.is_ai,
@@ -406,18 +338,13 @@ class DreamController:
             "progress": self._progress,
             "buffer": {"size": len(self.buffer), "capacity": self.buffer.capacity},
             "size": {"width": g.width, "height": g.height},
-            "cache": self.memory.describe() if self.memory is not None else {"enabled": False},
             "notes": list(self.notes),
             "started_at": iso(self._started_at),
             "updated_at": iso(self.clock.now()),
             "version": __version__,
             "pid": os.getpid(),
         }
-        for key, fn in self.status_providers.items():
-            try:
-                status[key] = fn()
-            except Exception:
-                log.exception("status provider %s failed", key)
+        status.update(self.services.describe())  # viewer, monitor, cache ...: each its own section
         return status
 
     async def write_status(self) -> None:
@@ -426,38 +353,3 @@ class DreamController:
                 await asyncio.to_thread(self.status_writer.write, self.snapshot())
             except FrameWriteError as exc:
                 log.error("status not written: %s", exc)
-
-    def _save_state(self) -> None:
-        state = {
-            "frame_index": self.output.last_index,
-            "prompt": self.prompts.current,
-            "mode": self.mode.name,
-            "saved_at": iso(self.clock.now()),
-        }
-        try:
-            from dream_window.file_ops import atomic_write_json
-
-            atomic_write_json(self.output.dir / STATE_FILE, state)
-        except FrameWriteError as exc:
-            log.error("state not saved: %s", exc)
-
-    def _continue_from_last_frame(self) -> None:
-        """Grow the dream on from the last frame of a previous run, when there is one."""
-        path = self.output.current_path
-        if not path.exists():
-            return
-        try:
-            with Image.open(path) as img:
-                img.load()
-                self.mode.seed_image(img)
-            log.info("continuing from the last frame of the previous run (%s)", path)
-        except (OSError, UnidentifiedImageError) as exc:
-            log.warning("not continuing from %s: %s", path, exc)
-        with contextlib.suppress(OSError, ValueError):
-            saved = json.loads((self.output.dir / STATE_FILE).read_text(encoding="utf-8"))
-            if (
-                isinstance(saved, dict)
-                and isinstance(saved.get("prompt"), str)
-                and saved["prompt"] in {p.text for p in self.prompts.prompts}
-            ):
-                self.prompts.set_prompt(saved["prompt"])

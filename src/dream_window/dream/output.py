@@ -17,7 +17,7 @@ import contextlib
 import io
 import re
 from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -28,9 +28,15 @@ CURRENT_FRAME = "current_frame.png"
 FRAMES_DIR = "frames"
 _FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")
 
-# Called after a frame is on disk: (index, png bytes, history path). Extra writers hang off this
-# (the Rainmeter files, for one) without the core knowing about them.
-PublishHook = Callable[[int, bytes, Path], None]
+
+@dataclass(frozen=True, slots=True)
+class PublishedFrame:
+    """A frame on disk: its number, its history file, and the PNG bytes written there (other
+    writers, such as the Rainmeter files, copy them instead of encoding again)."""
+
+    index: int
+    path: Path
+    png: bytes = field(repr=False)
 
 
 def frame_name(index: int) -> str:
@@ -52,7 +58,6 @@ class OutputWriter:
         self.frames_dir = self.dir / FRAMES_DIR
         self.history_size = history_size
         self._fsync = fsync
-        self.hooks: list[PublishHook] = []
         self.dir.mkdir(parents=True, exist_ok=True)
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         clean_stale_temps(self.dir)
@@ -77,8 +82,8 @@ class OutputWriter:
     def path_for(self, index: int) -> Path:
         return self.frames_dir / frame_name(index)
 
-    def publish(self, image: Image.Image) -> tuple[int, Path]:
-        """Write ``image`` as the next frame; returns its index and history path."""
+    def publish(self, image: Image.Image) -> PublishedFrame:
+        """Write ``image`` as the next frame."""
         data = encode_png(image)
         index = self.last_index + 1
         hist = self.path_for(index)
@@ -88,9 +93,7 @@ class OutputWriter:
         self.last_index = index
         self._history.append(index)
         self._prune()
-        for hook in self.hooks:
-            hook(index, data, hist)
-        return index, hist
+        return PublishedFrame(index, hist, data)
 
     def _prune(self) -> None:
         while len(self._history) > self.history_size:

@@ -3,7 +3,8 @@
 Prompts come from config (``prompts.list``) or a prompts file (one per line, ``#`` comments,
 ``text :: weight``). The manager rotates every N frames or every N minutes (whichever comes
 first), picks by weight without repeating the current prompt, and can prefer a time-of-day theme.
-A prompt set by the user (viewer, CLI) holds until the next rotation.
+A prompt set by the user (viewer, CLI) holds until the next rotation. Every change is announced
+as a :class:`~dream_window.events.PromptChanged` event.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from dream_window.clock import Clock
 from dream_window.config import PromptsConfig
 from dream_window.errors import ConfigError
+from dream_window.events import EventBus, PromptChanged
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,10 @@ class PromptManager:
         rng: random.Random,
         base_dir: Path = Path("."),
         local_now: Callable[[], datetime] = datetime.now,
+        events: EventBus | None = None,
     ) -> None:
         self._cfg = config
+        self._events = events if events is not None else EventBus()
         self._clock = clock
         self._rng = rng
         self._local_now = local_now
@@ -104,7 +108,6 @@ class PromptManager:
             ]
             for k, v in config.themes.items()
         }
-        self._listeners: list[Callable[[str, str], None]] = []
         self._current = self._pick(exclude=None).text
         self._frames_on = 0
         self._since = clock.monotonic()
@@ -119,10 +122,6 @@ class PromptManager:
     @property
     def prompts(self) -> list[WeightedPrompt]:
         return list(self._prompts)
-
-    def add_listener(self, fn: Callable[[str, str], None]) -> None:
-        """``fn(prompt, why)`` on every change."""
-        self._listeners.append(fn)
 
     # --- moving on ------------------------------------------------------------------------
 
@@ -141,8 +140,7 @@ class PromptManager:
         self._since = self._clock.monotonic()
         self.changes += 1
         log.info("prompt (%s): %s", why, text)
-        for fn in self._listeners:
-            fn(text, why)
+        self._events.emit(PromptChanged(text, why))
 
     def frame_done(self) -> None:
         """Count one published frame; rotate when the frame or time budget is spent."""

@@ -8,8 +8,13 @@ unknown keys (we add, never rename). Keys::
     mode, backend, backend_is_ai, model, backend_health {ok, detail}
     frame_count, frame_index, current_prompt, current_frame, last_generation_ms, frames_per_minute
     progress        {value, max} of the generation running now, or null
-    cache           {size, embedder, last_injection}
     started_at, updated_at (ISO 8601), version, pid, notes (list of fallbacks in effect)
+
+and one section per service (``Service.describe()``, under its name)::
+
+    cache           {enabled, size, embedder, last_injection ...}; {enabled: false} when off
+    monitor         {interval_s, paused_for, detectors ...}; only when game_detection is on
+    viewer          {url, clients, token_required ...}, or {url: null, error}; only when enabled
 """
 
 from __future__ import annotations

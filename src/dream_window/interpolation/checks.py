@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from dream_window.config import DreamConfig
-from dream_window.doctor import module_available
 from dream_window.errors import ModelLoadError
 from dream_window.values.check import Check
 
@@ -11,7 +12,8 @@ from dream_window.values.check import Check
 async def doctor_checks(config: DreamConfig) -> list[Check]:
     ic = config.interpolation
     checks: list[Check] = []
-    have = {m: module_available(m)[0] for m in ("torch", "diffusers", "safetensors")}
+    # find_spec, not import: torch takes seconds to import and doctor only asks whether it is there.
+    have = {m: importlib.util.find_spec(m) is not None for m in ("torch", "diffusers", "safetensors")}
     missing = [m for m, ok in have.items() if not ok]
     if ic.encoder != "local":
         checks.append(

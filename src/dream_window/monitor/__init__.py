@@ -11,25 +11,29 @@ Module map::
     battery.py             psutil battery (optional)
     system_monitor.py      SystemMonitor: the loop, pause-at-once / resume-after-cooldown policy
 
-``app.start_services`` calls :func:`start_monitor`; ``dream-window doctor`` calls :func:`doctor_checks`.
+:class:`MonitorService` is what the app registers: it runs the SystemMonitor beside the dream
+and answers ``dream-window doctor``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
 
 from dream_window.config import DreamConfig, GameDetectionConfig
+from dream_window.dream.service import Dream
+from dream_window.events import Progress
 from dream_window.monitor.detector import CheckContext, Condition, Detector, Reading, StaticDetector
 from dream_window.monitor.system_monitor import SystemMonitor
+from dream_window.values.check import Check
 
 log = logging.getLogger(__name__)
 
 # Startup waits this long at most for the first check.
 FIRST_CHECK_TIMEOUT = 5.0
 
-__all__ = ["SystemMonitor", "build_detectors", "doctor_checks", "start_monitor"]
+__all__ = ["MonitorService", "SystemMonitor", "build_detectors"]
 
 
 def build_detectors(config: DreamConfig) -> list[Detector]:
@@ -83,80 +87,101 @@ def build_detectors(config: DreamConfig) -> list[Detector]:
     return detectors
 
 
-async def start_monitor(config: DreamConfig, controller: Any, services: Any) -> SystemMonitor | None:
-    """Start the SystemMonitor task when ``game_detection.enabled`` (called by ``app.start_services``)."""
-    gd = config.game_detection
-    if not gd.enabled:
-        return None
-    detectors = await asyncio.to_thread(build_detectors, config)  # NVML init and imports may block
-    monitor = SystemMonitor(
-        detectors,
-        controller,
-        clock=controller.clock,
-        interval=gd.check_interval,
-        cooldown=gd.cooldown_seconds,
-        free_memory=gd.free_vram_on_pause,
-        generating=lambda: bool(getattr(controller, "generating", False)),
-    )
-    unsubscribe = controller.events.subscribe(monitor.on_event)
-    controller.status_providers["monitor"] = monitor.describe
-    # First check now, before the dream starts: with a game already running the controller starts
-    # paused, and no model is loaded onto the player's GPU only to be unloaded a moment later.
-    try:
-        await asyncio.wait_for(monitor.check_once(), FIRST_CHECK_TIMEOUT)
-    except TimeoutError:  # a detector hangs (X server not answering): start the dream anyway
-        log.warning(
-            "system monitor: first check took over %gs; starting without waiting", FIRST_CHECK_TIMEOUT
+class MonitorService:
+    """The system monitor as a service: runs while the dream runs when ``game_detection.enabled``."""
+
+    name = "monitor"
+
+    def __init__(self, config: DreamConfig) -> None:
+        self.config = config
+        self.monitor: SystemMonitor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    async def start(self, dream: Dream) -> None:
+        gd = self.config.game_detection
+        if not gd.enabled:
+            return
+        detectors = await asyncio.to_thread(build_detectors, self.config)  # NVML init and imports may block
+        monitor = SystemMonitor(
+            detectors,
+            dream,
+            clock=dream.clock,
+            interval=gd.check_interval,
+            cooldown=gd.cooldown_seconds,
+            free_memory=gd.free_vram_on_pause,
+            generating=lambda: dream.generating,
         )
-    task = asyncio.create_task(monitor.run(check_first=False), name="system-monitor")
-    services.tasks.append(task)
+        self.monitor = monitor
+        self._unsubscribe = dream.events.subscribe(Progress, monitor.on_progress)
+        # First check now, before the dream starts: with a game already running the controller starts
+        # paused, and no model is loaded onto the player's GPU only to be unloaded a moment later.
+        try:
+            await asyncio.wait_for(monitor.check_once(), FIRST_CHECK_TIMEOUT)
+        except TimeoutError:  # a detector hangs (X server not answering): start the dream anyway
+            log.warning(
+                "system monitor: first check took over %gs; starting without waiting", FIRST_CHECK_TIMEOUT
+            )
+        self._task = asyncio.create_task(monitor.run(check_first=False), name="system-monitor")
 
-    async def close() -> None:
-        unsubscribe()
-        await asyncio.to_thread(monitor.close)
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            await asyncio.wait([task])  # never swallows a cancellation aimed at close() itself
+        if self.monitor is not None:
+            await asyncio.to_thread(self.monitor.close)
 
-    services.closers.append(close)
-    return monitor
+    def describe(self) -> dict[str, object] | None:
+        """The ``monitor`` block of status.json; none when switched off."""
+        return self.monitor.describe() if self.monitor is not None else None
 
-
-async def doctor_checks(config: DreamConfig) -> list[Any]:
-    """One line per detector: available or not, and why (``dream-window doctor``)."""
-    from dream_window.values.check import Check
-
-    gd = config.game_detection
-    if not gd.enabled:
-        return [Check("system monitor", "info", "disabled (game_detection.enabled: false)")]
-    detectors = await asyncio.to_thread(build_detectors, config)
-    try:
-        ctx = CheckContext(now=0.0)
-        out = []
-        for d in detectors:
-            try:
-                r = await asyncio.to_thread(d.check, ctx)
-            except Exception as exc:
-                out.append(Check(f"monitor: {d.name}", "fail", f"check crashed: {exc!r}"))
-                continue
-            describe = getattr(d, "describe", None)
-            what = describe() if callable(describe) else ""
-            if r.condition in (Condition.CLEAR, Condition.ACTIVE):
-                now = "would pause now: " + (r.reason or "") if r.condition is Condition.ACTIVE else r.detail
-                out.append(
-                    Check(f"monitor: {d.name}", "ok", f"available{f' ({what})' if what else ''}; {now}")
-                )
-            elif r.condition is Condition.UNKNOWN:
-                out.append(Check(f"monitor: {d.name}", "warn", r.detail))
-            else:
-                missing_pkg = "not installed" in r.detail
-                out.append(
-                    Check(
-                        f"monitor: {d.name}",
-                        "warn" if missing_pkg else "info",
-                        f"{r.condition.value}: {r.detail} (never pauses)",
+    async def doctor_checks(self) -> list[Check]:
+        """One line per detector: available or not, and why."""
+        gd = self.config.game_detection
+        if not gd.enabled:
+            return [Check("system monitor", "info", "disabled (game_detection.enabled: false)")]
+        detectors = await asyncio.to_thread(build_detectors, self.config)
+        try:
+            ctx = CheckContext(now=0.0)
+            out = []
+            for d in detectors:
+                try:
+                    r = await asyncio.to_thread(d.check, ctx)
+                except Exception as exc:
+                    out.append(Check(f"monitor: {d.name}", "fail", f"check crashed: {exc!r}"))
+                    continue
+                describe = getattr(d, "describe", None)
+                what = describe() if callable(describe) else ""
+                if r.condition in (Condition.CLEAR, Condition.ACTIVE):
+                    now = (
+                        "would pause now: " + (r.reason or "")
+                        if r.condition is Condition.ACTIVE
+                        else r.detail
                     )
-                )
-        if not gd.fullscreen:
-            out.append(Check("monitor: fullscreen", "info", "off (game_detection.fullscreen: false)"))
-        return out
-    finally:
-        for d in detectors:
-            d.close()
+                    out.append(
+                        Check(f"monitor: {d.name}", "ok", f"available{f' ({what})' if what else ''}; {now}")
+                    )
+                elif r.condition is Condition.UNKNOWN:
+                    out.append(Check(f"monitor: {d.name}", "warn", r.detail))
+                else:
+                    missing_pkg = "not installed" in r.detail
+                    out.append(
+                        Check(
+                            f"monitor: {d.name}",
+                            "warn" if missing_pkg else "info",
+                            f"{r.condition.value}: {r.detail} (never pauses)",
+                        )
+                    )
+            if not gd.fullscreen:
+                out.append(Check("monitor: fullscreen", "info", "off (game_detection.fullscreen: false)"))
+            return out
+        finally:
+            for d in detectors:
+                d.close()
+
+    async def free_memory(self) -> None:
+        return None

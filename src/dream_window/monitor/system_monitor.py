@@ -22,20 +22,21 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from dream_window.clock import Clock
 from dream_window.errors import LifecycleError
+from dream_window.events import Progress
 from dream_window.monitor.detector import CheckContext, Condition, Detector, Reading
 
 log = logging.getLogger(__name__)
 
 
 class PauseTarget(Protocol):
-    """What the monitor needs from the controller."""
+    """What the monitor needs from the dream."""
 
     @property
-    def state(self) -> Any: ...
+    def state(self) -> str: ...
 
     async def pause(self, reason: str, *, interrupt: bool = False, free_memory: bool = False) -> None: ...
 
@@ -80,10 +81,9 @@ class SystemMonitor:
 
     # --- inputs --------------------------------------------------------------------------------
 
-    def on_event(self, name: str, payload: dict[str, Any]) -> None:
-        """Controller events: a ``progress`` event means our own prompt is executing."""
-        if name == "progress":
-            self._progress_seen = True
+    def on_progress(self, event: Progress) -> None:
+        """A progress event means our own prompt is executing."""
+        self._progress_seen = True
 
     def _take_generating(self) -> bool:
         """Was our own prompt executing at any point since the previous check (as far as we can tell)?"""
@@ -217,7 +217,7 @@ class SystemMonitor:
 
     # --- status --------------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """The ``monitor`` block of status.json."""
         return {
             "interval_s": self.interval,
@@ -236,14 +236,14 @@ class SystemMonitor:
                 log.debug("closing %s failed", d.name, exc_info=True)
 
 
-def _describe_reading(r: Reading | None) -> dict[str, Any]:
+def _describe_reading(r: Reading | None) -> dict[str, object]:
     if r is None:
         return {"state": "not checked yet"}
-    out: dict[str, Any] = {"state": r.condition.value, "detail": r.detail}
+    out: dict[str, object] = {"state": r.condition.value, "detail": r.detail}
     if r.reason:
         out["reason"] = r.reason
     return out
 
 
 def _stopped(target: PauseTarget) -> bool:
-    return getattr(getattr(target, "state", None), "value", None) == "stopped"
+    return target.state == "stopped"

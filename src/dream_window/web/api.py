@@ -17,16 +17,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from dream_window.dream.service import Dream
 from dream_window.errors import DreamWindowError, LifecycleError
 from dream_window.web.live import LiveHub
 from dream_window.web.security import COOKIE, MAX_BODY_BYTES, AccessPolicy
-
-if TYPE_CHECKING:
-    from dream_window.dream.controller import DreamController
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +97,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 class ControlApi:
-    def __init__(self, controller: DreamController, hub: LiveHub) -> None:
+    def __init__(self, controller: Dream, hub: LiveHub) -> None:
         self.controller = controller
         self.hub = hub
 
@@ -114,7 +112,7 @@ class ControlApi:
         app.router.add_post("/api/like", self.like)
         app.router.add_post("/api/dislike", self.dislike)
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, object]:
         s = self.controller.snapshot()
         return {
             "state": s["state"],
@@ -176,8 +174,7 @@ class ControlApi:
 
     async def _rate(self, request: web.Request, score: int) -> web.Response:
         body = await read_json(request)
-        memory = self.controller.memory
-        if memory is None:
+        if not self.controller.config.generation.cache.enabled:
             return error(409, "cache disabled: likes feed the frame cache (generation.cache.enabled)")
         index = body.get("index", self.controller.output.last_index)
         if isinstance(index, bool) or not isinstance(index, int) or index < 1:
@@ -187,7 +184,7 @@ class ControlApi:
             return error(404, f"frame {index} is not in the history (it may have been pruned)")
         prompt = self.hub.frame_prompts.get(index)
         try:
-            await memory.rate(path, score, prompt=prompt)
+            await self.controller.frame_cache.rate(path, score, prompt=prompt)
         except DreamWindowError as exc:
             log.warning("rating frame %d failed: %s", index, exc)
             return error(500, f"could not rate frame {index}: {exc}")

@@ -1,42 +1,51 @@
-"""Live updates for the viewer: controller events pushed over one WebSocket per page.
+"""Live updates for the viewer: the dream's events pushed over one WebSocket per page.
 
-Each page gets a bounded queue. The controller emits synchronously and must never wait on a slow
-browser, so when a page falls behind we drop what goes stale anyway (progress, previews) and keep
-what changes what is on screen (frames, state, prompts). Events may arrive from a worker thread
-(a backend's progress callback); they are handed to the loop with ``call_soon_threadsafe``.
+Each page gets a bounded queue. The bus delivers synchronously, on the event loop, and must never
+wait on a slow browser, so when a page falls behind we drop what goes stale anyway (progress,
+previews) and keep what changes what is on screen (frames, state, prompts).
 
-Messages, all JSON text frames ``{"type": ..., ...}``:
+Messages, all JSON text frames ``{"type": ..., ...}``, the event's own payload (``events.py``)
+plus, where noted, what the page needs besides:
 
 * ``hello``     on connect: ``status`` (the full snapshot), ``frame`` (index and url of the frame on
   screen now, or null), ``crossfade_ms``, ``show_previews``
-* ``frame``     ``index``, ``url``, ``prompt``, ``kind``, ``status``
+* ``frame``     ``index``, ``url``, ``prompt``, ``kind``, ``status`` (the file path stays here)
 * ``state``     ``state``, ``reasons``, ``status``
 * ``prompt``    ``prompt``, ``why``
 * ``progress``  ``value``, ``max``
 * ``preview``   ``mime``, ``data`` (base64; only when ``viewer.show_previews``)
 * ``injection`` ``label``
+
+Notes are not sent: they reach the page in ``status.notes``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
-import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-if TYPE_CHECKING:
-    from dream_window.dream.controller import DreamController
+from dream_window.dream.service import Dream
+from dream_window.events import (
+    Event,
+    FramePublished,
+    Injection,
+    Preview,
+    Progress,
+    PromptChanged,
+    StateChanged,
+)
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 64
-_DROPPABLE = frozenset({"progress", "preview"})
+_SENT: tuple[type[Event], ...] = (FramePublished, StateChanged, PromptChanged, Progress, Preview, Injection)
+_DROPPABLE: tuple[type[Event], ...] = (Progress, Preview)
 # Prompts of recently published frames, so "like" can tell the cache which prompt made a frame.
 _RECENT_FRAMES = 256
 
@@ -48,14 +57,12 @@ def frame_url(index: int) -> str:
 class LiveHub:
     """Fans controller events out to every connected page."""
 
-    def __init__(self, controller: DreamController, *, crossfade_ms: int, show_previews: bool) -> None:
+    def __init__(self, controller: Dream, *, crossfade_ms: int, show_previews: bool) -> None:
         self.controller = controller
         self.crossfade_ms = crossfade_ms
         self.show_previews = show_previews
         self._clients: set[asyncio.Queue[str | None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._unsubscribe: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
         self.frame_prompts: OrderedDict[int, str] = OrderedDict()
 
     @property
@@ -63,9 +70,7 @@ class LiveHub:
         return len(self._clients)
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._unsubscribe = self.controller.events.subscribe(self._on_event)
+        self._unsubscribe = self.controller.events.subscribe(Event, self._on_event)
 
     async def close(self) -> None:
         if self._unsubscribe is not None:
@@ -74,51 +79,30 @@ class LiveHub:
         for q in list(self._clients):
             self._offer(q, None)  # tells each socket handler to close
 
-    # --- from the controller ---------------------------------------------------------------
+    # --- from the dream -------------------------------------------------------------------
 
-    def _on_event(self, name: str, payload: dict[str, Any]) -> None:
-        if threading.get_ident() == self._loop_thread:
-            self._dispatch(name, payload)
-        elif self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._dispatch, name, payload)
-
-    def _dispatch(self, name: str, payload: dict[str, Any]) -> None:
-        msg = self._message(name, payload)
+    def _on_event(self, event: Event) -> None:
+        msg = self._message(event)
         if msg is None:
             return
         text = json.dumps(msg, ensure_ascii=False, default=str)
         for q in list(self._clients):
-            self._offer(q, text, droppable=name in _DROPPABLE)
+            self._offer(q, text, droppable=isinstance(event, _DROPPABLE))
 
-    def _message(self, name: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        if name == "frame":
-            index = int(payload["index"])
-            self.frame_prompts[index] = str(payload.get("prompt", ""))
+    def _message(self, event: Event) -> dict[str, object] | None:
+        if not isinstance(event, _SENT) or (isinstance(event, Preview) and not self.show_previews):
+            return None
+        msg: dict[str, object] = {"type": event.name}
+        if isinstance(event, FramePublished):
+            self.frame_prompts[event.index] = event.prompt
             while len(self.frame_prompts) > _RECENT_FRAMES:
                 self.frame_prompts.popitem(last=False)
-            # The file path stays on the server: pages address frames by index only.
-            return {
-                "type": "frame",
-                "index": index,
-                "url": frame_url(index),
-                "prompt": payload.get("prompt"),
-                "kind": payload.get("kind"),
-                "status": self.controller.snapshot(),
-            }
-        if name == "state":
-            return {"type": "state", **payload, "status": self.controller.snapshot()}
-        if name == "preview":
-            if not self.show_previews:
-                return None
-            data = payload.get("data") or b""
-            return {
-                "type": "preview",
-                "mime": payload.get("mime", "image/jpeg"),
-                "data": base64.b64encode(data).decode("ascii"),
-            }
-        if name in ("prompt", "progress", "injection"):
-            return {"type": name, **payload}
-        return None
+            msg["index"] = event.index
+            msg["url"] = frame_url(event.index)  # pages address frames by index, never by path
+        msg.update(event.payload())
+        if isinstance(event, FramePublished | StateChanged):
+            msg["status"] = self.controller.snapshot()
+        return msg
 
     @staticmethod
     def _offer(q: asyncio.Queue[str | None], item: str | None, *, droppable: bool = False) -> None:
@@ -134,7 +118,7 @@ class LiveHub:
 
     # --- to a page -------------------------------------------------------------------------
 
-    def hello(self) -> dict[str, Any]:
+    def hello(self) -> dict[str, object]:
         status = self.controller.snapshot()
         index = self.controller.output.last_index
         frame = None

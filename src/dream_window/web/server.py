@@ -11,18 +11,15 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from dream_window.config import ViewerConfig
+from dream_window.dream.service import Dream
 from dream_window.errors import DreamWindowError
 from dream_window.web.api import ControlApi, error, security_middleware
 from dream_window.web.live import LiveHub
 from dream_window.web.security import COOKIE, MAX_BODY_BYTES, AccessPolicy, is_loopback, make_policy
-
-if TYPE_CHECKING:
-    from dream_window.dream.controller import DreamController
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +57,7 @@ async def _headers(
     return resp
 
 
-def create_app(controller: DreamController, viewer: ViewerConfig, policy: AccessPolicy) -> web.Application:
+def create_app(controller: Dream, viewer: ViewerConfig, policy: AccessPolicy) -> web.Application:
     app = web.Application(middlewares=[_headers, security_middleware(policy)], client_max_size=MAX_BODY_BYTES)
     hub = LiveHub(controller, crossfade_ms=viewer.crossfade_ms, show_previews=viewer.show_previews)
     app[APP_HUB] = hub
@@ -110,7 +107,7 @@ def _static_response(static: dict[str, bytes], name: str) -> web.Response:
 class ViewerServer:
     """Runs the app on ``viewer.host:viewer.port`` (port 0 picks a free one) until ``close()``."""
 
-    def __init__(self, controller: DreamController, viewer: ViewerConfig) -> None:
+    def __init__(self, controller: Dream, viewer: ViewerConfig) -> None:
         self.controller = controller
         self.viewer = viewer
         self.policy, self.token_created = make_policy(viewer.host, viewer.allowed_origins)
@@ -153,7 +150,7 @@ class ViewerServer:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         return {
             "url": self.url,
             "clients": self.hub.client_count,

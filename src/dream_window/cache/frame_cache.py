@@ -1,4 +1,4 @@
-"""FrameMemory: the frame cache as the controller sees it (remember, inject, rate, describe).
+"""CachedFrameCache: the frame cache as the dream sees it (remember, inject, rate), and its status.
 
 Embedding a frame with CLIP on a CPU takes 100 ms or more, so nothing here runs on the
 publisher's path: ``remember`` and ``rate`` only enqueue a job. One background task, owned and
@@ -10,14 +10,19 @@ from another embedder (a model change, a legacy import).
 ``pick_injection`` rolls the injected RNG against ``injection_probability`` once per call, then
 matches the current frame against the matrix. Frames shown or injected recently rest for
 ``reinject_cooldown_frames`` published frames; the current frame itself is never a candidate.
+
+It implements the dream's :class:`~dream_window.dream.frame_cache.FrameCache`; a cache that cannot
+be opened is the dream's ``NoFrameCache`` instead (see ``service.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dream_window.cache.embedders import FeatureEmbedder, ImageEmbedder
+from dream_window.cache.embedders import CLIPEmbedder, FeatureEmbedder, ImageEmbedder
 from dream_window.cache.images import pixel_hash, rgb
 from dream_window.cache.manager import CacheManager
 from dream_window.cache.matcher import AestheticMatcher
@@ -50,29 +55,7 @@ class _Job:
     done: asyncio.Future[None] | None = field(default=None)
 
 
-class DisabledFrameMemory:
-    """Stands in when the cache cannot be opened: the dream goes on, status says why."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    async def remember(self, frame: Frame, path: Path) -> None:
-        return None
-
-    async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        return {"enabled": False, "error": self.reason}
-
-    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
-        raise CacheError(f"the frame cache is not available: {self.reason}")
-
-    async def close(self) -> None:
-        return None
-
-
-class CachedFrameMemory:
+class CachedFrameCache:
     def __init__(
         self,
         manager: CacheManager,
@@ -105,7 +88,7 @@ class CachedFrameMemory:
 
     async def start(self) -> None:
         await self._load_matrix()
-        self._worker = asyncio.create_task(self._work(), name="frame-memory")
+        self._worker = asyncio.create_task(self._work(), name="frame-cache")
 
     async def _load_matrix(self) -> None:
         ids, matrix, scores = await asyncio.to_thread(self.manager.load_embeddings, self.embedder.id)
@@ -140,7 +123,7 @@ class CachedFrameMemory:
             await asyncio.wait([self._worker])
         await asyncio.to_thread(self.manager.close)
 
-    # --- the controller's side ------------------------------------------------------------
+    # --- the dream's side -----------------------------------------------------------------
 
     async def remember(self, frame: Frame, path: Path) -> None:
         self._frame = max(self._frame, frame.index)
@@ -218,7 +201,8 @@ class CachedFrameMemory:
         short = (prompt[:48] + "…") if len(prompt) > 48 else prompt
         return image, f"{chosen[:8]} “{short}” (similarity {similarity:.2f})"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
+        """The ``cache`` section of status.json."""
         return {
             "enabled": True,
             "size": self._size,
@@ -230,6 +214,18 @@ class CachedFrameMemory:
             "injections": self._injections,
             "last_injection": dict(self._last_injection) if self._last_injection else None,
         }
+
+    async def free_memory(self) -> None:
+        """Drop a loaded CLIP model (a game wants the GPU); the next embedding loads it again. The
+        worker may still be embedding with the old one: it finishes, then the model is freed."""
+        old = self.embedder
+        if not isinstance(old, CLIPEmbedder) or not old.loaded:
+            return
+        # Same model, same id: the matrix stays valid.
+        self.embedder = CLIPEmbedder(old.model_name, device=old.device, batch_size=old.batch_size)
+        del old
+        await asyncio.to_thread(_release_gpu_cache)
+        log.info("frame cache: CLIP model unloaded to free GPU memory")
 
     # --- the worker -----------------------------------------------------------------------
 
@@ -338,6 +334,13 @@ class CachedFrameMemory:
         self.embedder = FeatureEmbedder()
         self.embedder_reason = f"CLIP failed ({exc}); using colour/layout features"
         await self._load_matrix()
+
+
+def _release_gpu_cache() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")  # loaded with CLIP; never imported just for this
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _load_image(path: Path) -> Image.Image:
