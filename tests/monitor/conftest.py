@@ -118,6 +118,9 @@ class ScriptedDetector:
             raise self.reading
         return self.reading
 
+    def describe(self) -> str:
+        return "scripted"
+
     def close(self) -> None:
         self.closed = True
 

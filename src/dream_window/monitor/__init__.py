@@ -154,8 +154,7 @@ class MonitorService:
                 except Exception as exc:
                     out.append(Check(f"monitor: {d.name}", "fail", f"check crashed: {exc!r}"))
                     continue
-                describe = getattr(d, "describe", None)
-                what = describe() if callable(describe) else ""
+                what = d.describe()
                 if r.condition in (Condition.CLEAR, Condition.ACTIVE):
                     now = (
                         "would pause now: " + (r.reason or "")

@@ -33,5 +33,8 @@ class BatteryDetector:
             return Reading.clear(f"on mains power ({b.percent:.0f}%)")
         return Reading.active("on battery", f"on battery ({b.percent:.0f}%)")
 
+    def describe(self) -> str:
+        return ""
+
     def close(self) -> None:
         pass

@@ -72,6 +72,10 @@ class Detector(Protocol):
         """Release handles (NVML, the X connection)."""
         ...
 
+    def describe(self) -> str:
+        """What it watches, for ``doctor`` ("NVML GPU 0: RTX 4070"); empty when there is nothing to add."""
+        ...
+
 
 class StaticDetector:
     """A detector that can never work here (unsupported platform, missing package): one fixed answer."""
@@ -82,6 +86,9 @@ class StaticDetector:
 
     def check(self, ctx: CheckContext) -> Reading:
         return self.reading
+
+    def describe(self) -> str:
+        return ""
 
     def close(self) -> None:
         pass

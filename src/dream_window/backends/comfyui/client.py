@@ -313,11 +313,7 @@ class ComfyUIClient:
             self._watches.pop(prompt_id)
 
     async def _timed_out(self, prompt_id: str, timeout: float) -> None:  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
-        # Each on its own: a failing interrupt must not leave the prompt queued (it would run later).
-        with contextlib.suppress(ComfyUIError):
-            await self.interrupt(prompt_id)
-        with contextlib.suppress(ComfyUIError):
-            await self.delete_queued([prompt_id])
+        await self.withdraw([prompt_id])  # running: interrupted; still queued: deleted (it would run later)
         raise ComfyUITimeout(
             f"ComfyUI at {self.base_url}: prompt {prompt_id} ran past {timeout:g}s; interrupted",
             server=self.base_url,
