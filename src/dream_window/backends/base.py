@@ -5,7 +5,7 @@ between pixels and latents (encode/decode) so the interpolation modes can slerp 
 The built-in engine and the ComfyUI backend both implement it; modes only ever see this protocol.
 
 Latents are numpy float32 arrays shaped ``[B, C, H, W]``; ``C`` and the spatial factor depend on
-the backend (the built-in engine uses 4 channels at 1/8 resolution; Flux uses 16, SD 4).
+the backend (the built-in engine uses 4 channels at 1/4 resolution; SD 4 and Flux 16 at 1/8).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """AestheticMatcher: which cached frames look like this one, and which one to bring back.
 
 Embeddings live in one float32 matrix (rows grown by doubling, removal by moving the last row
-into the hole), kept in step with the database by the FrameMemory. A search is one
+into the hole), kept in step with the database by the CachedFrameCache. A search is one
 matrix-vector product plus ``argpartition``: no Python loop over entries (the seed's design
 looped per entry; ``bench/cache_search.py`` measures both).
 

@@ -54,7 +54,7 @@ def _human(n: float) -> str:
 
 @click.group("cache")
 def cache_group() -> None:
-    """Inspect and maintain the frame cache (the dream's memory)."""
+    """Inspect and maintain the frame cache (the past frames the dream can bring back)."""
 
 
 @cache_group.command()

@@ -5,7 +5,8 @@ Module map::
     detector.py            Reading / Condition / CheckContext: what every detector answers
     games.py               psutil process scan: known names, default list, game-library folders
     gpu.py                 NVML reader + window average, hysteresis, own-load discounting
-    fullscreen.py          geometry decisions (covers its own monitor) and the platform choice
+    fullscreen_geometry.py geometry decisions (a window covers its own monitor), shared by the readers
+    fullscreen.py          the platform choice (which reader runs here)
     fullscreen_windows.py  ctypes reader + pure decision (Windows)
     fullscreen_x11.py      python-xlib reader (Linux X11)
     battery.py             psutil battery (optional)

@@ -2,7 +2,7 @@
 
 Modes fill :class:`GenerationRequest`; backends execute it and never read a mode's settings.
 Latents are numpy float32 arrays shaped ``[B, C, H, W]``; ``C`` and the spatial factor depend on
-the backend (the built-in engine uses 4 channels at 1/8 resolution; Flux uses 16, SD 4).
+the backend (the built-in engine uses 4 channels at 1/4 resolution; SD 4 and Flux 16 at 1/8).
 """
 
 from __future__ import annotations
