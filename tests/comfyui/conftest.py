@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from comfyui_fake import ComfyTestServer, running_comfy_server
 from dream_window.config import DreamConfig
-from dream_window.testing import ComfyTestServer, running_comfy_server
 from tests.conftest import fast_config
 
 RECORDED = Path(__file__).resolve().parents[3] / "shared" / "comfyui" / "recorded"

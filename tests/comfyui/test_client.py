@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from comfyui_fake import ComfyTestServer
 from dream_window.backends.comfyui.client import ComfyUIClient
 from dream_window.backends.comfyui.graphs import SD15WorkflowBuilder
 from dream_window.backends.comfyui.messages import Preview
 from dream_window.config import ComfyUIConfig
 from dream_window.errors import ComfyUITimeout, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
-from dream_window.testing import ComfyTestServer
 from dream_window.values.generation import GenerationRequest
 
 BUILDER = SD15WorkflowBuilder(ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors"))

@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from comfyui_fake import ComfyTestServer
 from dream_window.backends.comfyui.messages import parse_binary
-from dream_window.testing import ComfyTestServer
 from tests.comfyui.conftest import load_json
 
 
@@ -289,7 +289,7 @@ async def test_custom_samplers_and_batch(recorded: Path, comfy_server: ComfyTest
 
 
 async def test_interrupt_queue_and_free(recorded: Path, tmp_path: Path) -> None:
-    from dream_window.testing import running_comfy_server
+    from comfyui_fake import running_comfy_server
 
     summary = load_json(recorded / "summary_s08_interrupt_and_queue.json")["08_interrupt_queue_free"]
     transcript = load_json(recorded / "08_interrupt_queue_free" / "transcript.json")

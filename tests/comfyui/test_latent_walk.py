@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from comfyui_fake import ComfyTestServer, recorded_object_info, running_comfy_server
 from dream_window.app import build_controller
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend, latent_file
 from dream_window.backends.comfyui.graphs import (
@@ -28,7 +29,6 @@ from dream_window.backends.comfyui.validation import validate_graph
 from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.dream.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.errors import ExecutionFailed
-from dream_window.testing import ComfyTestServer, recorded_object_info, running_comfy_server
 from dream_window.values.generation import GenerationRequest, Plan, Step
 from tests.comfyui.conftest import comfy_config
 

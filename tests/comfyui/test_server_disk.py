@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from comfyui_fake import ComfyTestServer
 from dream_window.app import build_controller
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend
-from dream_window.testing import ComfyTestServer
 from dream_window.values.generation import GenerationRequest
 from tests.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock

@@ -10,13 +10,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from comfyui_fake import ComfyTestServer, recorded_object_info
 from dream_window.backends.comfyui.validation import (
     check_model_files,
     combo_options,
     render_error,
     validate_graph,
 )
-from dream_window.testing import ComfyTestServer, recorded_object_info
 from tests.comfyui.conftest import load_json
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from comfyui_fake import recorded_object_info
 from dream_window.backends.comfyui.graphs import (
     CustomWorkflow,
     FluxWorkflowBuilder,
@@ -16,7 +17,6 @@ from dream_window.backends.comfyui.graphs import (
 from dream_window.backends.comfyui.validation import validate_graph
 from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.errors import ConfigError
-from dream_window.testing import recorded_object_info
 from dream_window.values.generation import GenerationRequest
 from tests.comfyui.conftest import load_json
 

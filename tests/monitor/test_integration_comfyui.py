@@ -16,10 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dream_window.app import build_controller, start_services, stop_services
+from comfyui_fake import ComfyTestServer, running_comfy_server
+from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.dream.controller import DreamController
-from dream_window.testing import ComfyTestServer, running_comfy_server
+from dream_window.monitor import MonitorService
 from tests.conftest import fast_config
 from tests.monitor.conftest import stop_process
 from tests.monitor.test_integration import INTERVAL, read_status, wait_for
@@ -62,9 +63,8 @@ async def paused_by_a_game(tmp_path: Path, game_process: Any) -> AsyncIterator[P
         )
         backend = create_comfyui_backend(cfg)
         await backend.start()
-        controller = build_controller(cfg, backend, fsync=False)
-        services = await start_services(cfg, controller)
-        run = asyncio.create_task(controller.run())
+        controller = build_controller(cfg, backend, fsync=False, services=[MonitorService(cfg)])
+        run = asyncio.create_task(controller.run())  # starts the monitor first, closes it last
         try:
             await wait_for(lambda: controller.frame_count >= 2, "frames from ComfyUI")
             server.stall()  # samplers hang before their next step: a prompt stays mid-run
@@ -81,7 +81,6 @@ async def paused_by_a_game(tmp_path: Path, game_process: Any) -> AsyncIterator[P
             server.release()
             controller.stop()
             await asyncio.wait_for(run, 15)
-            await stop_services(services)
             await backend.close()
 
 

@@ -1,0 +1,40 @@
+"""``python -m comfyui_fake --port 8189 --step-delay 0.05``: a fake ComfyUI server until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from comfyui_fake.server import ComfyTestServer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m comfyui_fake",
+        description="A ComfyUI-protocol test server backed by Dream Window's built-in engine.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8189)
+    parser.add_argument("--root", type=Path, help="Folder for input/, output/, temp/ (default: a temp dir).")
+    parser.add_argument("--step-delay", type=float, default=0.05, help="Seconds per sampler step.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    async def serve() -> None:
+        server = ComfyTestServer(host=args.host, port=args.port, root=args.root, step_delay=args.step_delay)
+        await server.start()
+        print(f"ComfyUI test server on {server.url} (files in {server.root})", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
