@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from comfyui_fake.protocol import preview_frame
 from dream_window.backends.comfyui import latent_file
-from dream_window.backends.comfyui.messages import MessageError, encode_preview, parse_binary, parse_text
+from dream_window.backends.comfyui.messages import MessageError, parse_binary, parse_text
 from tests.comfyui.conftest import load_json
 
 
@@ -32,8 +33,9 @@ def test_recorded_preview_frames_parse(recorded: Path, scenario: str, event: int
 
 def test_preview_round_trip_both_layouts() -> None:
     jpeg = b"\xff\xd8\xff" + bytes(range(50))
-    one = parse_binary(encode_preview(jpeg))
-    four = parse_binary(encode_preview(jpeg, meta={"prompt_id": "p", "node_id": "3"}))
+    # Frames as the fake server builds them, with its own encoder (anchored to the recordings).
+    one = parse_binary(preview_frame(jpeg, "image/jpeg", prompt_id="p", node_id="3", with_metadata=False))
+    four = parse_binary(preview_frame(jpeg, "image/jpeg", prompt_id="p", node_id="3", with_metadata=True))
     assert one is not None and one.event == 1 and one.image == jpeg and one.meta == {}
     assert four is not None and four.event == 4 and four.image == jpeg and four.prompt_id == "p"
     assert parse_binary(b"\x00\x00\x00\x09" + b"\x00" * 8) is None  # unknown events are ignored

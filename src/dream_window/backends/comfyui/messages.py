@@ -1,4 +1,4 @@
-"""ComfyUI WebSocket messages: text events and binary preview frames, both directions.
+"""ComfyUI WebSocket messages as the client reads them: text events and binary preview frames.
 
 Binary frames, as recorded from ComfyUI v0.33.0 (all integers big-endian u32):
 
@@ -7,8 +7,8 @@ Binary frames, as recorded from ComfyUI v0.33.0 (all integers big-endian u32):
 * type 4 (client sent ``supports_preview_metadata``): ``[4][meta_len][meta JSON][image bytes]``;
   it arrives *before* that step's ``progress`` message.
 
-The test server encodes with the same functions the client decodes with, and the fidelity tests
-decode the recorded raw frames, so both sides are tied to the recording.
+The test server (``comfyui_fake``) encodes with its own code, and the tests decode both its frames
+and the recorded raw frames here, so a mistake shared by client and server cannot hide.
 """
 
 from __future__ import annotations
@@ -86,15 +86,3 @@ def parse_binary(frame: bytes) -> Preview | None:
         mime = str(meta.get("image_type", "image/jpeg")) if isinstance(meta, dict) else "image/jpeg"
         return Preview(frame[8 + meta_len :], mime, event, meta if isinstance(meta, dict) else {})
     return None
-
-
-def encode_text(type_: str, data: dict[str, Any]) -> str:
-    return json.dumps({"type": type_, "data": data})
-
-
-def encode_preview(image: bytes, mime: str = "image/jpeg", *, meta: dict[str, Any] | None = None) -> bytes:
-    """Type 4 when ``meta`` is given (the client asked for metadata), else type 1."""
-    if meta is not None:
-        blob = json.dumps({**meta, "image_type": mime}).encode()
-        return struct.pack(">II", PREVIEW_IMAGE_WITH_METADATA, len(blob)) + blob + image
-    return struct.pack(">II", PREVIEW_IMAGE, _FORMAT_CODES.get(mime, 1)) + image

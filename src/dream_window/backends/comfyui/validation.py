@@ -499,7 +499,3 @@ def check_model_files(graph: Graph, object_info: Mapping[str, Any]) -> list[str]
 
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def is_canonical_uuid(value: str) -> bool:
-    return bool(_UUID.match(value))
