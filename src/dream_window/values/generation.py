@@ -107,8 +107,5 @@ class Plan:
     def independent(cls, requests: list[GenerationRequest] | tuple[GenerationRequest, ...]) -> Plan:
         return cls(tuple(Step(r, False) for r in requests))
 
-    def __bool__(self) -> bool:
-        return bool(self.steps)
-
 
 NO_PLAN = Plan()
