@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from comfyui_fake import ComfyTestServer, running_comfy_server
 from dream_window.config import DreamConfig, load_config
 
 
@@ -84,3 +87,29 @@ def fast_config(tmp_path: Path, **sections: dict[str, Any]) -> DreamConfig:
                 merged[k] = v
         data[name] = merged
     return load_config(write_config(tmp_path, data))
+
+
+# The ComfyUI test server and the recorded traffic of a real ComfyUI, shared by tests/backends/comfyui
+# (our client against the server) and tests/comfyui_fake (the server against the recording).
+# The recording lives beside the repository (``../shared/comfyui``, as CI checks it out); tests that
+# replay it skip with a reason when it is absent. The test server itself needs nothing from there.
+
+RECORDED = Path(__file__).resolve().parents[2] / "shared" / "comfyui" / "recorded"
+
+
+@pytest.fixture
+def recorded() -> Path:
+    if not (RECORDED / "01_server_info" / "object_info.json").is_file():
+        pytest.skip(f"the recorded ComfyUI traffic is not at {RECORDED} (clone shared/ beside the repo)")
+    return RECORDED
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+async def comfy_server(tmp_path: Path) -> AsyncIterator[ComfyTestServer]:
+    """A ComfyUI test server on a free loopback port (no step delay)."""
+    async with running_comfy_server(root=tmp_path / "comfy") as server:
+        yield server

@@ -107,7 +107,7 @@ class ComfyTestServer:
         """The prompts waiting behind it, in queue order."""
         return self.executor.pending
 
-    # The names the server had before it was split; tests/comfyui/test_latent_walk.py reads them.
+    # The names the server had before it was split; tests/backends/comfyui/test_latent_walk.py reads them.
     _running = running
     _queue = pending
 

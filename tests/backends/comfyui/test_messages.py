@@ -10,7 +10,7 @@ import pytest
 from comfyui_fake.protocol import preview_frame
 from dream_window.backends.comfyui import latent_file
 from dream_window.backends.comfyui.messages import MessageError, parse_binary, parse_text
-from tests.comfyui.conftest import load_json
+from tests.conftest import load_json
 
 
 @pytest.mark.parametrize("scenario,event", [("02_txt2img", 1), ("03_txt2img_warm_feature_flags", 4)])

@@ -17,7 +17,7 @@ from dream_window.backends.comfyui.validation import (
     render_error,
     validate_graph,
 )
-from tests.comfyui.conftest import load_json
+from tests.conftest import load_json
 
 
 def _cases(recorded: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:

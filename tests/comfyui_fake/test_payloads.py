@@ -1,6 +1,6 @@
 """The fake ComfyUI server (``comfyui_fake``) held against the recordings of a real ComfyUI v0.33.0.
 
-``test_fidelity.py`` replays recorded runs and compares the *order of message types*; this file
+``test_replay.py`` replays recorded runs and compares the *order of message types*; this file
 compares what is *inside* them: full 400 bodies, the key layout of every WebSocket payload, the
 bytes of binary preview headers, history and job entries, server information, and ``.latent``
 files as the ``safetensors`` library reads them. Nothing here decodes with our client's code, so
@@ -23,7 +23,7 @@ import safetensors.numpy
 from PIL import Image
 
 from comfyui_fake import ComfyTestServer, running_comfy_server
-from tests.comfyui.conftest import load_json
+from tests.conftest import load_json
 
 Frame = tuple[str, Any]  # ("text", message) or ("binary", bytes)
 

@@ -15,7 +15,7 @@ from comfyui_fake import ComfyTestServer
 from dream_window.app import build_controller
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend
 from dream_window.values.generation import GenerationRequest
-from tests.comfyui.conftest import comfy_config
+from tests.backends.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock
 
 

@@ -18,7 +18,7 @@ from dream_window.backends.comfyui.validation import validate_graph
 from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.errors import ConfigError
 from dream_window.values.generation import GenerationRequest
-from tests.comfyui.conftest import load_json
+from tests.conftest import load_json
 
 REQ = GenerationRequest(
     prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, denoise=0.4

@@ -30,7 +30,7 @@ from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.dream.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.errors import ExecutionFailed
 from dream_window.values.generation import GenerationRequest, Plan, Step
-from tests.comfyui.conftest import comfy_config
+from tests.backends.comfyui.conftest import comfy_config
 
 A = GenerationRequest(
     prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, negative_prompt="blurry"

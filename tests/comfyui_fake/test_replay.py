@@ -17,7 +17,7 @@ import aiohttp
 
 from comfyui_fake import ComfyTestServer
 from dream_window.backends.comfyui.messages import parse_binary
-from tests.comfyui.conftest import load_json
+from tests.conftest import load_json
 
 
 def _runs(recorded: Path, summary: str, scenario: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from dream_window.config import DreamConfig, load_config
 from dream_window.errors import ConfigError
 from tests.conftest import write_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # (yaml text, a fragment the first problem line must contain)
 BAD_CONFIGS: list[tuple[str, str]] = [

@@ -15,7 +15,7 @@ from dream_window.events import FramePublished
 from dream_window.rainmeter import FRAMES_DIR, KEEP, SECTION, STATUS_INI, RainmeterWriter, render_ini
 from tests.web.conftest import dream_config
 
-SKIN = Path(__file__).resolve().parents[2] / "rainmeter" / "DreamWindow"
+SKIN = Path(__file__).resolve().parents[1] / "rainmeter" / "DreamWindow"
 INI = SKIN / "DreamWindow.ini"
 RESOURCES = SKIN / "@Resources"
 LUA = RESOURCES / "Scripts" / "DreamWindow.lua"
@@ -229,6 +229,6 @@ def _read(path: Path) -> dict[str, str]:
 
 
 def test_every_setting_is_documented() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "rainmeter.md").read_text(encoding="utf-8").lower()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "rainmeter.md").read_text(encoding="utf-8").lower()
     for key in parse(RESOURCES / "Settings.inc")["Variables"]:
         assert f"`{key.lower()}`" in doc, f"docs/rainmeter.md does not explain {key}"

@@ -16,7 +16,7 @@ from comfyui_fake import ComfyTestServer, running_comfy_server
 from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.dream.controller import State
-from tests.comfyui.conftest import comfy_config
+from tests.backends.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock
 
 

@@ -21,7 +21,7 @@ from dream_window.backends.comfyui.pool import ServerPool
 from dream_window.backends.comfyui.probe import probe_request
 from dream_window.errors import ComfyUIError, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
 from dream_window.values.generation import GenerationRequest, Plan
-from tests.comfyui.conftest import comfy_config
+from tests.backends.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock
 
 
