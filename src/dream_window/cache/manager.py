@@ -36,6 +36,7 @@ from PIL import Image
 
 from dream_window.cache import db
 from dream_window.cache.images import ImageStore, encode, pixel_hash, rgb
+from dream_window.cache.repair import ReconcileReport, reconcile
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +86,6 @@ class AddResult:
     entry: CacheEntry
     created: bool  # False when the same pixels were already cached (the entry was refreshed)
     evicted: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ReconcileReport:
-    temps_removed: int = 0
-    rows_without_image: int = 0
-    orphan_images: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.temps_removed or self.rows_without_image or self.orphan_images)
 
 
 def embedding_to_blob(v: np.ndarray) -> bytes:
@@ -429,26 +420,15 @@ class CacheManager:
 
     # --- repair -----------------------------------------------------------------------------
 
-    def reconcile(self) -> ReconcileReport:
-        """Make rows and files agree after a crash: no row without image, no orphan image."""
-        report = ReconcileReport(temps_removed=self.store.clean_temps())
+    def row_ids(self) -> set[str]:
         with self._db() as conn:
-            rows = {r[0] for r in conn.execute("SELECT cache_id FROM entries")}
-        files = set(self.store.ids())
-        missing = sorted(rows - files)
-        if missing:
-            with self._tx() as conn:
-                conn.executemany("DELETE FROM entries WHERE cache_id = ?", [(m,) for m in missing])
-            report.rows_without_image = len(missing)
-        orphans = sorted(files - rows)
-        for cid in orphans:
-            self.store.delete(cid)
-        report.orphan_images = len(orphans)
-        if report:
-            log.info(
-                "cache repaired: %d temp file(s), %d row(s) without image, %d orphan image(s) removed",
-                report.temps_removed,
-                report.rows_without_image,
-                report.orphan_images,
-            )
-        return report
+            return {r[0] for r in conn.execute("SELECT cache_id FROM entries")}
+
+    def delete_rows(self, cache_ids: list[str]) -> None:
+        """Rows only (their images are already gone): the repair pass's half of a removal."""
+        with self._tx() as conn:
+            conn.executemany("DELETE FROM entries WHERE cache_id = ?", [(c,) for c in cache_ids])
+
+    def reconcile(self) -> ReconcileReport:
+        """Make rows and files agree after a crash (see :mod:`.repair`)."""
+        return reconcile(self)
