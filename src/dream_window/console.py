@@ -13,18 +13,17 @@ from dream_window.logging_setup import console
 
 
 def _line(controller: DreamController, progress: Progress | None) -> Text:
-    s = controller.snapshot()
-    state = s["state"]
+    state = controller.state.value
     colour = {"running": "green", "paused": "yellow", "stopped": "red"}.get(state, "white")
     t = Text()
     t.append(f"● {state}", style=colour)
-    if s["pause_reason"]:
-        t.append(f" ({s['pause_reason']})", style="yellow")
-    t.append(f"  frame {s['frame_index']}  {s['frames_per_minute']:.0f}/min  ")
+    if controller.pause_reasons:
+        t.append(f" ({controller.pause_reasons[0]})", style="yellow")
+    t.append(f"  frame {controller.output.last_index}  {controller.frames_per_minute():.0f}/min  ")
     if progress is not None and progress.maximum:
         done = int(20 * progress.value / max(progress.maximum, 1))
         t.append("▕" + "█" * done + " " * (20 - done) + "▏ ", style="cyan")
-    t.append(s["current_prompt"][:60], style="dim")
+    t.append(controller.prompts.current[:60], style="dim")
     return t
 
 

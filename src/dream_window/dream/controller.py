@@ -25,7 +25,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Sequence
-from typing import Any
 
 from dream_window import __version__
 from dream_window.backends.base import GenerationBackend
@@ -315,11 +314,11 @@ class DreamController:
             return 0.0
         return round((len(t) - 1) * 60.0 / (t[-1] - t[0]), 2)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, object]:
         g = self.config.generation
         last = self._last_frame
         reasons = self.lifecycle.reasons
-        status: dict[str, Any] = {
+        status: dict[str, object] = {
             "state": self.lifecycle.state.value,
             "pause_reason": reasons[0] if reasons else None,
             "pause_reasons": reasons,

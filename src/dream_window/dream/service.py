@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from dream_window.clock import Clock
 from dream_window.config import DreamConfig
@@ -60,7 +60,7 @@ class Dream(Protocol):
     @property
     def generating(self) -> bool: ...
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, object]:
         """The status document (what status.json holds)."""
         ...
 
