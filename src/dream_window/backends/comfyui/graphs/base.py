@@ -91,6 +91,32 @@ def image_output(images: Link, prefix: str, *, keep: bool) -> dict[str, Any]:
     return node("PreviewImage", images=images)
 
 
+def encode_graph(
+    g: dict[str, Any], images: list[str], vae: Link, *, prefix: str, first_id: int
+) -> BuiltGraph:
+    """``g`` plus LoadImage → VAEEncode → SaveLatent per image, numbered from ``first_id``: the
+    encode graph of every builder (they differ only in where the VAE comes from)."""
+    latents = []
+    for i, name in enumerate(images):
+        base = first_id + 3 * i
+        g[str(base)] = node("LoadImage", image=name)
+        g[str(base + 1)] = node("VAEEncode", pixels=[str(base), 0], vae=vae)
+        g[str(base + 2)] = node("SaveLatent", filename_prefix=prefix, samples=[str(base + 1), 0])
+        latents.append(str(base + 2))
+    return BuiltGraph(g, None, tuple(latents))
+
+
+def decode_graph(
+    g: dict[str, Any], latent: str, vae: Link, *, prefix: str, first_id: int, keep: bool
+) -> BuiltGraph:
+    """``g`` plus LoadLatent → VAEDecode → the image output, numbered from ``first_id``."""
+    load, decode, out = (str(first_id + k) for k in range(3))
+    g[load] = node("LoadLatent", latent=latent)
+    g[decode] = node("VAEDecode", samples=[load, 0], vae=vae)
+    g[out] = image_output([decode, 0], prefix, keep=keep)
+    return BuiltGraph(g, out)
+
+
 class FamilyBuilder:
     """The five graphs of a built-in family; subclasses supply the loaders, the empty latent, the
     walk noise convention and, where KSampler does not fit, the sampler."""
@@ -169,21 +195,11 @@ class FamilyBuilder:
 
     def build_encode(self, images: list[str], *, prefix: str) -> BuiltGraph:
         g, _model, _clip, vae = self.loaders()
-        latents = []
-        for i, name in enumerate(images):
-            base = 100 + 3 * i
-            g[str(base)] = node("LoadImage", image=name)
-            g[str(base + 1)] = node("VAEEncode", pixels=[str(base), 0], vae=vae)
-            g[str(base + 2)] = node("SaveLatent", filename_prefix=prefix, samples=[str(base + 1), 0])
-            latents.append(str(base + 2))
-        return BuiltGraph(g, None, tuple(latents))
+        return encode_graph(g, images, vae, prefix=prefix, first_id=100)
 
     def build_decode(self, latent: str, *, prefix: str) -> BuiltGraph:
         g, _model, _clip, vae = self.loaders()
-        g["40"] = node("LoadLatent", latent=latent)
-        g["41"] = node("VAEDecode", samples=["40", 0], vae=vae)
-        g["42"] = image_output(["41", 0], prefix, keep=self.config.keep_outputs)
-        return BuiltGraph(g, "42")
+        return decode_graph(g, latent, vae, prefix=prefix, first_id=40, keep=self.config.keep_outputs)
 
     # --- latent walk ------------------------------------------------------------------------------
 

@@ -13,7 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dream_window.backends.comfyui.graphs.base import BuiltGraph, Link, image_output, node
+from dream_window.backends.comfyui.graphs.base import (
+    BuiltGraph,
+    Link,
+    decode_graph,
+    encode_graph,
+    image_output,
+)
 from dream_window.errors import ConfigError
 from dream_window.values.generation import GenerationRequest
 
@@ -161,18 +167,9 @@ class CustomWorkflow:
 
     def build_encode(self, images: list[str], *, prefix: str) -> BuiltGraph:
         g, vae = self._vae_graph()
-        latents = []
-        for i, name in enumerate(images):
-            base = 9000 + 3 * i  # high ids: clear of the workflow's VAE node, the one node kept
-            g[str(base)] = node("LoadImage", image=name)
-            g[str(base + 1)] = node("VAEEncode", pixels=[str(base), 0], vae=vae)
-            g[str(base + 2)] = node("SaveLatent", filename_prefix=prefix, samples=[str(base + 1), 0])
-            latents.append(str(base + 2))
-        return BuiltGraph(g, None, tuple(latents))
+        # High ids: clear of the workflow's VAE node, the one node kept.
+        return encode_graph(g, images, vae, prefix=prefix, first_id=9000)
 
     def build_decode(self, latent: str, *, prefix: str) -> BuiltGraph:
         g, vae = self._vae_graph()
-        g["9100"] = node("LoadLatent", latent=latent)
-        g["9101"] = node("VAEDecode", samples=["9100", 0], vae=vae)
-        g["9102"] = image_output(["9101", 0], prefix, keep=self.keep_outputs)
-        return BuiltGraph(g, "9102")
+        return decode_graph(g, latent, vae, prefix=prefix, first_id=9100, keep=self.keep_outputs)
