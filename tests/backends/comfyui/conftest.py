@@ -6,8 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dream_window.config import DreamConfig
+from dream_window.backends.comfyui.graphs import (
+    FluxWorkflowBuilder,
+    SD15WorkflowBuilder,
+    SDXLTurboWorkflowBuilder,
+)
+from dream_window.config import ComfyUIConfig, DreamConfig, FluxModelFiles
 from tests.conftest import fast_config
+
+# Every built-in builder, against the test server's tiny SD 1.5 checkpoint name.
+CFG = ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors")
+BUILDERS = {
+    "flux-checkpoint": FluxWorkflowBuilder(CFG),
+    "flux-split": FluxWorkflowBuilder(CFG.model_copy(update={"flux": FluxModelFiles(layout="split")})),
+    "sd15": SD15WorkflowBuilder(CFG),
+    "sdxl-turbo": SDXLTurboWorkflowBuilder(CFG),
+}
 
 
 def comfy_config(tmp_path: Path, urls: str | list[str], **sections: dict[str, Any]) -> DreamConfig:

@@ -12,24 +12,17 @@ from dream_window.backends.comfyui.graphs import (
     CustomWorkflow,
     FluxWorkflowBuilder,
     SD15WorkflowBuilder,
-    SDXLTurboWorkflowBuilder,
 )
 from dream_window.backends.comfyui.validation import validate_graph
-from dream_window.config import ComfyUIConfig, FluxModelFiles
+from dream_window.config import FluxModelFiles
 from dream_window.errors import ConfigError
 from dream_window.values.generation import GenerationRequest
+from tests.backends.comfyui.conftest import BUILDERS, CFG
 from tests.conftest import load_json
 
 REQ = GenerationRequest(
     prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, denoise=0.4
 )
-CFG = ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors")
-BUILDERS = {
-    "flux-checkpoint": FluxWorkflowBuilder(CFG),
-    "flux-split": FluxWorkflowBuilder(CFG.model_copy(update={"flux": FluxModelFiles(layout="split")})),
-    "sd15": SD15WorkflowBuilder(CFG),
-    "sdxl-turbo": SDXLTurboWorkflowBuilder(CFG),
-}
 
 
 def _graphs(builder):  # type: ignore[no-untyped-def]

@@ -20,29 +20,18 @@ from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend
 from dream_window.backends.comfyui.graphs import (
     SD15_SCALE_FACTOR,
     SDXL_SCALE_FACTOR,
-    FluxWorkflowBuilder,
-    SD15WorkflowBuilder,
-    SDXLTurboWorkflowBuilder,
     discrete_sigma_max,
 )
 from dream_window.backends.comfyui.validation import validate_graph
-from dream_window.config import ComfyUIConfig, FluxModelFiles
 from dream_window.dream.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.errors import ExecutionFailed
 from dream_window.values.generation import GenerationRequest, Plan, Step
-from tests.backends.comfyui.conftest import comfy_config
+from tests.backends.comfyui.conftest import BUILDERS, comfy_config
 
 A = GenerationRequest(
     prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, negative_prompt="blurry"
 )
 B = dataclasses.replace(A, prompt="ocean waves", seed=7, negative_prompt="dark")
-CFG = ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors")
-BUILDERS = {
-    "flux-checkpoint": FluxWorkflowBuilder(CFG),
-    "flux-split": FluxWorkflowBuilder(CFG.model_copy(update={"flux": FluxModelFiles(layout="split")})),
-    "sd15": SD15WorkflowBuilder(CFG),
-    "sdxl-turbo": SDXLTurboWorkflowBuilder(CFG),
-}
 
 
 def _by_class(graph: dict, cls: str) -> list[dict]:  # type: ignore[type-arg]
