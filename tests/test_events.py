@@ -54,12 +54,29 @@ def test_a_listener_that_raises_is_logged_and_kept(caplog: pytest.LogCaptureFixt
 
 
 def test_payloads_are_the_viewers_json() -> None:
-    frame = FramePublished(7, "mist", "keyframe", Path("/out/frames/frame_000007.png"), b"\x89PNG")
+    frame = FramePublished(
+        7, "mist", "keyframe", Path("/out/frames/frame_000007.png"), b"\x89PNG", seed=3, mode="hybrid"
+    )
+    who = {"seed": 3, "mode": "hybrid", "backend": "", "model": ""}
     cases: list[tuple[Event, str, dict[str, object]]] = [
-        (frame, "frame", {"index": 7, "prompt": "mist", "kind": "keyframe"}),  # no path, no bytes
+        (frame, "frame", {"index": 7, "prompt": "mist", "kind": "keyframe", **who}),  # no path, no bytes
         (StateChanged("paused", ("user",)), "state", {"state": "paused", "reasons": ["user"]}),
         (Progress(3, 8), "progress", {"value": 3, "max": 8}),
-        (PromptChanged("mist", "skip"), "prompt", {"prompt": "mist", "why": "skip"}),
+        (
+            PromptChanged("mist", "skip"),
+            "prompt",
+            {"prompt": "mist", "why": "skip", "held": False, "held_s": None},
+        ),
+        (
+            PromptChanged("fog", "set by user", 600.0),
+            "prompt",
+            {"prompt": "fog", "why": "set by user", "held": True, "held_s": 600.0},
+        ),
+        (
+            PromptChanged("fog", "set by user", float("inf")),
+            "prompt",
+            {"prompt": "fog", "why": "set by user", "held": True, "held_s": None},
+        ),
         (Preview(b"\xff\xd8", "image/jpeg"), "preview", {"mime": "image/jpeg", "data": "/9g="}),
         (Injection("ab12 (similarity 0.9)"), "injection", {"label": "ab12 (similarity 0.9)"}),
         (Note("in-betweens are pixel crossfades"), "note", {"text": "in-betweens are pixel crossfades"}),

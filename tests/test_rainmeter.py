@@ -8,6 +8,8 @@ import re
 import threading
 from pathlib import Path
 
+from PIL import Image
+
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.dream.controller import State
@@ -148,9 +150,10 @@ async def test_core_writes_what_the_skin_reads(tmp_path: Path) -> None:
     # The newest KEEP frames, under their own numbers, whatever the history keeps (2 here).
     assert frames == [f"frame_{i:06d}.png" for i in range(7 - KEEP + 1, 8)]
     assert status["FrameName"] == "frame_000007.png"
-    assert (
-        cfg.output_dir / FRAMES_DIR / status["FrameName"]
-    ).read_bytes() == controller.output.current_path.read_bytes()
+    shown = cfg.output_dir / FRAMES_DIR / status["FrameName"]
+    assert shown.read_bytes() == controller.output.current_path.read_bytes()
+    with Image.open(shown) as img:  # the skin's prompt is the one of the picture it shows
+        assert status["Prompt"] == " ".join(img.text["prompt"].split())
     assert not list((cfg.output_dir / FRAMES_DIR).glob(".*.tmp"))
 
 
@@ -167,10 +170,12 @@ async def test_pause_and_prompt_reach_status_ini(tmp_path: Path) -> None:
     await rainmeter.flush()  # written off the event loop: wait for it
     s = _read(ini_path)
     assert (s["Paused"], s["UserPaused"], s["PauseReason"]) == ("0", "1", "user; game: eldenring.exe")
-    controller.prompts.set_prompt("a prompt\nwith a line break = and [brackets]")
+    await controller.set_prompt("a prompt\nwith a line break = and [brackets]")
     await rainmeter.flush()
     s = _read(ini_path)
-    assert s["Prompt"] == "a prompt with a line break = and [brackets]"
+    # Nothing is on screen yet: the typed prompt is what comes next, held against rotation.
+    assert (s["Prompt"], s["PromptHeld"]) == ("", "1")
+    assert s["NextPrompt"] == "a prompt with a line break = and [brackets]"
     await controller.resume("user")
     await rainmeter.close()
     assert _read(ini_path)["UserPaused"] == "0"

@@ -110,6 +110,7 @@ def build_controller(
         config=config,
         backend=backend,
         mode=create_mode(g.mode, ctx),
+        mode_factory=lambda name: create_mode(name, ctx),
         prompts=prompts,
         output=OutputWriter(config.output_dir, history_size=g.history_size, fsync=fsync),
         status=StatusWriter(config.output_dir),

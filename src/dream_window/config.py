@@ -130,8 +130,12 @@ class GenerationConfig(_Section):
     interpolation_frames: int = Field(12, ge=1, le=1000)
     # Seconds between published frames (the display cadence). 0 publishes as fast as frames come.
     frame_interval: float = Field(1.5, ge=0.0, le=3600.0)
-    # Frames generated ahead of display, smoothing out uneven generation times.
+    # The most frames generated ahead of display. How many are kept ahead is sized by need: enough
+    # to hide how long generations take (p95 plus one interval), up to this.
     buffer_size: int = Field(16, ge=1, le=1000)
+    # Hybrid and interpolate: frames of the short slerp from the picture on screen to the first
+    # keyframe after you change the prompt, skip or switch mode.
+    transition_frames: int = Field(4, ge=1, le=100)
     # Numbered copies kept under output/frames/ (oldest deleted first).
     history_size: int = Field(300, ge=1, le=1_000_000)
     cache: CacheConfig = CacheConfig()
@@ -169,6 +173,9 @@ class PromptsConfig(_Section):
     rotate_every_frames: int = Field(40, ge=0)
     # ... or every N minutes (0 = never by time); whichever comes first.
     rotate_every_minutes: float = Field(0.0, ge=0.0)
+    # A prompt you type (viewer, `dream-window prompt`) holds this long before rotation resumes
+    # (0 = until you skip). Skipping always moves on at once.
+    hold_minutes: float = Field(10.0, ge=0.0, le=525_600.0)
     # Optional prompts by time of day; keys morning (5-12), afternoon (12-17), evening (17-22), night (22-5).
     themes: dict[Literal["morning", "afternoon", "evening", "night"], builtins.list[str]] = Field(
         default_factory=dict

@@ -7,10 +7,11 @@ event; ``subscribe(FramePublished, handler)`` hands ``handler`` exactly those (`
 WebSocket message under the name :attr:`Event.name`::
 
     name        event            payload
-    frame       FramePublished   index, prompt, kind       (path and PNG bytes stay on the server)
+    frame       FramePublished   index, prompt, kind, seed, mode, backend, model
+                                 (path and PNG bytes stay on the server)
     state       StateChanged     state, reasons
     progress    Progress         value, max
-    prompt      PromptChanged    prompt, why
+    prompt      PromptChanged    prompt, why, held, held_s  (what frames are made for *next*)
     preview     Preview          mime, data (base64)
     injection   Injection        label
     note        Note             text
@@ -58,9 +59,22 @@ class FramePublished(Event):
     path: Path
     # The PNG the output writer already encoded, so another writer (Rainmeter) copies, not re-encodes.
     png: bytes | None = field(default=None, repr=False, compare=False)
+    # Who made it (see values/frame.py FrameLabel; the same facts are in the PNG's text).
+    seed: int | None = None
+    mode: str = ""
+    backend: str = ""
+    model: str = ""
 
     def payload(self) -> dict[str, object]:
-        return {"index": self.index, "prompt": self.prompt, "kind": self.kind}
+        return {
+            "index": self.index,
+            "prompt": self.prompt,
+            "kind": self.kind,
+            "seed": self.seed,
+            "mode": self.mode,
+            "backend": self.backend,
+            "model": self.model,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +103,18 @@ class Progress(Event):
 
 @dataclass(frozen=True, slots=True)
 class PromptChanged(Event):
-    """The dream follows another prompt; ``why``: rotation, skip, set by user."""
+    """Frames are now made for another prompt; ``why``: rotation, skip, set by user, hold ended.
+    It reaches the screen with the next frames (FramePublished says when). ``held_s``: a prompt
+    the user typed holds this many seconds (``inf``: until skipped), None when not held."""
 
     name: ClassVar[str] = "prompt"
     prompt: str
     why: str
+    held_s: float | None = None
 
     def payload(self) -> dict[str, object]:
-        return {"prompt": self.prompt, "why": self.why}
+        held = None if self.held_s is None or self.held_s == float("inf") else self.held_s
+        return {"prompt": self.prompt, "why": self.why, "held": self.held_s is not None, "held_s": held}
 
 
 @dataclass(frozen=True, slots=True)

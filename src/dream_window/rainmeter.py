@@ -72,8 +72,10 @@ def status_line(s: Mapping[str, Any]) -> str:
         parts.append(f"{fpm:.1f}/min")
     if not s.get("backend_is_ai", True):
         parts.append("not AI")
-    if s.get("current_prompt"):
-        parts.append(str(s["current_prompt"]))
+    if s.get("current_prompt"):  # the frame on screen's prompt, not the one being made next
+        held = s.get("prompt_hold") or {}
+        mark = " (held)" if held.get("prompt") == s["current_prompt"] else ""
+        parts.append(f"{s['current_prompt']}{mark}")
     return " · ".join(parts)
 
 
@@ -85,7 +87,11 @@ def render_ini(s: Mapping[str, Any], frame: str | None) -> str:
         "Paused": 1 if s.get("state") == "paused" else 0,
         "UserPaused": 1 if "user" in (s.get("pause_reasons") or []) else 0,
         "PauseReason": "; ".join(s.get("pause_reasons") or []),
+        # Prompt: the frame on screen's; NextPrompt: what frames are made for now (they differ for
+        # a frame or two after a change); PromptHeld: a typed prompt holds off rotation.
         "Prompt": s.get("current_prompt"),
+        "NextPrompt": s.get("next_prompt"),
+        "PromptHeld": 1 if s.get("prompt_hold") else 0,
         "FrameIndex": s.get("frame_index") or 0,
         "FrameName": frame or "",
         "FramesPerMinute": f"{float(s.get('frames_per_minute') or 0):.1f}",

@@ -49,8 +49,14 @@ async def test_commands_drive_the_running_dream(dreams: DreamFactory, tmp_path: 
     assert d.controller.prompts.current != before
 
     r = await cli("prompt", "-c", str(cfg), "a quiet harbour at dawn")
-    assert (r.exit_code, r.output.strip()) == (0, "prompt set: a quiet harbour at dawn")
+    assert (r.exit_code, r.output.strip()) == (0, "prompt set: a quiet harbour at dawn (held for 10 min)")
     assert d.controller.prompts.current == "a quiet harbour at dawn"
+
+    r = await cli("mode", "-c", str(cfg), "interpolate")
+    assert (r.exit_code, r.output.strip()) == (0, "mode: interpolate")
+    assert d.controller.mode.name == "interpolate"
+    r = await cli("mode", "-c", str(cfg), "slideshow")
+    assert r.exit_code == 2 and "slideshow" in r.output  # click names the choices
 
     r = await cli("prompt", "-c", str(cfg), "   ")
     assert r.exit_code == 1 and "must not be empty" in r.output

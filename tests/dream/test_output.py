@@ -7,15 +7,18 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from dream_window.dream.output import OutputWriter
+from dream_window.dream.output import OutputWriter, read_label
 from dream_window.errors import FrameWriteError
 from dream_window.file_ops import atomic_write_bytes
+from dream_window.values.frame import Frame, FrameLabel
 
 
-def _img(v: int) -> Image.Image:
-    return Image.new("RGB", (16, 32), (v, 255 - v, 128))
+def _img(v: int) -> Frame:
+    return Frame(Image.new("RGB", (16, 32), (v, 255 - v, 128)), f"prompt {v}", "keyframe", 1.0)
 
 
 def test_history_is_bounded_oldest_first_and_numbering_continues_after_restart(tmp_path: Path) -> None:
@@ -72,3 +75,42 @@ def test_unwritable_folder_raises_our_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(FrameWriteError, match="cannot write"):
         atomic_write_bytes(blocker / "sub" / "f.png", b"x")
+
+
+prompts = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=300,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    prompt=prompts,
+    seed=st.none() | st.integers(0, 2**63 - 1),
+    kind=st.sampled_from(
+        ["txt2img", "img2img", "keyframe", "inbetween", "injected", "crossfade", "transition"]
+    ),
+    mode=st.sampled_from(["img2img", "interpolate", "hybrid"]),
+)
+def test_every_published_png_carries_its_label(
+    tmp_path: Path, prompt: str, seed: int | None, kind: str, mode: str
+) -> None:
+    w = OutputWriter(tmp_path, history_size=3, fsync=False)
+    params = {"seed": seed, "steps": 4, "negative_prompt": "blurry"} if seed is not None else {}
+    frame = Frame(Image.new("RGB", (8, 8)), prompt, kind, 1.0, params, None, mode, "ComfyUI (sd15)", "sd15")  # type: ignore[arg-type]
+    published = w.publish(frame)
+    expected = FrameLabel(prompt, published.index, seed, mode, kind, "ComfyUI (sd15)", "sd15")
+    for path in (published.path, w.current_path):  # both files, as any reader would open them
+        _, label = read_label(path)
+        assert label == expected
+        with Image.open(path) as img:
+            assert img.text["prompt"] == prompt  # the plain text, the key tools look for
+            assert img.text["parameters"].startswith(prompt)
+            assert img.text["Software"].startswith("dream-window ")
+
+
+def test_a_picture_without_our_text_has_no_label(tmp_path: Path) -> None:
+    path = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(path)
+    assert read_label(path)[1] is None

@@ -15,6 +15,7 @@ from PIL import Image
 
 from dream_window.dream.output import OutputWriter
 from dream_window.dream.status import StatusWriter
+from dream_window.values.frame import Frame
 
 READER = textwrap.dedent(
     """
@@ -53,14 +54,17 @@ def test_reader_never_sees_a_partial_frame_or_status(tmp_path: Path) -> None:
     writer = OutputWriter(out, history_size=20, fsync=False)
     status = StatusWriter(out)
     rng = np.random.default_rng(0)
-    writer.publish(Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8)))
+    writer.publish(
+        Frame(Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8)), "p", "keyframe", 1.0)
+    )
     status.write({"n": 0})
     reader = subprocess.Popen([sys.executable, "-c", READER, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)  # let the reader get going
         for i in range(1, 501):
             # Noise compresses badly: every file is large enough that a torn write would be visible.
-            writer.publish(Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8)))
+            noise = Image.fromarray(rng.integers(0, 255, (128, 64, 3), dtype=np.uint8))
+            writer.publish(Frame(noise, f"prompt {i}", "keyframe", 1.0))
             status.write({"n": i, "pad": "x" * (i % 97) * 50})
         (out / "STOP").touch()
         stdout, _ = reader.communicate(timeout=60)

@@ -105,3 +105,58 @@ def test_skip_and_set_notify_listeners(clock: FakeClock) -> None:
     assert [w for _, w in seen] == ["skip", "set by user"]
     with pytest.raises(ValueError):
         m.set_prompt("   ")
+
+
+def test_a_typed_prompt_holds_against_rotation_then_lets_go(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b", "c"], rotate_every_frames=2, rotate_every_minutes=1, hold_minutes=5)
+    m.set_prompt("my own")
+    for _ in range(50):  # far past both rotation budgets
+        m.frame_done()
+        clock.advance(5)
+    assert m.current == "my own" and m.held_for == pytest.approx(50.0)
+    hold = m.describe_hold()
+    assert hold is not None and hold["prompt"] == "my own" and hold["remaining_s"] == 50.0
+    clock.advance(50)
+    m.frame_done()  # the hold is over: the dream moves on, and rotation counts from here
+    assert m.current in {"a", "b", "c"} and m.held_for is None and m.describe_hold() is None
+    moved_on = m.current
+    m.frame_done()
+    assert m.current == moved_on  # one frame on it, not two: the rotation timer restarted
+    m.frame_done()
+    assert m.current != moved_on
+
+
+def test_hold_minutes_zero_holds_until_skipped(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b"], rotate_every_frames=1, hold_minutes=0)
+    m.set_prompt("mine")
+    clock.advance(10**6)
+    m.frame_done()
+    assert m.current == "mine"
+    assert m.describe_hold() == {"prompt": "mine", "until_skipped": True, "remaining_s": None, "until": None}
+    assert m.skip() in {"a", "b"} and m.held_for is None
+
+
+def test_a_continued_prompt_is_not_held(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b"], rotate_every_frames=1)
+    m.continue_with("a")
+    assert m.held_for is None
+    m.frame_done()
+    assert m.current == "b"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("   ", "must not be empty"),
+        ("x" * 2001, "at most 2000 characters, got 2001"),
+        ("a\x00b", "control characters"),
+        ("fog \ud800", "lone surrogate"),
+    ],
+)
+def test_a_prompt_that_cannot_be_one_is_refused_before_anything_changes(
+    clock: FakeClock, text: str, message: str
+) -> None:
+    m = manager(clock, list=["a"])
+    with pytest.raises(ValueError, match=message):
+        m.set_prompt(text)
+    assert m.current == "a" and m.held_for is None

@@ -99,11 +99,44 @@ async def test_pause_resume_skip_prompt(dreams: DreamFactory) -> None:
 
     before = d.controller.prompts.current
     status, body = await request("POST", f"{d.url}/api/skip")
-    assert status == 200 and body["current_prompt"] != before == before
+    assert status == 200 and body["next_prompt"] != before
+    assert body["next_prompt"] == d.controller.prompts.current and body["prompt_hold"] is None
+    on_screen = d.controller.on_screen
+    assert on_screen is not None and body["current_prompt"] == on_screen.prompt  # the picture's own
 
     status, body = await request("POST", f"{d.url}/api/prompt", json={"prompt": "  a lighthouse in fog  "})
-    assert (status, body["current_prompt"]) == (200, "a lighthouse in fog")
+    assert (status, body["next_prompt"]) == (200, "a lighthouse in fog")
     assert d.controller.prompts.current == "a lighthouse in fog"
+    assert body["prompt_hold"]["prompt"] == "a lighthouse in fog"
+    assert 599 <= body["prompt_hold"]["remaining_s"] <= 600  # prompts.hold_minutes: 10 by default
+
+
+async def test_mode_switches_the_running_dream(dreams: DreamFactory) -> None:
+    d = await dreams(run=True)
+    await d.next_frame()
+    status, body = await request("POST", f"{d.url}/api/mode", json={"mode": "img2img"})
+    assert (status, body["mode"]) == (200, "img2img")
+    assert d.controller.mode.name == "img2img"
+    await d.next_frame()
+    on_screen = d.controller.on_screen
+    assert on_screen is not None and on_screen.mode == "img2img"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"mode": "slideshow"}, "mode must be one of img2img, interpolate, hybrid, got 'slideshow'"),
+        ({"name": "img2img"}, 'expected {"mode"'),
+        ({"mode": 3}, 'expected {"mode"'),
+    ],
+)
+async def test_bad_mode_is_400_and_changes_nothing(
+    dreams: DreamFactory, body: dict[str, object], message: str
+) -> None:
+    d = await dreams()
+    status, answer = await request("POST", f"{d.url}/api/mode", json=body)
+    assert status == 400 and message in answer["error"]
+    assert d.controller.mode.name == "hybrid"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ Module map::
     __init__.py   the ``main`` group: run, init, status, doctor; every other command added here
     common.py     the --config option, config loading, one-line failures (shared by all commands)
     cache.py      ``dream-window cache stats|list|similar|prune|export|rebuild``
-    control.py    ``dream-window pause|resume|skip|prompt`` (the running service's control API)
+    control.py    ``dream-window pause|resume|skip|prompt|mode`` (the running service's control API)
     export.py     ``dream-window export`` (the timelapse itself is :mod:`dream_window.export`)
 """
 
@@ -28,7 +28,7 @@ from dream_window import __version__
 from dream_window.app import run_dream
 from dream_window.cli.cache import cache_group
 from dream_window.cli.common import config_error, config_option, fail, load
-from dream_window.cli.control import pause, prompt_cmd, resume, skip
+from dream_window.cli.control import mode_cmd, pause, prompt_cmd, resume, skip
 from dream_window.cli.export import export_command
 from dream_window.config import BackendChoice, default_config_text
 from dream_window.doctor import run_checks
@@ -179,5 +179,5 @@ def doctor(config_path: Path | None) -> None:
 # Commands that live in their own module, added by name.
 main.add_command(cache_group)
 main.add_command(export_command)
-for command in (pause, resume, skip, prompt_cmd):
+for command in (pause, resume, skip, prompt_cmd, mode_cmd):
     main.add_command(command)

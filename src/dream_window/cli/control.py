@@ -1,4 +1,4 @@
-"""``dream-window pause|resume|skip|prompt "..."``: the control API from the command line.
+"""``dream-window pause|resume|skip|prompt "..."|mode NAME``: the control API from the command line.
 
 The address comes from the config (``viewer.host``/``viewer.port``; a wildcard bind is reached on
 127.0.0.1), the token from the home directory when there is one. Plain urllib: these are single
@@ -18,6 +18,7 @@ import click
 
 from dream_window.cli.common import config_option, fail, load
 from dream_window.config import DreamConfig
+from dream_window.dream.modes import mode_names
 from dream_window.web.security import read_token
 
 TIMEOUT_S = 10.0
@@ -89,13 +90,31 @@ def resume(config_path: Path | None) -> None:
 def skip(config_path: Path | None) -> None:
     """Move to another prompt now."""
     r = call(load(config_path), "/api/skip", {}, token=read_token())
-    click.echo(f"next prompt: {r.get('current_prompt')}")
+    click.echo(f"next prompt: {r.get('next_prompt')} (on screen with the next frames)")
 
 
 @click.command("prompt")
 @config_option
 @click.argument("text")
 def prompt_cmd(config_path: Path | None, text: str) -> None:
-    """Dream of TEXT now (until the next rotation)."""
+    """Dream of TEXT now; it holds for prompts.hold_minutes (or until you skip)."""
     r = call(load(config_path), "/api/prompt", {"prompt": text}, token=read_token())
-    click.echo(f"prompt set: {r.get('current_prompt')}")
+    click.echo(f"prompt set: {r.get('next_prompt')}{_held(r.get('prompt_hold'))}")
+
+
+def _held(hold: object) -> str:
+    if not isinstance(hold, dict):
+        return ""
+    if hold.get("until_skipped"):
+        return " (held until you skip)"
+    seconds = hold.get("remaining_s")
+    return f" (held for {float(seconds) / 60:.0f} min)" if isinstance(seconds, int | float) else ""
+
+
+@click.command("mode")
+@config_option
+@click.argument("name", type=click.Choice(mode_names()))
+def mode_cmd(config_path: Path | None, name: str) -> None:
+    """Switch the running dream to mode NAME, growing on from the picture on screen."""
+    r = call(load(config_path), "/api/mode", {"mode": name}, token=read_token())
+    click.echo(f"mode: {r.get('mode')}")

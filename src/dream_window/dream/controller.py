@@ -2,11 +2,18 @@
 
 Two tasks run while the dream is alive:
 
-* the **producer** asks the DreamGenerator for the next frames (the mode makes them; now and
-  then the frame cache injects a cached frame first) and puts them into the FrameBuffer; it
-  waits while paused;
+* the **producer** asks the DreamGenerator for the next batch of frames (the mode makes them; now
+  and then the frame cache injects a cached frame first) and puts them into the FrameBuffer once
+  it has run down to the headroom that hides generation times (``headroom.py``); it waits while
+  paused;
 * the **publisher** takes frames from the buffer every ``frame_interval`` seconds and publishes
-  them (atomic files, status.json, a FramePublished event, the frame cache).
+  them (labelled PNGs, status.json, a FramePublished event, the frame cache).
+
+What the user asks for cuts the queue (:meth:`DreamController.set_prompt`, ``skip``,
+``set_mode``): the batch being made is cancelled, what the backend started for it or planned
+after it is withdrawn, the buffer is emptied, and the mode restarts from the frame *on screen*,
+so the next frame published is the first made for the change. A pause stops the batch being made
+at once too (and the backend's work with it); frames already made wait for the resume.
 
 The services (viewer, system monitor, frame cache, Rainmeter writer; see ``service.py``) start
 before the first frame and close after the last; each adds its section to status.json and gives
@@ -24,7 +31,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from dream_window import __version__
 from dream_window.backends.base import GenerationBackend
@@ -34,9 +41,11 @@ from dream_window.dream.continuity import continue_from_last_frame, save_state
 from dream_window.dream.frame_buffer import FrameBuffer
 from dream_window.dream.frame_cache import FrameCache, NoFrameCache
 from dream_window.dream.generator import DreamGenerator
+from dream_window.dream.headroom import Headroom
 from dream_window.dream.lifecycle import Lifecycle, State
+from dream_window.dream.modes import mode_names
 from dream_window.dream.modes.base import DreamMode
-from dream_window.dream.output import OutputWriter
+from dream_window.dream.output import OutputWriter, PublishedFrame
 from dream_window.dream.prompts import PromptManager
 from dream_window.dream.service import Service, ServiceSet
 from dream_window.dream.status import StatusWriter
@@ -47,7 +56,7 @@ from dream_window.errors import (
 )
 from dream_window.events import EventBus, FramePublished, Note, Preview, Progress
 from dream_window.interpolation.latent_encoder import LatentEncoder
-from dream_window.values.frame import Frame
+from dream_window.values.frame import Frame, FrameLabel
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +78,48 @@ class DreamController:
         encoder: LatentEncoder | None = None,
         max_frames: int | None = None,
         notes: list[str] | None = None,
+        mode_factory: Callable[[str], DreamMode] | None = None,
     ) -> None:
         """``events`` is the bus the prompts and the mode's notes were given too; ``encoder`` is
-        the mode's latent encoder (a local VAE holds GPU memory of its own)."""
+        the mode's latent encoder (a local VAE holds GPU memory of its own); ``mode_factory``
+        builds another mode by name for :meth:`set_mode` (None: switching is refused)."""
         self.config = config
         self.backend = backend
-        self.mode = mode
         self.events = events
         self.frame_cache: FrameCache = frame_cache if frame_cache is not None else NoFrameCache()
         self.services = ServiceSet(services)
         self.encoder = encoder
-        self.generator = DreamGenerator(mode=mode, frame_cache=self.frame_cache, events=events)
+        self.generator = DreamGenerator(
+            mode=mode,
+            frame_cache=self.frame_cache,
+            events=events,
+            backend=backend.name,
+            model=config.generation.model.value if backend.is_ai else "procedural",
+        )
+        self._mode_factory = mode_factory
         self.prompts = prompts
         self.output = output
         self.status_writer = status
         self.clock = clock
         self.max_frames = max_frames
         self.notes: list[str] = list(notes or [])
-        self.buffer: FrameBuffer[Frame] = FrameBuffer(config.generation.buffer_size)
+        g = config.generation
+        # Frames tagged with the epoch they were made in: a user's change starts a new epoch, and
+        # nothing made before it is published after it.
+        self.buffer: FrameBuffer[tuple[int, Frame]] = FrameBuffer()
+        self.headroom = Headroom(interval=g.frame_interval, capacity=g.buffer_size)
+        self._epoch = 0
+        # Held while one batch is made, and while a change is applied: never both at once.
+        self._making = asyncio.Lock()
+        self._batch: asyncio.Task[list[Frame]] | None = None
 
         self.lifecycle = Lifecycle(events)
         self._generating = False
         self._stop = asyncio.Event()
         self._frame_count = 0
-        self._last_frame: Frame | None = None
+        # The frame on screen (published last, or the previous run's last frame) and its label.
+        self._on_screen: Frame | None = None
+        self._on_screen_label: FrameLabel | None = None
         self._last_gen_ms: float | None = None
         self._publish_times: deque[float] = deque(maxlen=30)
         self._progress: dict[str, int] | None = None
@@ -117,6 +144,15 @@ class DreamController:
         return self.lifecycle.state
 
     @property
+    def mode(self) -> DreamMode:
+        return self.generator.mode
+
+    @property
+    def on_screen(self) -> FrameLabel | None:
+        """Who the frame on screen is (None before the first frame of a first run)."""
+        return self._on_screen_label
+
+    @property
     def pause_reasons(self) -> list[str]:
         return self.lifecycle.reasons
 
@@ -129,19 +165,23 @@ class DreamController:
     def frame_count(self) -> int:
         return self._frame_count
 
-    async def pause(self, reason: str, *, interrupt: bool = False, free_memory: bool = False) -> None:
-        """Pause for ``reason``. ``interrupt`` stops the generation in flight; ``free_memory`` asks the
-        backend to give GPU memory back (used when a game starts)."""
+    async def pause(self, reason: str, *, free_memory: bool = False) -> None:
+        """Pause for ``reason``: the frame being written finishes, the batch being made stops at
+        once (the backend interrupts its sampler), frames already made wait for the resume.
+        ``free_memory`` asks everything holding GPU memory to give it back (a game starts)."""
+        first = not self.lifecycle.reasons
         if self.lifecycle.hold(reason.strip() or "paused"):
             async with self._publish_lock:  # a frame being written now finishes; no new one starts
                 pass
-        if interrupt:
-            await self._guarded(self.backend.interrupt(), "interrupt")
+        if first:  # (a dream not started yet may have something queued on a server all the same)
+            await self._stop_making()
         if free_memory:
             await self._free_memory()
         await self.write_status()
 
     async def resume(self, reason: str) -> None:
+        """Release ``reason``; with none left the next frame is published at once (a frame made
+        before the pause) or as soon as one is made."""
         self.lifecycle.release(reason.strip() or "paused")
         await self.write_status()
 
@@ -149,9 +189,58 @@ class DreamController:
         """Ask the loop to stop; ``run()`` returns within a moment, with state saved."""
         self._stop.set()
 
-    def skip(self) -> str:
-        """Move to another prompt now."""
-        return self.prompts.skip()
+    async def skip(self) -> str:
+        """Move to another prompt now; it is on screen with the next frames made for it."""
+        text = self.prompts.skip()
+        await self._cut()
+        return text
+
+    async def set_prompt(self, text: str) -> str:
+        """Dream of ``text`` now (it holds: see prompts.py). ValueError for an empty or over-long
+        prompt, before anything changes."""
+        text = self.prompts.set_prompt(text)
+        await self._cut()
+        return text
+
+    async def set_mode(self, name: str) -> None:
+        """Switch to mode ``name``, growing on from the frame on screen. ValueError for a name no
+        mode registered, or when this dream was built without a way to make modes."""
+        if name not in mode_names():
+            raise ValueError(f"mode must be one of {', '.join(mode_names())}, got {name!r}")
+        if self._mode_factory is None:
+            raise ValueError("this dream cannot switch modes")
+        if name == self.mode.name:
+            return
+        mode = self._mode_factory(name)
+        self.generator.mode = mode
+        self.headroom.reset()  # another mode's batches take another time
+        log.info("mode: %s", name)
+        await self._cut()
+
+    async def _cut(self) -> None:
+        """The user's change takes effect at the next publish: nothing made or planned before it
+        is shown or keeps the GPU busy, and the mode grows on from the frame on screen."""
+        self._epoch += 1  # first, with no await before it: whatever was made so far is stale now
+        async with self._publish_lock:  # a frame being written now is the last of the old ones
+            pass
+        await self._stop_making(restart=True)
+        await self.write_status()
+
+    async def _stop_making(self, *, restart: bool = False) -> None:
+        """Cancel the batch being made, withdraw the backend's work for it (queued and planned
+        prompts deleted, a running one interrupted); ``restart``: also empty the buffer and restart
+        the mode from the frame on screen."""
+        batch = self._batch
+        if batch is not None:
+            batch.cancel()
+        async with self._making:  # the producer has let go of the batch, or was not making one
+            if restart:
+                dropped = await self.buffer.drain()
+                if dropped:
+                    log.debug("dropped %d frame(s) made ahead", len(dropped))
+            await self._guarded(self.backend.interrupt(), "withdraw")
+            if restart and self._on_screen is not None:
+                self.mode.restart_from(self._on_screen)
 
     async def _guarded(self, coro: Awaitable[None], what: str) -> None:
         try:
@@ -175,7 +264,9 @@ class DreamController:
         self.events.bind_loop()
         try:
             await self.services.start(self)
-            continue_from_last_frame(self.output, self.prompts, self.mode)
+            continued = continue_from_last_frame(self.output, self.prompts, self.mode)
+            if continued is not None:
+                self._on_screen, self._on_screen_label = continued
             self.lifecycle.start()
             self._backend_detail = f"{self.backend.name} ready"
             await self.write_status()
@@ -199,20 +290,24 @@ class DreamController:
             for t in (producer, publisher, stopper):
                 t.cancel()
             await asyncio.gather(producer, publisher, stopper, return_exceptions=True)
-            dropped = self.buffer.drain()
-            if dropped:
-                log.info("stopping: %d buffered frame(s) not shown", len(dropped))
+            dropped = await self.buffer.drain()
+            log.debug("stopping with %d frame(s) made ahead", len(dropped))
 
     async def _produce(self) -> None:
         failures = 0
         while True:
             await self.lifecycle.running.wait()
+            await self.buffer.wait_at_most(self.headroom.target())
             try:
-                self._generating = True
-                try:
-                    frames = await self.generator.next_frames(self._last_frame)
-                finally:
-                    self._generating = False
+                async with self._making:
+                    if self.lifecycle.state is not State.RUNNING:
+                        continue  # paused while waiting for room
+                    epoch, t0 = self._epoch, self.clock.monotonic()
+                    frames = await self._make_batch()
+                    if frames is None:
+                        continue  # taken back by a pause or a user's change
+                    self.headroom.record(self.clock.monotonic() - t0)
+                    await self.buffer.put_all([(epoch, f) for f in frames])
             except ExecutionFailed as exc:
                 if exc.interrupted and self.lifecycle.state is not State.RUNNING:
                     continue  # we interrupted it ourselves to pause; not a failure
@@ -231,8 +326,20 @@ class DreamController:
                 failures = 0
             self._backend_ok, self._backend_detail = True, f"{self.backend.name} ok"
             self._progress = None
-            for f in frames:
-                await self.buffer.put(f)
+
+    async def _make_batch(self) -> list[Frame] | None:
+        """The mode's next frames, as a task a pause or a user's change can cancel (then None)."""
+        batch = asyncio.create_task(self.generator.next_frames(self._on_screen), name="dream-batch")
+        self._batch, self._generating = batch, True
+        try:
+            return await batch
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled ourselves (a stop), not just the batch
+            return None
+        finally:
+            self._batch, self._generating = None, False
 
     async def _backend_failed(self, exc: Exception, failures: int, *, unexpected: bool = False) -> int:
         failures += 1
@@ -250,18 +357,20 @@ class DreamController:
         interval = self.config.generation.frame_interval
         due = self.clock.monotonic()
         while True:
-            frame = await self.buffer.get()
-            while True:
+            epoch, frame = await self.buffer.get()
+            while epoch == self._epoch:  # else: made before the user's change, never shown
                 await self.lifecycle.running.wait()
                 wait = due - self.clock.monotonic()
                 if wait > 0:
                     await self.clock.sleep(wait)
-                    continue  # re-check: we may have been paused while waiting
+                    continue  # re-check: we may have been paused or changed while waiting
                 async with self._publish_lock:
-                    if self.lifecycle.state is not State.RUNNING:
+                    if self.lifecycle.state is not State.RUNNING or epoch != self._epoch:
                         continue
                     await self._publish(frame)
                 break
+            else:
+                continue
             due = max(due + interval, self.clock.monotonic()) if interval > 0 else self.clock.monotonic()
             if self.max_frames is not None and self._frame_count >= self.max_frames:
                 log.info("reached --max-frames %d", self.max_frames)
@@ -269,32 +378,48 @@ class DreamController:
                 return
 
     async def _publish(self, frame: Frame) -> None:
-        fut = asyncio.ensure_future(asyncio.to_thread(self.output.publish, frame.image))
+        fut = asyncio.ensure_future(asyncio.to_thread(self.output.publish, frame))
         try:
             published = await asyncio.shield(fut)
         except asyncio.CancelledError:
-            # Let an in-flight write finish so current_frame.png and the history stay whole.
-            await asyncio.wait([fut], timeout=1.5)
+            # Let an in-flight write finish so current_frame.png and the history stay whole, and
+            # count it: it is on screen now, and the final status must say so.
+            done, _ = await asyncio.wait([fut], timeout=1.5)
+            if fut in done and not fut.cancelled() and fut.exception() is None:
+                self._on_published(frame, fut.result())
             raise
         except FrameWriteError as exc:
             log.error("frame not published: %s", exc)
             return
-        frame.index = published.index
-        self._frame_count += 1
-        self._last_frame = frame
-        if frame.kind != "inbetween":
-            self._last_gen_ms = frame.generation_ms
-        self._publish_times.append(time.monotonic())
-        self.prompts.frame_done()
-        self.events.emit(
-            FramePublished(published.index, frame.prompt, frame.kind, published.path, published.png)
-        )
-        if frame.kind != "inbetween":
+        self._on_published(frame, published)
+        if frame.generated:
             try:
                 await self.frame_cache.remember(frame, published.path)
             except DreamWindowError as exc:
                 log.warning("frame not cached: %s", exc)
         await self.write_status()
+
+    def _on_published(self, frame: Frame, published: PublishedFrame) -> None:
+        frame.index = published.index
+        self._frame_count += 1
+        self._on_screen, self._on_screen_label = frame, published.label
+        if frame.generated:
+            self._last_gen_ms = frame.generation_ms
+        self._publish_times.append(time.monotonic())
+        self.prompts.frame_done()
+        self.events.emit(
+            FramePublished(
+                published.index,
+                frame.prompt,
+                frame.kind,
+                published.path,
+                published.png,
+                seed=frame.seed,
+                mode=frame.mode,
+                backend=frame.backend,
+                model=frame.model,
+            )
+        )
 
     # --- events ---------------------------------------------------------------------------
 
@@ -316,26 +441,31 @@ class DreamController:
 
     def snapshot(self) -> dict[str, object]:
         g = self.config.generation
-        last = self._last_frame
+        shown = self._on_screen_label
         reasons = self.lifecycle.reasons
         status: dict[str, object] = {
             "state": self.lifecycle.state.value,
             "pause_reason": reasons[0] if reasons else None,
             "pause_reasons": reasons,
             "mode": self.mode.name,
+            "modes": mode_names(),
             "backend": self.backend.name,
             "backend_is_ai": self.backend.is_ai,
             "model": g.model.value if self.backend.is_ai else "procedural",
             "backend_health": {"ok": self._backend_ok, "detail": self._backend_detail},
             "frame_count": self._frame_count,
             "frame_index": self.output.last_index,
-            "current_prompt": self.prompts.current,
+            # The prompt of the frame on screen; frames for next_prompt may not be out yet.
+            "current_prompt": shown.prompt if shown else None,
+            "next_prompt": self.prompts.current,
+            "prompt_hold": self.prompts.describe_hold(),
+            "on_screen": shown.describe() if shown else None,
             "current_frame": str(self.output.current_path),
-            "last_frame_kind": last.kind if last else None,
+            "last_frame_kind": shown.kind if shown else None,
             "last_generation_ms": round(self._last_gen_ms, 1) if self._last_gen_ms is not None else None,
             "frames_per_minute": self.frames_per_minute(),
             "progress": self._progress,
-            "buffer": {"size": len(self.buffer), "capacity": self.buffer.capacity},
+            "buffer": {"size": len(self.buffer), **self.headroom.describe()},
             "size": {"width": g.width, "height": g.height},
             "notes": list(self.notes),
             "started_at": iso(self._started_at),

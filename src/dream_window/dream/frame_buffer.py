@@ -1,39 +1,50 @@
-"""FrameBuffer: generation runs ahead of display so frames come out at a steady cadence.
+"""FrameBuffer: frames made ahead of the screen, between the producer and the publisher.
 
-A bounded FIFO between the producer (the mode generating frames) and the publisher (writing
-them every ``frame_interval``). When it is full the producer waits: generation never runs
-unboundedly ahead and memory stays bounded. ``drain()`` empties it on stop.
+The producer puts a whole batch (one mode call's frames) at once and then waits with
+:meth:`wait_at_most` until the buffer has run down to the headroom it needs (see ``headroom.py``)
+before it asks for the next batch; the publisher takes one frame per ``frame_interval``. So the
+buffer holds at most the headroom plus one batch, memory stays bounded, and :meth:`drain` (a
+user's change, a stop) throws away only a few frames.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class FrameBuffer(Generic[T]):
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"FrameBuffer capacity must be at least 1, got {capacity}")
-        self.capacity = capacity
-        self._q: asyncio.Queue[T] = asyncio.Queue(maxsize=capacity)
+    def __init__(self) -> None:
+        self._items: deque[T] = deque()
+        self._changed = asyncio.Condition()
 
     def __len__(self) -> int:
-        return self._q.qsize()
+        return len(self._items)
 
-    async def put(self, item: T) -> None:
-        await self._q.put(item)
+    async def put_all(self, items: list[T]) -> None:
+        async with self._changed:
+            self._items.extend(items)
+            self._changed.notify_all()
 
     async def get(self) -> T:
-        return await self._q.get()
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._items))
+            item = self._items.popleft()
+            self._changed.notify_all()
+            return item
 
-    def drain(self) -> list[T]:
+    async def wait_at_most(self, count: int) -> None:
+        """Return once no more than ``count`` frames are waiting."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._items) <= count)
+
+    async def drain(self) -> list[T]:
         """Remove and return everything buffered, oldest first."""
-        items: list[T] = []
-        while True:
-            try:
-                items.append(self._q.get_nowait())
-            except asyncio.QueueEmpty:
-                return items
+        async with self._changed:
+            items = list(self._items)
+            self._items.clear()
+            self._changed.notify_all()
+            return items

@@ -1,8 +1,8 @@
 """DreamGenerator: the seed's facade, kept — "give me the next frames".
 
 It puts together what one step of the dream needs: the mode (how frames are made) and the frame
-cache (whether a cached frame is re-injected first). The controller calls ``next_frames()`` and
-never sees those parts.
+cache (whether a cached frame is re-injected first), and labels each frame with the mode and the
+backend that made it. The controller calls ``next_frames()`` and never sees those parts.
 
 Changed from the seed: the seed's DreamGenerator also talked to ComfyUI, copied files, embedded
 and cached frames inline, one after another. Here generation, publishing and caching are separate
@@ -22,10 +22,15 @@ log = logging.getLogger(__name__)
 
 
 class DreamGenerator:
-    def __init__(self, *, mode: DreamMode, frame_cache: FrameCache, events: EventBus) -> None:
+    def __init__(
+        self, *, mode: DreamMode, frame_cache: FrameCache, events: EventBus, backend: str, model: str
+    ) -> None:
+        """``backend`` and ``model``: what every frame is labelled as made by."""
         self.mode = mode
         self.frame_cache = frame_cache
         self._events = events
+        self._backend = backend
+        self._model = model
 
     async def next_frames(self, last_frame: Frame | None) -> list[Frame]:
         """The next frames in display order; may steer toward a cached frame first."""
@@ -35,4 +40,7 @@ class DreamGenerator:
             self.mode.inject(image, label)
             log.info("injecting cached frame: %s", label)
             self._events.emit(Injection(label))
-        return await self.mode.next_frames()
+        frames = await self.mode.next_frames()
+        for f in frames:
+            f.mode, f.backend, f.model = self.mode.name, self._backend, self._model
+        return frames

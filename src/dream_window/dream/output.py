@@ -4,6 +4,7 @@ Layout of the output directory (readers: the Rainmeter skin, the web viewer, scr
 
     output/
       current_frame.png      the frame on screen now, replaced atomically
+                             (every PNG carries its FrameLabel as text chunks: values/frame.py)
       frames/frame_000042.png  numbered history, the newest ``history_size`` kept
       status.json            see status.py
       state.json             what a restart needs to continue the dream
@@ -20,9 +21,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
+from dream_window import __version__
 from dream_window.file_ops import atomic_write_bytes, clean_stale_temps
+from dream_window.values.frame import Frame, FrameLabel
 
 CURRENT_FRAME = "current_frame.png"
 FRAMES_DIR = "frames"
@@ -31,11 +34,12 @@ _FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")
 
 @dataclass(frozen=True, slots=True)
 class PublishedFrame:
-    """A frame on disk: its number, its history file, and the PNG bytes written there (other
-    writers, such as the Rainmeter files, copy them instead of encoding again)."""
+    """A frame on disk: its number, its history file, who it is, and the PNG bytes written there
+    (other writers, such as the Rainmeter files, copy them instead of encoding again)."""
 
     index: int
     path: Path
+    label: FrameLabel
     png: bytes = field(repr=False)
 
 
@@ -43,11 +47,27 @@ def frame_name(index: int) -> str:
     return f"frame_{index:06d}.png"
 
 
-def encode_png(image: Image.Image) -> bytes:
+SOFTWARE = f"dream-window {__version__}"
+
+
+def encode_png(image: Image.Image, text: dict[str, str] | None = None) -> bytes:
+    """PNG bytes, with ``text`` as text chunks (iTXt where a value is not Latin-1)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     buf = io.BytesIO()
     # compress_level 3: ~3x faster than the default 6 for ~10% larger files; frames are short-lived.
-    image.save(buf, format="PNG", compress_level=3)
+    image.save(buf, format="PNG", compress_level=3, pnginfo=info)
     return buf.getvalue()
+
+
+def read_label(path: Path) -> tuple[Image.Image, FrameLabel | None]:
+    """A published PNG and the label it carries (None for a picture without one). Raises OSError
+    or PIL's UnidentifiedImageError for a file that is not a readable PNG."""
+    with Image.open(path) as img:
+        img.load()
+        text = dict(getattr(img, "text", {}) or {})
+        return img.copy(), FrameLabel.from_png_text(text)
 
 
 class OutputWriter:
@@ -82,10 +102,15 @@ class OutputWriter:
     def path_for(self, index: int) -> Path:
         return self.frames_dir / frame_name(index)
 
-    def publish(self, image: Image.Image) -> PublishedFrame:
-        """Write ``image`` as the next frame."""
-        data = encode_png(image)
-        index = self.last_index + 1
+    @property
+    def next_index(self) -> int:
+        return self.last_index + 1
+
+    def publish(self, frame: Frame) -> PublishedFrame:
+        """Write ``frame`` as the next frame, labelled with who it is."""
+        index = self.next_index
+        label = frame.label(index)
+        data = encode_png(frame.image, label.png_text(SOFTWARE))
         hist = self.path_for(index)
         # History first, then current: a reader that sees a new current frame can find it in history.
         atomic_write_bytes(hist, data, fsync=self._fsync)
@@ -93,7 +118,7 @@ class OutputWriter:
         self.last_index = index
         self._history.append(index)
         self._prune()
-        return PublishedFrame(index, hist, data)
+        return PublishedFrame(index, hist, label, data)
 
     def _prune(self) -> None:
         while len(self._history) > self.history_size:

@@ -3,17 +3,22 @@
 Prompts come from config (``prompts.list``) or a prompts file (one per line, ``#`` comments,
 ``text :: weight``). The manager rotates every N frames or every N minutes (whichever comes
 first), picks by weight without repeating the current prompt, and can prefer a time-of-day theme.
-A prompt set by the user (viewer, CLI) holds until the next rotation. Every change is announced
-as a :class:`~dream_window.events.PromptChanged` event.
+
+A prompt the user types (viewer, CLI) *holds*: rotation leaves it alone until the user skips, or
+for ``prompts.hold_minutes`` (0: until skipped). When the hold ends the dream moves on to a prompt
+of its own and the rotation timer starts again from there. Every change is announced as a
+:class:`~dream_window.events.PromptChanged` event. ``current`` is the prompt frames are made for
+*now*; the frame on screen may still be an older one (the controller knows which).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dream_window.clock import Clock
@@ -111,6 +116,8 @@ class PromptManager:
         self._current = self._pick(exclude=None).text
         self._frames_on = 0
         self._since = clock.monotonic()
+        # monotonic time a typed prompt holds until (math.inf: until skipped); None: not held.
+        self._held_until: float | None = None
         self.changes = 0
 
     # --- reading --------------------------------------------------------------------------
@@ -123,6 +130,26 @@ class PromptManager:
     def prompts(self) -> list[WeightedPrompt]:
         return list(self._prompts)
 
+    @property
+    def held_for(self) -> float | None:
+        """Seconds the typed prompt still holds (``math.inf``: until skipped); None when not held."""
+        if self._held_until is None:
+            return None
+        return max(0.0, self._held_until - self._clock.monotonic())
+
+    def describe_hold(self) -> dict[str, object] | None:
+        """status.json's ``prompt_hold``: the held prompt and until when, or None."""
+        left = self.held_for
+        if left is None:
+            return None
+        forever = math.isinf(left)
+        return {
+            "prompt": self._current,
+            "until_skipped": forever,
+            "remaining_s": None if forever else round(left, 1),
+            "until": None if forever else (self._clock.now() + timedelta(seconds=left)).isoformat(),
+        }
+
     # --- moving on ------------------------------------------------------------------------
 
     def _pool(self) -> list[WeightedPrompt]:
@@ -134,13 +161,15 @@ class PromptManager:
         choices = [p for p in pool if p.text != exclude] or pool
         return self._rng.choices(choices, weights=[p.weight for p in choices], k=1)[0]
 
-    def _set(self, text: str, why: str) -> None:
+    def _set(self, text: str, why: str, *, hold: bool = False) -> None:
         self._current = text
         self._frames_on = 0
         self._since = self._clock.monotonic()
+        minutes = self._cfg.hold_minutes
+        self._held_until = (self._since + minutes * 60 if minutes > 0 else math.inf) if hold else None
         self.changes += 1
         log.info("prompt (%s): %s", why, text)
-        self._events.emit(PromptChanged(text, why))
+        self._events.emit(PromptChanged(text, why, self.held_for))
 
     def frame_done(self) -> None:
         """Count one published frame; rotate when the frame or time budget is spent."""
@@ -149,6 +178,11 @@ class PromptManager:
 
     def maybe_rotate(self) -> bool:
         c = self._cfg
+        if self._held_until is not None:
+            if self._clock.monotonic() < self._held_until:
+                return False  # a typed prompt is not rotated away
+            self._set(self._pick(exclude=self._current).text, "hold ended")
+            return True
         by_frames = c.rotate_every_frames > 0 and self._frames_on >= c.rotate_every_frames
         by_time = (
             c.rotate_every_minutes > 0
@@ -160,14 +194,36 @@ class PromptManager:
         return False
 
     def skip(self) -> str:
-        """Move to another prompt now."""
+        """Move to another prompt now (a held prompt is let go)."""
         self._set(self._pick(exclude=self._current).text, "skip")
         return self._current
 
-    def set_prompt(self, text: str) -> None:
-        text = text.strip()
-        if not text:
-            raise ValueError("prompt must not be empty")
-        if len(text) > 2000:
-            raise ValueError(f"prompt must be at most 2000 characters, got {len(text)}")
-        self._set(text, "set by user")
+    def set_prompt(self, text: str) -> str:
+        """Dream of ``text`` now; it holds (see the module docstring). Raises ValueError for an
+        empty or over-long prompt."""
+        text = check_prompt(text)
+        self._set(text, "set by user", hold=True)
+        return text
+
+    def continue_with(self, text: str) -> None:
+        """Go on with ``text`` (a restart continuing the last run's prompt); not a hold."""
+        self._set(check_prompt(text), "continued")
+
+
+MAX_PROMPT_CHARS = 2000
+
+
+def check_prompt(text: str) -> str:
+    """``text`` stripped; ValueError naming the problem when it cannot be a prompt."""
+    text = text.strip()
+    if not text:
+        raise ValueError("prompt must not be empty")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):  # NUL would end a PNG text chunk
+        raise ValueError("prompt must not contain control characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("prompt must be valid Unicode text (it holds a lone surrogate)") from None
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt must be at most {MAX_PROMPT_CHARS} characters, got {len(text)}")
+    return text

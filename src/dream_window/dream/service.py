@@ -27,6 +27,7 @@ from dream_window.dream.output import OutputWriter
 from dream_window.dream.prompts import PromptManager
 from dream_window.events import EventBus
 from dream_window.values.check import Check
+from dream_window.values.frame import FrameLabel
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,34 @@ class Dream(Protocol):
     @property
     def generating(self) -> bool: ...
 
+    @property
+    def on_screen(self) -> FrameLabel | None:
+        """Who the frame on screen is (its prompt, seed, mode ...); None before the first frame."""
+        ...
+
     def snapshot(self) -> dict[str, object]:
         """The status document (what status.json holds)."""
         ...
 
-    async def pause(self, reason: str, *, interrupt: bool = False, free_memory: bool = False) -> None: ...
+    async def pause(self, reason: str, *, free_memory: bool = False) -> None:
+        """Pause for ``reason`` (reasons stack); generation stops at once."""
+        ...
 
     async def resume(self, reason: str) -> None: ...
 
-    def skip(self) -> str: ...
+    # What the user asks for is on screen with the next frames: these cut the queue.
+
+    async def skip(self) -> str:
+        """Move to another prompt; returns it."""
+        ...
+
+    async def set_prompt(self, text: str) -> str:
+        """Dream of ``text`` (held a while); ValueError for an empty or over-long prompt."""
+        ...
+
+    async def set_mode(self, name: str) -> None:
+        """Switch modes; ValueError for an unknown name."""
+        ...
 
 
 class Service(Protocol):

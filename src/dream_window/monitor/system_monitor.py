@@ -38,7 +38,7 @@ class PauseTarget(Protocol):
     @property
     def state(self) -> str: ...
 
-    async def pause(self, reason: str, *, interrupt: bool = False, free_memory: bool = False) -> None: ...
+    async def pause(self, reason: str, *, free_memory: bool = False) -> None: ...
 
     async def resume(self, reason: str) -> None: ...
 
@@ -187,7 +187,7 @@ class SystemMonitor:
         self._held[name] = _Held(reason, now)  # before pause(): the status it writes shows it
         log.info("pausing: %s", reason)
         try:
-            await self.target.pause(reason, interrupt=first, free_memory=first and self.free_memory)
+            await self.target.pause(reason, free_memory=first and self.free_memory)
         except LifecycleError as exc:
             # Someone else paused for the very same words: it is held either way; do not resume it.
             log.debug("pause %r refused: %s", reason, exc)

@@ -7,6 +7,11 @@
     POST /api/resume           resume "user" (409 when not paused for the user)
     POST /api/skip             next prompt
     POST /api/prompt           {"prompt": "..."}: dream of this now (400 when empty or too long)
+    POST /api/mode             {"mode": "img2img"}: switch modes (400 for an unknown mode)
+
+skip, prompt and mode cut the queue: the next frame published is the first made for the change
+(see dream/controller.py). They answer with the state, the prompt on screen (``current_prompt``)
+and the one frames are now made for (``next_prompt``), and how long a typed prompt holds.
     POST /api/like|dislike     {"index": N} optional (default: the frame on screen): feeds the cache
 
 Errors are JSON ``{"error": "..."}`` with a fitting status code, never a traceback.
@@ -109,16 +114,14 @@ class ControlApi:
         app.router.add_post("/api/resume", self.resume)
         app.router.add_post("/api/skip", self.skip)
         app.router.add_post("/api/prompt", self.prompt)
+        app.router.add_post("/api/mode", self.mode)
         app.router.add_post("/api/like", self.like)
         app.router.add_post("/api/dislike", self.dislike)
 
     def _state(self) -> dict[str, object]:
         s = self.controller.snapshot()
-        return {
-            "state": s["state"],
-            "pause_reasons": s["pause_reasons"],
-            "current_prompt": s["current_prompt"],
-        }
+        keys = ("state", "pause_reasons", "mode", "current_prompt", "next_prompt", "prompt_hold")
+        return {k: s.get(k) for k in keys}
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.controller.snapshot(), dumps=lambda o: json.dumps(o, default=str))
@@ -152,7 +155,7 @@ class ControlApi:
 
     async def skip(self, request: web.Request) -> web.Response:
         await read_json(request)
-        self.controller.skip()
+        await self.controller.skip()
         return web.json_response(self._state())
 
     async def prompt(self, request: web.Request) -> web.Response:
@@ -161,7 +164,18 @@ class ControlApi:
         if not isinstance(text, str):
             return error(400, 'expected {"prompt": "<text>"}')
         try:
-            self.controller.prompts.set_prompt(text)
+            await self.controller.set_prompt(text)
+        except ValueError as exc:
+            return error(400, str(exc))
+        return web.json_response(self._state())
+
+    async def mode(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        name = body.get("mode")
+        if not isinstance(name, str):
+            return error(400, 'expected {"mode": "<name>"}')
+        try:
+            await self.controller.set_mode(name)
         except ValueError as exc:
             return error(400, str(exc))
         return web.json_response(self._state())

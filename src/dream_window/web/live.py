@@ -7,11 +7,14 @@ previews) and keep what changes what is on screen (frames, state, prompts).
 Messages, all JSON text frames ``{"type": ..., ...}``, the event's own payload (``events.py``)
 plus, where noted, what the page needs besides:
 
-* ``hello``     on connect: ``status`` (the full snapshot), ``frame`` (index and url of the frame on
-  screen now, or null), ``crossfade_ms``, ``show_previews``
-* ``frame``     ``index``, ``url``, ``prompt``, ``kind``, ``status`` (the file path stays here)
+* ``hello``     on connect: ``status`` (the full snapshot), ``frame`` (the frame on screen now:
+  ``index``, ``url``, and when known ``prompt``, ``kind``, ``seed``, ``mode``, ``backend``,
+  ``model``; or null), ``crossfade_ms``, ``show_previews``
+* ``frame``     ``index``, ``url``, ``prompt``, ``kind``, ``seed``, ``mode``, ``backend``, ``model``,
+  ``status`` (the file path stays here); the page shows ``prompt`` with this frame
 * ``state``     ``state``, ``reasons``, ``status``
-* ``prompt``    ``prompt``, ``why``
+* ``prompt``    ``prompt``, ``why``, ``held``, ``held_s``: what frames are made for *next* (the
+  page says "next: ..." until a frame with it arrives)
 * ``progress``  ``value``, ``max``
 * ``preview``   ``mime``, ``data`` (base64; only when ``viewer.show_previews``)
 * ``injection`` ``label``
@@ -121,9 +124,12 @@ class LiveHub:
     def hello(self) -> dict[str, object]:
         status = self.controller.snapshot()
         index = self.controller.output.last_index
-        frame = None
+        frame: dict[str, object] | None = None
         if index and self.controller.output.path_for(index).exists():
             frame = {"index": index, "url": frame_url(index)}
+            shown = self.controller.on_screen
+            if shown is not None and shown.index == index:
+                frame.update(shown.describe())
         return {
             "type": "hello",
             "status": status,

@@ -143,7 +143,7 @@ async def test_the_loop_survives_every_fault(tmp_path: Path, mode: str) -> None:
             for s in servers:
                 s.stall()
             await asyncio.sleep(0.05)
-            await controller.pause("game running", interrupt=True, free_memory=True)
+            await controller.pause("game running", free_memory=True)
             assert controller.state is State.PAUSED
             assert any(s.seen("/interrupt") for s in servers)
             assert all(s.seen("/free") for s in servers)

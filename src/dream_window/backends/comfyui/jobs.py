@@ -152,24 +152,29 @@ class JobRunner:
         on_queued: Callable[[], None] | None = None,
     ) -> PromptResult:
         """Queue and wait. ``front``: encode/decode jump ahead of planned frames (the display
-        waits on them)."""
+        waits on them). A caller cancelled while its prompt is queued or running takes the prompt
+        off the server on its way out: nothing runs on the GPU for a frame nobody waits for."""
         client = server.client
+        handle = handle if handle is not None else JobHandle()
         pid = str(uuid.uuid4())
-        if handle is not None:
-            handle.server, handle.prompt_id = server, pid
-        pid = await client.queue_prompt(
-            built.graph,
-            prompt_id=pid,
-            extra_data=self._extra,
-            on_progress=self._on_progress,
-            on_preview=self._on_preview,
-            front=front,
-        )
-        if handle is not None:
+        handle.server, handle.prompt_id = server, pid
+        try:
+            pid = await client.queue_prompt(
+                built.graph,
+                prompt_id=pid,
+                extra_data=self._extra,
+                on_progress=self._on_progress,
+                on_preview=self._on_preview,
+                front=front,
+            )
             handle.prompt_id = pid
-        if on_queued is not None:
-            on_queued()
-        return await client.wait_for_completion(pid, timeout=self._timeout)
+            if on_queued is not None:
+                on_queued()
+            return await client.wait_for_completion(pid, timeout=self._timeout)
+        except asyncio.CancelledError:
+            # Shielded: the withdrawal itself must not be cut short by the cancellation it serves.
+            await asyncio.shield(handle.withdraw())
+            raise
 
     async def run_fed(
         self,

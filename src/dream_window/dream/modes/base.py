@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from dream_window.backends.base import GenerationBackend
 from dream_window.config import GenerationConfig
+from dream_window.interpolation.inbetweens import InBetweens, Keyframe
 from dream_window.interpolation.latent_encoder import LatentEncoder
-from dream_window.values.frame import Frame
+from dream_window.values.frame import Frame, FrameKind
 from dream_window.values.generation import GenerationRequest
 from dream_window.values.seeds import SeedSource
-
-if TYPE_CHECKING:
-    from dream_window.interpolation.inbetweens import InBetweens
 
 
 @dataclass
@@ -75,6 +73,12 @@ class DreamMode(Protocol):
         """Continue from ``image`` (the last frame of a previous run) instead of starting cold."""
         ...
 
+    def restart_from(self, frame: Frame) -> None:
+        """Forget what was made ahead: the next frames grow from ``frame``, the one on screen (the
+        user changed the prompt, skipped, switched mode). Hybrid and interpolate lead from it to
+        their next keyframe in ``transition_frames`` frames (kind ``transition``)."""
+        ...
+
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     """``image`` as RGB at exactly ``width``×``height`` (cover-crop, no distortion)."""
@@ -91,10 +95,24 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
-def inbetween_frames(made: InBetweens, prompt: str, params: dict[str, Any], ts: np.ndarray) -> list[Frame]:
-    """Frames for the in-betweens ``made`` at ``ts``: each records how it was made and its ``t``."""
+def inbetween_frames(
+    made: InBetweens, prompt: str, params: dict[str, Any], ts: np.ndarray, *, transition: bool = False
+) -> list[Frame]:
+    """Frames for the in-betweens ``made`` at ``ts``: each records how it was made and its ``t``.
+    ``transition``: they lead from the picture on screen to a new keyframe after a user's change."""
     how = "slerp" if made.kind == "inbetween" else "crossfade"
+    kind: FrameKind = "transition" if transition else made.kind  # type: ignore[assignment]
     return [
-        Frame(img, prompt, made.kind, made.ms_per_frame, {**params, "interpolation": how, "t": float(t)})  # type: ignore[arg-type]
+        Frame(img, prompt, kind, made.ms_per_frame, {**params, "interpolation": how, "t": float(t)})
         for img, t in zip(made.images, ts, strict=True)
     ]
+
+
+def restart_keyframe(frame: Frame, mode: str, width: int, height: int) -> Keyframe:
+    """The frame on screen as the keyframe a mode grows on from. Its latent is reused only when
+    this mode made it as a keyframe (then it is in the mode's own latent space); otherwise the
+    in-betweens encode the picture once."""
+    key = Keyframe(fit(frame.image, width, height))
+    if frame.mode == mode and frame.kind in ("keyframe", "injected") and frame.latent is not None:
+        key.latent = frame.latent
+    return key

@@ -7,6 +7,10 @@ and decoded in batches of ``interpolation.decode_batch_size`` by the configured 
 The GPU does one real generation per K frames; motion stays smooth. With no latent path at all
 the in-betweens become pixel crossfades, said once in status.
 
+After the user changes something (a prompt, a skip, this mode) the dream restarts from the frame
+on screen: the next keyframe is made (txt2img for a new prompt, img2img otherwise) and reached in
+``transition_frames`` slerped frames instead of ``keyframe_interval - 1``.
+
 The keyframe chain is planned like img2img's feedback loop (the next keyframes, each grown from
 the one before), and each keyframe asks for its latent back when the in-betweens will slerp it in
 the backend's own latent space, so no keyframe is ever encoded again.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from dream_window.dream.modes.base import ModeContext, fit, inbetween_frames
+from dream_window.dream.modes.base import ModeContext, fit, inbetween_frames, restart_keyframe
 from dream_window.dream.modes.img2img import PLAN_DEPTH
 from dream_window.dream.modes.lookahead import Lookahead
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
@@ -37,6 +41,8 @@ class HybridMode:
         self._key: Keyframe | None = None
         self._key_prompt: str | None = None
         self._injected: tuple[Image.Image, str] | None = None
+        # The next in-betweens are a transition from the picture on screen (restart_from).
+        self._transition = False
 
     @property
     def _latents_back(self) -> bool:
@@ -46,6 +52,13 @@ class HybridMode:
     def seed_image(self, image: Image.Image) -> None:
         self._key = Keyframe(fit(image, self._ctx.config.width, self._ctx.config.height))
         self._key_prompt = None  # unknown: the next keyframe grows from it by img2img
+
+    def restart_from(self, frame: Frame) -> None:
+        c = self._ctx.config
+        self._key = restart_keyframe(frame, self.name, c.width, c.height)
+        self._key_prompt = frame.prompt
+        self._injected = None
+        self._transition = True
 
     def inject(self, image: Image.Image, label: str) -> None:
         self._injected = (fit(image, self._ctx.config.width, self._ctx.config.height), label)
@@ -83,11 +96,12 @@ class HybridMode:
         if label is not None:
             params["injected_from"] = label
         frames: list[Frame] = []
-        n = ctx.config.keyframe_interval - 1
+        transition = self._transition
+        n = ctx.config.transition_frames if transition else ctx.config.keyframe_interval - 1
         if previous is not None and n > 0:
             ts = inbetween_ts(n)
             made = await self._maker.make(previous, key, ts)
-            frames = inbetween_frames(made, prompt, params, ts)
+            frames = inbetween_frames(made, prompt, params, ts, transition=transition)
         frames.append(Frame(result.image, prompt, kind, result.elapsed_ms, params, key.latent))
-        self._key, self._key_prompt = key, prompt
+        self._key, self._key_prompt, self._transition = key, prompt, False
         return frames

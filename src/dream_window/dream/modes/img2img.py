@@ -30,6 +30,11 @@ class Img2ImgMode:
     def seed_image(self, image: Image.Image) -> None:
         self._last = fit(image, self._ctx.config.width, self._ctx.config.height)
 
+    def restart_from(self, frame: Frame) -> None:
+        # The feedback loop is its own transition: the next frame grows from the one on screen.
+        self._last = fit(frame.image, self._ctx.config.width, self._ctx.config.height)
+        self._injected = None
+
     def inject(self, image: Image.Image, label: str) -> None:
         self._injected = (fit(image, self._ctx.config.width, self._ctx.config.height), label)
 

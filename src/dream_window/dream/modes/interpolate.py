@@ -14,6 +14,10 @@ Each call makes the next keyframe from the current prompt and a fresh seed and t
   next ``KEYFRAMES_AHEAD`` keyframes are independent, so they are planned all at once (a backend
   with several servers runs one on each).
 
+After the user changes something (a prompt, a skip, this mode) the dream restarts from the frame
+on screen, which becomes a keyframe with no walk into it: the next keyframe is reached from it in
+``transition_frames`` slerped frames (kind ``transition``).
+
 An injected (cached) frame becomes the next keyframe as it is; the walk into it uses slerp, since
 a cached picture has no prompt/seed to walk to.
 """
@@ -26,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from dream_window.backends.base import latent_walker
-from dream_window.dream.modes.base import ModeContext, fit, inbetween_frames
+from dream_window.dream.modes.base import ModeContext, fit, inbetween_frames, restart_keyframe
 from dream_window.dream.modes.lookahead import Lookahead
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
@@ -54,6 +58,15 @@ class InterpolateMode:
         # The request that made the current keyframe (None for a seeded or injected picture).
         self._key_request: GenerationRequest | None = None
         self._injected: tuple[Image.Image, str] | None = None
+        # The next in-betweens are a transition from the picture on screen (restart_from).
+        self._transition = False
+
+    def restart_from(self, frame: Frame) -> None:
+        c = self._ctx.config
+        self._key = restart_keyframe(frame, self.name, c.width, c.height)
+        self._key_request = None  # a picture to slerp from, not a walk endpoint
+        self._injected = None
+        self._transition = True
 
     def seed_image(self, image: Image.Image) -> None:
         self._key = Keyframe(fit(image, self._ctx.config.width, self._ctx.config.height))
@@ -65,7 +78,8 @@ class InterpolateMode:
     async def next_frames(self) -> list[Frame]:
         ctx = self._ctx
         prompt = ctx.prompt()
-        ts = inbetween_ts(ctx.config.interpolation_frames)
+        c = ctx.config
+        ts = inbetween_ts(c.transition_frames if self._transition else c.interpolation_frames)
 
         if self._injected is not None:
             image, label = self._injected
@@ -85,7 +99,8 @@ class InterpolateMode:
             result = await ctx.backend.txt2img(request, plan=plan)
             return await self._keyframe(result, prompt, ts)
 
-        segment = (*ts.tolist(), 1.0)
+        # The next segment is a full one, whatever this call's (a transition's) length.
+        segment = (*inbetween_ts(c.interpolation_frames).tolist(), 1.0)
         request = self._ahead.next(prompt)
         plan = self._ahead.plan(prompt, chained=True, ts=segment, depth=1)
         if self._key is None or self._key_request is None:
@@ -135,7 +150,7 @@ class InterpolateMode:
         frames: list[Frame] = []
         if self._key is not None:
             made = await self._maker.make(self._key, key, ts)
-            frames = inbetween_frames(made, prompt, params, ts)
+            frames = inbetween_frames(made, prompt, params, ts, transition=self._transition)
         frames.append(Frame(key.image, prompt, kind, ms, dict(params), key.latent))
-        self._key, self._key_request = key, request
+        self._key, self._key_request, self._transition = key, request, False
         return frames
