@@ -213,3 +213,103 @@ async def test_reconnects_after_the_service_restarts(page: Any, dream: Dream) ->
     await wait_until(page, TEXT_IS, ["conn", "econnected"], within=8)
     index = await dream.next_frame()
     await wait_until(page, SHOWS_AT_LEAST, index, within=2)
+
+
+VISIBLE = "(id) => { const el = document.getElementById(id); return !!el && !el.hidden && el.offsetParent !== null; }"
+HIDDEN = "(id) => { const el = document.getElementById(id); return !!el && (el.hidden || el.offsetParent === null); }"
+TEXT = "(id) => document.getElementById(id).textContent"
+
+
+def png_text(dream: Dream, index: int) -> dict[str, str]:
+    with Image.open(dream.controller.output.path_for(index)) as im:
+        return dict(im.text)  # type: ignore[attr-defined]
+
+
+async def wait_for_front(page: Any, dream: Dream, key: str, value: str, *, within: float) -> int:
+    """Wait until the frame in front is one whose PNG says ``key: value``; returns its index."""
+    deadline = time.monotonic() + within
+    while True:
+        index = await page.evaluate(FRONT_INDEX)
+        if index and png_text(dream, index).get(key) == value:
+            return int(index)
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {within} s waiting for a frame with {key}={value!r} in front"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def test_overlay_shows_the_prompt_of_the_frame_on_screen(page: Any, dream: Dream) -> None:
+    new = "a lighthouse in fog"
+    await wait_until(page, SHOWS_AT_LEAST, 2, within=10)
+    await page.keyboard.press("i")  # status overlay on
+    await dream.controller.pause("user")
+    shown = dream.controller.on_screen
+    assert shown is not None
+    await wait_until(page, f"(n) => ({FRONT_INDEX})() === n", shown.index, within=5)
+    await dream.controller.set_prompt(new)
+
+    # The prompt message has arrived (it feeds "next: ..."), yet the old frame is still on screen,
+    # and so is its prompt: a page that showed the prompt message's prompt fails here.
+    await wait_until(page, TEXT_IS, ["next-text", new], within=3)
+    await asyncio.sleep(1.0)  # more than a frame interval: nothing is published while paused
+    front = await page.evaluate(FRONT_INDEX)
+    assert dream.controller.on_screen == shown
+    assert front == shown.index
+    assert shown.prompt != new
+    assert png_text(dream, front)["prompt"] == shown.prompt
+    assert await page.evaluate(TEXT, "prompt") == shown.prompt
+    # 64-bit seeds, digit for digit (a JS number would round them past 2**53).
+    assert await page.evaluate(TEXT, "seed") == png_text(dream, front)["seed"]
+    assert await page.evaluate(VISIBLE, "next-prompt")
+    assert (await page.evaluate(TEXT, "next-prompt")).startswith("next:")
+    assert await page.evaluate(VISIBLE, "hold")
+    assert (await page.evaluate(TEXT, "hold")).startswith("held")
+
+    # A page opened now learns the frame on screen from hello, and what comes next from its status.
+    late = await page.context.new_page()
+    await late.goto(dream.url + "/")
+    await late.keyboard.press("i")
+    await wait_until(late, TEXT_IS, ["next-text", new], within=5)
+    await wait_until(late, SHOWS_AT_LEAST, shown.index, within=5)
+    assert await late.evaluate(TEXT, "prompt") == shown.prompt
+    assert await late.evaluate(TEXT, "seed") == png_text(dream, shown.index)["seed"]
+    assert await late.evaluate(VISIBLE, "hold")
+    await late.close()
+
+    await dream.controller.resume("user")
+    index = await wait_for_front(page, dream, "prompt", new, within=15)
+    assert index > shown.index
+    assert await page.evaluate(TEXT, "prompt") == new
+    await wait_until(page, HIDDEN, "next-prompt", within=2)
+    assert await page.evaluate(VISIBLE, "hold")  # a typed prompt holds for prompts.hold_minutes
+
+
+async def test_mode_select_switches_the_running_dream(page: Any, dream: Dream) -> None:
+    await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    await page.mouse.move(320, 200)  # wake the controls
+    modes = await page.evaluate(
+        "() => [...document.querySelectorAll('#mode-select option')].map(o => o.value)"
+    )
+    assert modes == dream.controller.snapshot()["modes"]
+    before = dream.controller.mode.name
+    assert await page.evaluate("() => document.getElementById('mode-select').value") == before
+    target = next(m for m in modes if m != before)
+
+    await page.select_option("#mode-select", target)
+    await wait_for_front(page, dream, "mode", target, within=15)
+    assert dream.controller.mode.name == target
+    await wait_until(page, TEXT_IS, ["mode", target], within=3)
+    assert await page.evaluate("() => document.getElementById('mode-select').value") == target
+
+    # M cycles to the next mode, but not while typing a prompt.
+    await page.click("#prompt-input")
+    await page.keyboard.type("m")
+    await asyncio.sleep(0.3)
+    assert dream.controller.mode.name == target
+    await page.keyboard.press("Escape")
+    await page.keyboard.press("m")
+    after = modes[(modes.index(target) + 1) % len(modes)]
+    await wait_until(page, "(m) => document.getElementById('mode-select').value === m", after, within=3)
+    await wait_for_front(page, dream, "mode", after, within=15)
+    assert dream.controller.mode.name == after

@@ -15,6 +15,12 @@
     status: null,
     serverId: null,    // pid + start time: tells a restart from a dropped connection
     showPreviews: false,
+    // The prompt of the frame on screen, and the one frames are being made for now: they differ
+    // from a typed prompt (or a skip) until its first frame has faded in.
+    shownPrompt: null,
+    nextPrompt: null,
+    hold: null,        // null, or {forever: bool, deadline: ms since epoch | null}
+    modeWanted: null,  // a mode switch on its way to the server: statuses sent before it are stale
   };
 
   // --- frames and the crossfade -------------------------------------------------------------
@@ -48,6 +54,9 @@
       if (frame.index <= view.shownIndex) return;
       view.shownIndex = frame.index;
       incoming.dataset.index = String(frame.index);
+      // Now, not when the message came: until this frame fades in, the old prompt is on screen.
+      showPrompt(frame.prompt);
+      showFrameFacts(frame);
       incoming.style.zIndex = "2";
       if (outgoing) outgoing.style.zIndex = "1";
       $("empty").hidden = true;
@@ -56,7 +65,6 @@
       incoming.style.transition = `opacity ${ms}ms ease-in-out`;
       incoming.style.opacity = "1";
       view.front = layers.indexOf(incoming);
-      $("frame-no").textContent = `#${frame.index}`;
       await transitionDone(incoming, ms);
       // The old frame stayed fully opaque underneath, so the picture never dims mid-fade;
       // now that it is covered it is hidden, ready to receive the next frame.
@@ -81,11 +89,14 @@
     state.textContent = s.state;
     state.className = `badge ${s.state}`;
     $("reason").textContent = (s.pause_reasons || []).join("; ");
-    $("prompt").textContent = s.current_prompt || "";
+    // s.current_prompt is not shown here: a frame's status arrives before its picture has decoded.
+    if ("next_prompt" in s) setNext(s.next_prompt);
+    if ("prompt_hold" in s) setHold(holdFromStatus(s.prompt_hold));
     $("fpm").textContent = s.frames_per_minute ? Number(s.frames_per_minute).toFixed(1) : "–";
     // The built-in engine's name already says "not AI".
     $("backend").textContent = s.backend || "–";
     $("mode").textContent = s.mode || "–";
+    setModes(s.modes, s.mode);
     const paused = s.state === "paused";
     const userPaused = (s.pause_reasons || []).includes("user");
     const btn = $("btn-pause");
@@ -93,6 +104,118 @@
     btn.classList.toggle("on", userPaused);
     document.title = paused ? "Dream Window (paused)" : "Dream Window";
     setProgress(s.progress);
+  }
+
+  // --- prompts: on screen, next, held --------------------------------------------------------
+
+  function showPrompt(text) {
+    view.shownPrompt = text || null;
+    $("prompt").textContent = text || "";
+    renderNext();
+  }
+
+  function showFrameFacts(frame) {
+    $("frame-no").textContent = `#${frame.index}`;
+    $("frame-kind").textContent = frame.kind ? ` · ${frame.kind}` : "";
+    $("seed").textContent = frame.seed === undefined || frame.seed === null ? "–" : String(frame.seed);
+  }
+
+  function setNext(text) {
+    view.nextPrompt = text || null;
+    renderNext();
+  }
+
+  function renderNext() {
+    const next = view.nextPrompt;
+    const el = $("next-prompt");
+    el.hidden = !next || next === view.shownPrompt;
+    $("next-text").textContent = next || "";
+  }
+
+  function holdFromStatus(h) {
+    if (!h) return null;
+    if (h.until_skipped) return { forever: true, deadline: null };
+    // remaining_s is relative, so a browser clock that is off does not skew it; `until` backs it up.
+    if (typeof h.remaining_s === "number") return { forever: false, deadline: Date.now() + 1000 * h.remaining_s };
+    const until = h.until ? Date.parse(h.until) : NaN;
+    return Number.isNaN(until) ? { forever: true, deadline: null } : { forever: false, deadline: until };
+  }
+
+  function holdFromPrompt(msg) {
+    if (!msg.held) return null;
+    if (typeof msg.held_s !== "number") return { forever: true, deadline: null };
+    return { forever: false, deadline: Date.now() + 1000 * msg.held_s };
+  }
+
+  function setHold(hold) {
+    view.hold = hold;
+    renderHold();
+  }
+
+  function renderHold() {
+    const el = $("hold");
+    const hold = view.hold;
+    el.hidden = !hold;
+    if (!hold) return;
+    if (hold.forever) {
+      el.textContent = "held until skip";
+      el.title = "The prompt you typed holds until you skip it";
+      return;
+    }
+    const left = Math.max(0, hold.deadline - Date.now());
+    el.textContent = `held · ${roughly(left)}`;
+    el.title = `The prompt you typed holds until ${new Date(hold.deadline).toLocaleTimeString()}, or until you skip it`;
+  }
+
+  function roughly(ms) {
+    const min = ms / 60000;
+    if (min < 1) return "<1 min";
+    if (min < 90) return `${Math.ceil(min)} min`;
+    if (min < 48 * 60) return `${Math.round(min / 60)} h`;
+    return `${Math.round(min / (24 * 60))} d`;
+  }
+
+  setInterval(renderHold, 10000);  // a coarse countdown; each status sets the deadline afresh
+
+  // --- modes --------------------------------------------------------------------------------
+
+  function setModes(modes, current) {
+    const sel = $("mode-select");
+    if (Array.isArray(modes)) {
+      const have = [...sel.options].map((o) => o.value);
+      if (have.join("\n") !== modes.join("\n")) {
+        sel.replaceChildren(...modes.map((name) => new Option(name, name)));
+      }
+      sel.hidden = modes.length < 2;
+    }
+    if (view.modeWanted !== null) return;  // this status may predate the switch asked for
+    if (current && sel.value !== current) sel.value = current;
+  }
+
+  async function switchMode(name) {
+    const current = view.status && view.status.mode;
+    if (!name || name === current) return;
+    view.modeWanted = name;
+    $("mode-select").value = name;
+    let r = null;
+    try {
+      r = await post("mode", { mode: name });
+    } finally {
+      view.modeWanted = null;
+    }
+    if (r) {
+      if (view.status) view.status.mode = r.mode;
+      $("mode").textContent = r.mode;
+      toast(`Mode: ${r.mode} (from the next frame)`, 2500);
+    }
+    setModes(null, view.status && view.status.mode);
+  }
+
+  function cycleMode() {
+    const modes = (view.status && view.status.modes) || [];
+    if (modes.length < 2) return;
+    const at = modes.indexOf(view.modeWanted || view.status.mode);
+    switchMode(modes[(at + 1) % modes.length]);
   }
 
   function setProgress(p) {
@@ -133,7 +256,7 @@
     ws.onopen = () => { opened = true; retryMs = 500; };
     ws.onmessage = (ev) => {
       let msg;
-      try { msg = JSON.parse(ev.data); } catch { return; }
+      try { msg = JSON.parse(ev.data, keepSeeds); } catch { return; }
       handle(msg);
     };
     ws.onclose = async () => {
@@ -156,6 +279,19 @@
     catch { return false; }
   }
 
+  function withPrompt(frame, status) {
+    // An older server sends no prompt with the frame; its status then says what is on screen.
+    if (typeof frame.prompt === "string") return frame;
+    return { ...frame, prompt: (status && status.current_prompt) || "" };
+  }
+
+  function keepSeeds(key, value, context) {
+    // Seeds are 64-bit: past 2^53 a JS number rounds them, so keep their digits as the server
+    // wrote them (JSON.parse source text access); a browser without it shows no seed at all.
+    if (key !== "seed" || typeof value !== "number" || Number.isSafeInteger(value)) return value;
+    return context && typeof context.source === "string" ? context.source : null;
+  }
+
   function handle(msg) {
     switch (msg.type) {
       case "hello": {
@@ -172,20 +308,22 @@
         lostAt = 0;
         view.serverId = id;
         setStatus(msg.status);
-        if (msg.frame) showFrame(msg.frame, view.front < 0);
+        if (msg.frame) showFrame(withPrompt(msg.frame, msg.status), view.front < 0);
         break;
       }
       case "frame":
         setStatus(msg.status);
         setProgress(null);
         $("preview").hidden = true;
-        showFrame(msg);
+        showFrame(withPrompt(msg, msg.status));
         break;
       case "state":
         setStatus(msg.status);
         break;
       case "prompt":
-        $("prompt").textContent = msg.prompt;
+        // What frames are made for next: it reaches #prompt with the first frame made for it.
+        setNext(msg.prompt);
+        setHold(holdFromPrompt(msg));
         break;
       case "progress":
         setProgress(msg);
@@ -237,7 +375,11 @@
 
   async function nextPrompt() {
     const r = await post("skip");
-    if (r) toast(`Next: ${r.current_prompt}`, 3000);
+    if (r) toast(`Next: ${r.next_prompt}${onItsWay(r)}`, 3000);
+  }
+
+  function onItsWay(r) {
+    return r.state === "paused" ? " (once you resume)" : "";
   }
 
   async function rate(kind) {
@@ -265,28 +407,34 @@
   $("btn-info").addEventListener("click", () => toggle("overlay"));
   $("btn-full").addEventListener("click", toggleFullscreen);
   $("btn-help").addEventListener("click", () => toggle("help"));
+  $("mode-select").addEventListener("change", (ev) => {
+    ev.target.blur();  // back to the shortcuts, and let the controls hide again
+    switchMode(ev.target.value);
+  });
   $("prompt-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const input = $("prompt-input");
     const text = input.value.trim();
     if (!text) return;
-    if (await post("prompt", { prompt: text })) {
+    const r = await post("prompt", { prompt: text });
+    if (r) {
       input.value = "";
       input.blur();
-      toast("Dreaming of it now", 2500);
+      toast(`On its way: the next frames dream of it${onItsWay(r)}`, 3000);
     }
   });
 
   document.addEventListener("keydown", (ev) => {
-    if (ev.target instanceof HTMLInputElement) {
-      if (ev.key === "Escape") ev.target.blur();
+    const t = ev.target;
+    if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) {
+      if (ev.key === "Escape") t.blur();
       return;
     }
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const actions = {
       " ": togglePause, n: nextPrompt, ArrowRight: nextPrompt, l: () => rate("like"), d: () => rate("dislike"),
       i: () => toggle("overlay"), f: toggleFullscreen, "?": () => toggle("help"), h: () => toggle("help"),
-      p: () => { wake(); $("prompt-input").focus(); },
+      p: () => { wake(); $("prompt-input").focus(); }, m: cycleMode,
       Escape: () => { toggle("help", false); toggle("overlay", false); },
     };
     const fn = actions[ev.key] || actions[ev.key.toLowerCase()];
