@@ -23,7 +23,11 @@ def _line(controller: DreamController, progress: Progress | None) -> Text:
     if progress is not None and progress.maximum:
         done = int(20 * progress.value / max(progress.maximum, 1))
         t.append("▕" + "█" * done + " " * (20 - done) + "▏ ", style="cyan")
-    t.append(controller.prompts.current[:60], style="dim")
+    shown = controller.on_screen
+    on_screen = shown.prompt if shown is not None else ""
+    t.append(on_screen[:60], style="dim")
+    if controller.prompts.current != on_screen:  # a change on its way to the screen
+        t.append(f"  → {controller.prompts.current[:40]}", style="cyan")
     return t
 
 

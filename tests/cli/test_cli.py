@@ -94,6 +94,23 @@ def test_status_command_reads_status_json(tmp_path: Path) -> None:
     assert empty.returncode == 1 and "no status file" in empty.stderr
 
 
+def test_status_says_what_is_on_screen_and_what_comes_next(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    status = {
+        "state": "running",
+        "current_prompt": "misty forest",
+        "next_prompt": "a lighthouse in fog",
+        "prompt_hold": {"prompt": "a lighthouse in fog", "remaining_s": 540.0, "until_skipped": False},
+    }
+    (out / "status.json").write_text(json.dumps(status), encoding="utf-8")
+    r = cli("status", "--output", str(out), cwd=tmp_path)
+    rows = {line.split("  ")[0].strip(): line for line in r.stdout.splitlines() if line.strip()}
+    assert r.returncode == 0
+    assert "misty forest" in rows["prompt"] and "a lighthouse in fog" in rows["next prompt"]
+    assert "9 min more" in rows["held"]
+
+
 def test_doctor_reports_each_part(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, FAST)
     r = cli("doctor", "--config", str(cfg), cwd=tmp_path)

@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -152,6 +153,7 @@ def status(config_path: Path | None, output: Path | None, as_json: bool) -> None
         ("frames/min", data.get("frames_per_minute")),
         ("last generation", f"{data.get('last_generation_ms')} ms"),
         ("prompt", data.get("current_prompt")),
+        *_next_prompt_rows(data),
         ("cache", ", ".join(f"{k}: {v}" for k, v in (data.get("cache") or {}).items())),
         ("started", data.get("started_at")),
         ("updated", data.get("updated_at")),
@@ -161,6 +163,18 @@ def status(config_path: Path | None, output: Path | None, as_json: bool) -> None
     for k, v in rows:
         t.add_row(k, "" if v is None else str(v))
     Console().print(t)
+
+
+def _next_prompt_rows(data: dict[str, Any]) -> list[tuple[str, object]]:
+    """The prompt frames are made for next, when it is not the one on screen, and a hold."""
+    rows: list[tuple[str, object]] = []
+    if data.get("next_prompt") and data.get("next_prompt") != data.get("current_prompt"):
+        rows.append(("next prompt", data["next_prompt"]))
+    hold = data.get("prompt_hold")
+    if isinstance(hold, dict):
+        left = hold.get("remaining_s")
+        rows.append(("held", "until skipped" if left is None else f"{float(left) / 60:.0f} min more"))
+    return rows
 
 
 @main.command()

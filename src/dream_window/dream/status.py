@@ -6,7 +6,13 @@ unknown keys (we add, never rename). Keys::
     state           running | paused | stopped | starting
     pause_reasons   list of reasons, e.g. ["game: eldenring.exe"]; pause_reason is the first or null
     mode, backend, backend_is_ai, model, backend_health {ok, detail}
-    frame_count, frame_index, current_prompt, current_frame, last_generation_ms, frames_per_minute
+    modes           the modes set_mode (POST /api/mode) accepts
+    frame_count, frame_index, current_frame, last_generation_ms, frames_per_minute
+    current_prompt  the prompt of the frame on screen (null before the first frame)
+    on_screen       {index, prompt, seed, mode, kind, backend, model} of that frame (its PNG text)
+    next_prompt     the prompt frames are being made for now (differs for a frame or two after a change)
+    prompt_hold     {prompt, until_skipped, remaining_s, until} while a typed prompt holds, else null
+    buffer          {size, target, capacity, p95_batch_s}: frames made ahead and how many are kept
     progress        {value, max} of the generation running now, or null
     started_at, updated_at (ISO 8601), version, pid, notes (list of fallbacks in effect)
 
