@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from dream_window.dream.controller import DreamController
 from dream_window.dream.output import read_label
 from dream_window.events import FramePublished
 from dream_window.values.frame import FrameLabel
+from dream_window.values.generation import NO_PLAN
 from tests.conftest import FakeClock, fast_config
 
 INTERVAL = 1.5
@@ -210,6 +212,63 @@ async def test_the_look_ahead_is_sized_by_generation_time_not_a_fixed_backlog(
         assert c.headroom.target() == 1
         assert len(c.buffer) <= 2
         assert c.snapshot()["buffer"]["capacity"] == 16  # type: ignore[index]
+    finally:
+        c.stop()
+        await run
+
+
+class GatedEngine(BuiltinEngine):
+    """The built-in engine, with keyframes that wait for ``gate`` (a slow GPU, at the test's say)."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__(offload=False)
+        self.gate = gate
+
+    async def txt2img(self, request: Any, *, plan: Any = NO_PLAN) -> Any:
+        await self.gate.wait()
+        return await super().txt2img(request, plan=plan)
+
+    async def img2img(self, image: Any, request: Any, *, plan: Any = NO_PLAN) -> Any:
+        await self.gate.wait()
+        return await super().img2img(image, request, plan=plan)
+
+
+async def until(pred: Any, limit: float = 10.0) -> None:
+    async def wait() -> None:
+        while not pred():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(wait(), limit)
+
+
+async def test_resume_shows_a_frame_made_before_the_pause_or_restarts_from_the_screen(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    c = build_controller(dream(tmp_path, clock).config, GatedEngine(gate), clock=clock, fsync=False)
+    seen = Published(c, clock)
+    run = asyncio.create_task(c.run())
+    try:
+        await seen.until(3)
+        await c.pause("user")
+        assert len(c.buffer) > 0  # frames made before the pause wait for the resume ...
+        waiting = [f.prompt for _, f in c.buffer._items]
+        n = len(seen.events)
+        await c.resume("user")
+        await seen.until(n + 1)
+        assert seen.events[n][1].prompt == waiting[0]  # ... and the first of them is shown at once
+        assert seen.events[n][0] - clock.monotonic() <= INTERVAL
+
+        gate.clear()  # generation stalls: the screen runs through what was made ahead
+        await until(lambda: len(c.buffer) == 0 and c.generating)
+        await c.pause("user")  # the batch in the making is dropped
+        gate.set()
+        n = len(seen.events)
+        await c.resume("user")
+        await seen.until(n + 5)
+        # Nothing to show: the mode restarts from the frame on screen, a short transition.
+        assert [e.kind for e in seen.after(n)][:5] == ["transition"] * 4 + ["keyframe"]
     finally:
         c.stop()
         await run

@@ -120,6 +120,8 @@ class DreamController:
         # The frame on screen (published last, or the previous run's last frame) and its label.
         self._on_screen: Frame | None = None
         self._on_screen_label: FrameLabel | None = None
+        # The frame the publisher has taken from the buffer and waits to publish, with its epoch.
+        self._next_out: tuple[int, Frame] | None = None
         self._last_gen_ms: float | None = None
         self._publish_times: deque[float] = deque(maxlen=30)
         self._progress: dict[str, int] | None = None
@@ -181,8 +183,14 @@ class DreamController:
 
     async def resume(self, reason: str) -> None:
         """Release ``reason``; with none left the next frame is published at once (a frame made
-        before the pause) or as soon as one is made."""
+        before the pause), or, when none was left, the mode restarts from the frame on screen: a
+        short transition with nothing planned ahead of it, the quickest way to a new frame."""
         self.lifecycle.release(reason.strip() or "paused")
+        held = self._next_out
+        nothing_made = not len(self.buffer) and (held is None or held[0] != self._epoch)
+        if self.lifecycle.state is State.RUNNING and nothing_made and self._on_screen is not None:
+            async with self._making:  # (taken before the producer, which wakes only after we yield)
+                self.mode.restart_from(self._on_screen)
         await self.write_status()
 
     def stop(self) -> None:
@@ -357,25 +365,34 @@ class DreamController:
         interval = self.config.generation.frame_interval
         due = self.clock.monotonic()
         while True:
-            epoch, frame = await self.buffer.get()
-            while epoch == self._epoch:  # else: made before the user's change, never shown
-                await self.lifecycle.running.wait()
-                wait = due - self.clock.monotonic()
-                if wait > 0:
-                    await self.clock.sleep(wait)
-                    continue  # re-check: we may have been paused or changed while waiting
-                async with self._publish_lock:
-                    if self.lifecycle.state is not State.RUNNING or epoch != self._epoch:
-                        continue
-                    await self._publish(frame)
-                break
-            else:
-                continue
+            self._next_out = epoch, frame = await self.buffer.get()
+            try:
+                shown = await self._publish_when_due(epoch, frame, due)
+            finally:
+                self._next_out = None
+            if not shown:
+                continue  # made before the user's change: never shown
             due = max(due + interval, self.clock.monotonic()) if interval > 0 else self.clock.monotonic()
             if self.max_frames is not None and self._frame_count >= self.max_frames:
                 log.info("reached --max-frames %d", self.max_frames)
                 self.stop()
                 return
+
+    async def _publish_when_due(self, epoch: int, frame: Frame, due: float) -> bool:
+        """Publish ``frame`` at ``due`` (later while paused); False when a user's change made it
+        stale first."""
+        while epoch == self._epoch:
+            await self.lifecycle.running.wait()
+            wait = due - self.clock.monotonic()
+            if wait > 0:
+                await self.clock.sleep(wait)
+                continue  # re-check: we may have been paused or changed while waiting
+            async with self._publish_lock:
+                if self.lifecycle.state is not State.RUNNING or epoch != self._epoch:
+                    continue
+                await self._publish(frame)
+                return True
+        return False
 
     async def _publish(self, frame: Frame) -> None:
         fut = asyncio.ensure_future(asyncio.to_thread(self.output.publish, frame))

@@ -26,7 +26,7 @@ from dream_window.dream.modes.lookahead import Lookahead
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
 from dream_window.values.frame import Frame, FrameKind
-from dream_window.values.generation import GeneratedImage, Plan
+from dream_window.values.generation import NO_PLAN, GeneratedImage, Plan
 from dream_window.values.slerp import inbetween_ts
 
 
@@ -64,6 +64,10 @@ class HybridMode:
         self._injected = (fit(image, self._ctx.config.width, self._ctx.config.height), label)
 
     def _plan(self, prompt: str) -> Plan:
+        if self._transition:
+            # The user is waiting for this keyframe and the transition into it: work planned behind
+            # it would take the server before the transition's encode and decode. Plan next time.
+            return NO_PLAN
         return self._ahead.plan(
             prompt, chained=True, denoise=self._ctx.config.denoise, return_latent=self._latents_back
         )

@@ -35,7 +35,7 @@ from dream_window.dream.modes.lookahead import Lookahead
 from dream_window.interpolation.inbetweens import InBetweenMaker, Keyframe
 from dream_window.interpolation.latent_encoder import BackendLatentEncoder
 from dream_window.values.frame import Frame, FrameKind
-from dream_window.values.generation import GeneratedImage, GenerationRequest
+from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest
 from dream_window.values.slerp import inbetween_ts
 
 WALK_NOTE = "interpolate: latent walk on the backend (every frame sampled; noise slerped, prompts lerped)"
@@ -96,13 +96,17 @@ class InterpolateMode:
             latent = self._maker.encoder.shares_backend_latents
             request = self._ahead.next(prompt, return_latent=latent)
             plan = self._ahead.plan(prompt, chained=False, return_latent=latent)
+            if self._transition:
+                plan = NO_PLAN  # the user waits on this keyframe and the transition: nothing ahead of it
             result = await ctx.backend.txt2img(request, plan=plan)
             return await self._keyframe(result, prompt, ts)
 
         # The next segment is a full one, whatever this call's (a transition's) length.
         segment = (*inbetween_ts(c.interpolation_frames).tolist(), 1.0)
         request = self._ahead.next(prompt)
-        plan = self._ahead.plan(prompt, chained=True, ts=segment, depth=1)
+        plan = (
+            self._ahead.plan(prompt, chained=True, ts=segment, depth=1) if not self._transition else NO_PLAN
+        )
         if self._key is None or self._key_request is None:
             # A keyframe with no walk into it (the first, or after an injected/seeded picture): the
             # walk's own endpoint, so the walk out of it starts from exactly this noise.
