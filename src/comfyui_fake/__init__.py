@@ -6,7 +6,8 @@ implementation of validation and of the wire format (never the client's), so a m
 the client and the fake cannot hide. ``python -m comfyui_fake --port 8189`` runs one by hand.
 
 ``running_comfy_server()`` starts one in-process (an async context manager); ``ComfyTestServer``
-exposes fault injection and a record of the requests it received (``server.seen("/interrupt")``).
+exposes fault injection, a simulated model load (``model_load_delay``, counted in
+``server.stats.model_loads``) and a record of the requests it received (``server.seen("/interrupt")``).
 """
 
 from comfyui_fake.schemas import recorded_object_info

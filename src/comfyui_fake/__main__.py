@@ -1,4 +1,8 @@
-"""``python -m comfyui_fake --port 8189 --step-delay 0.05``: a fake ComfyUI server until Ctrl-C."""
+"""``python -m comfyui_fake --port 8189 --step-delay 0.05``: a fake ComfyUI server until Ctrl-C.
+
+``--model-load-delay 3`` makes the first prompt after a start (or after ``/free``) take 3 s longer
+per model file it loads, as a real checkpoint load does.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +24,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8189)
     parser.add_argument("--root", type=Path, help="Folder for input/, output/, temp/ (default: a temp dir).")
     parser.add_argument("--step-delay", type=float, default=0.05, help="Seconds per sampler step.")
+    parser.add_argument(
+        "--model-load-delay",
+        type=float,
+        default=0.0,
+        help="Seconds a model file's first load takes after start or /free (default 0).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     async def serve() -> None:
-        server = ComfyTestServer(host=args.host, port=args.port, root=args.root, step_delay=args.step_delay)
+        server = ComfyTestServer(
+            host=args.host,
+            port=args.port,
+            root=args.root,
+            step_delay=args.step_delay,
+            model_load_delay=args.model_load_delay,
+        )
         await server.start()
         print(f"ComfyUI test server on {server.url} (files in {server.root})", flush=True)
         try:

@@ -10,6 +10,12 @@ Recorded facts it keeps (``08_interrupt_queue_free``, ``05_caching``, PROTOCOL.m
 * node outputs are cached across prompts by content; ``/free`` empties the cache, so the next
   prompt loads everything again.
 
+Model files: the first load of a file after a start (or after ``/free``) takes
+``model_load_delay`` seconds, as a real checkpoint load does, and counts in ``stats.model_loads``;
+later prompts find the loader's output cached. Like ComfyUI's (which checks for interrupts only at
+sampler steps), a load runs to its end; an interrupt lands before the next node. A broken file
+fails at once, before any load time (``faults.load_error``).
+
 How one prompt runs, message by message, is :mod:`comfyui_fake.prompt_run`.
 """
 
@@ -48,6 +54,7 @@ class Executor:
         self.hub = hub
         self.stats = Stats()
         self.step_delay = 0.0
+        self.model_load_delay = 0.0
         self._worker: asyncio.Task[None] | None = None
         self.reset()
 
@@ -59,6 +66,7 @@ class Executor:
         self.current_node: str | None = None
         self.history: dict[str, dict[str, Any]] = {}
         self.cache: dict[str, CacheEntry] = {}
+        self.loaded_models: set[str] = set()
         self.interrupt_requested = False
         self.preview_suffixes: dict[str, str] = {}
         self._wake = asyncio.Event()
@@ -117,9 +125,23 @@ class Executor:
             self.faults.release()  # a stalled sampler must wake up to notice
 
     def free(self) -> None:
+        """Node outputs and loaded models are forgotten: the next prompt loads its models again."""
         self.cache.clear()
+        self.loaded_models.clear()
 
     # --- running -----------------------------------------------------------------------------
+
+    async def load_model(self, name: str) -> None:
+        """A loader reading ``name``: fails as a broken file does, or takes the load time once."""
+        error = self.faults.load_error(name)
+        if error is not None:
+            raise NodeFailure("safetensors._safetensors_rust.SafetensorError", error)
+        if name in self.loaded_models:
+            return
+        if self.model_load_delay > 0:
+            await asyncio.sleep(self.model_load_delay)
+        self.loaded_models.add(name)
+        self.stats.model_loads += 1
 
     def node_context(self, on_step: StepHook | None = None) -> RunContext:
         async def nothing(i: int, n: int, latent: Latent | None) -> None:
@@ -131,7 +153,7 @@ class Executor:
             self.folders.output,
             self.folders.temp,
             on_step or nothing,
-            self.faults.broken_models,
+            self.load_model,
             self.faults.fail_classes,
             self.preview_suffixes,
         )

@@ -12,7 +12,11 @@ server, which owns the socket.
 * ``stall()`` / ``release()``: samplers wait before their next step (an interrupt also releases).
 * ``slow_view``: seconds /view waits before answering.
 * ``fail_classes``: class_type → message; such nodes raise ``RuntimeError(message)`` when run.
-* ``broken_models``: model files that fail to load the way a 0-byte or corrupt safetensors does.
+* ``broken_models``: model files that fail to load the way a broken safetensors file does, with
+  ``SafetensorError``: "header too small" for a 0-byte file (the recording's Flux and SDXL dummies,
+  ``09_flux_sdxl_validation``), "header too large" for garbage bytes (its
+  ``corrupt_checkpoint.safetensors``, ``07_runtime_error``). ``break_model`` / ``fix_model`` change
+  one file at run time.
 """
 
 from __future__ import annotations
@@ -23,10 +27,16 @@ from dataclasses import dataclass, field
 # The recording's corrupt checkpoint; it stays broken unless a test says otherwise.
 DEFAULT_BROKEN = frozenset({"corrupt_checkpoint.safetensors"})
 
+# safetensors reads an 8-byte header length first: a 0-byte file has none, garbage reads as a huge one.
+HEADER_TOO_SMALL = "Error while deserializing header: header too small"
+HEADER_TOO_LARGE = "Error while deserializing header: header too large"
+
 
 @dataclass
 class Faults:
     broken_models: set[str] = field(default_factory=lambda: set(DEFAULT_BROKEN))
+    # Which broken files hold garbage rather than nothing (the rest read as 0-byte files).
+    garbage_models: set[str] = field(default_factory=lambda: set(DEFAULT_BROKEN))
     fail_classes: dict[str, str] = field(default_factory=dict)
     slow_view: float = 0.0
     _failures_left: int = field(default=0, init=False)
@@ -36,6 +46,26 @@ class Faults:
 
     def __post_init__(self) -> None:
         self._gate.set()
+
+    # --- model files -------------------------------------------------------------------------
+
+    def break_model(self, name: str, *, garbage: bool = False) -> None:
+        """``name`` fails to load from now on: as a 0-byte file, or (``garbage``) a corrupt one."""
+        self.broken_models.add(name)
+        if garbage:
+            self.garbage_models.add(name)
+        else:
+            self.garbage_models.discard(name)
+
+    def fix_model(self, name: str) -> None:
+        self.broken_models.discard(name)
+        self.garbage_models.discard(name)
+
+    def load_error(self, name: str) -> str | None:
+        """The SafetensorError message loading ``name`` fails with; None when it loads."""
+        if name not in self.broken_models:
+            return None
+        return HEADER_TOO_LARGE if name in self.garbage_models else HEADER_TOO_SMALL
 
     # --- HTTP --------------------------------------------------------------------------------
 

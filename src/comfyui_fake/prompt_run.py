@@ -205,7 +205,9 @@ class PromptRun:
             node["class_type"],
             self.executed,
             exception_type=failure.exception_type,
-            exception_message=failure.message,
+            # ComfyUI sends "{exception}\n{tips}", tips empty but for out-of-memory errors: every
+            # recorded runtime message ends in a newline.
+            exception_message=f"{failure.message}\n",
             traceback=traceback.format_tb(failure.__traceback__),
             current_inputs=widgets,
             current_outputs=list(needed),

@@ -35,11 +35,13 @@ class Folders:
 
 @dataclass
 class Stats:
-    """Busy-time accounting for benchmarks: seconds spent executing prompts."""
+    """Busy-time accounting for benchmarks and tests: seconds spent executing prompts, and how
+    often a model file was loaded (each one paid ``model_load_delay``)."""
 
     busy_s: float = 0.0
     prompts: int = 0
     executed_nodes: int = 0
+    model_loads: int = 0
     first_start: float | None = None
     last_end: float | None = None
 

@@ -12,8 +12,11 @@ sending the recorded message sequence (:mod:`~comfyui_fake.protocol`,
   finished prompts, ``server.root`` holds ``input/``, ``output/`` and ``temp/``;
 * faults: ``refuse_connections`` / ``accept_connections``, ``fail_requests``,
   ``drop_websockets_after``, ``stall`` / ``release``, ``slow_view``, ``restart`` (history, queue
-  and counters reset, files kept, temp/ wiped), ``fail_classes`` and ``broken_models``;
-* ``step_delay`` (seconds per sampler step) and ``prime_cache`` (to replay a recorded scenario
+  and counters reset, files kept, temp/ wiped), ``fail_classes`` and ``broken_models``
+  (``break_model`` / ``fix_model`` for one file);
+* ``step_delay`` (seconds per sampler step), ``model_load_delay`` (seconds the first load of a
+  model file takes after a start, ``restart`` or ``/free``; ``stats.model_loads`` counts the loads,
+  ``loaded_models`` names the files loaded now) and ``prime_cache`` (to replay a recorded scenario
   that found nodes cached).
 """
 
@@ -56,6 +59,7 @@ class ComfyTestServer:
         port: int = 0,
         root: Path | None = None,
         step_delay: float = 0.0,
+        model_load_delay: float = 0.0,
         models: dict[str, list[str]] | None = None,
         object_info: dict[str, Any] | None = None,
         broken_models: set[str] | None = None,
@@ -80,6 +84,7 @@ class ComfyTestServer:
             engine=self.engine, folders=self.folders, schemas=self.schemas, faults=self.faults, hub=self.hub
         )
         self.executor.step_delay = step_delay
+        self.executor.model_load_delay = model_load_delay
         self.requests: list[RequestRecord] = []
         self._runner: web.AppRunner | None = None
 
@@ -122,6 +127,19 @@ class ComfyTestServer:
     @step_delay.setter
     def step_delay(self, seconds: float) -> None:
         self.executor.step_delay = seconds
+
+    @property
+    def model_load_delay(self) -> float:
+        return self.executor.model_load_delay
+
+    @model_load_delay.setter
+    def model_load_delay(self, seconds: float) -> None:
+        self.executor.model_load_delay = seconds
+
+    @property
+    def loaded_models(self) -> frozenset[str]:
+        """The model files loaded since the last start, ``restart`` or ``/free``."""
+        return frozenset(self.executor.loaded_models)
 
     @property
     def slow_view(self) -> float:
@@ -230,6 +248,15 @@ class ComfyTestServer:
 
     def release(self) -> None:
         self.faults.release()
+
+    def break_model(self, name: str, *, garbage: bool = False) -> None:
+        """Loading ``name`` fails from the next loader run on (one already loaded and cached is
+        not run again until ``/free``): as a 0-byte file ("header too small"), or with
+        ``garbage`` as a corrupt one ("header too large")."""
+        self.faults.break_model(name, garbage=garbage)
+
+    def fix_model(self, name: str) -> None:
+        self.faults.fix_model(name)
 
     async def prime_cache(self, graph: dict[str, Any], nodes: list[str]) -> None:
         """Execute ``nodes`` of ``graph`` quietly so later prompts find them cached, as on a server

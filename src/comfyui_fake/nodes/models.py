@@ -1,46 +1,40 @@
 """Loaders and conditioning: checkpoints, UNETs, VAEs, CLIPs, text encoding and its mixing.
 
-A loader fails the way ComfyUI fails on a 0-byte or corrupt safetensors file when its file is in
-``broken_models`` (recorded in ``07_runtime_error`` and ``09_flux_sdxl_validation``).
+Every file a loader names goes through the run's ``load_model``: the executor fails it the way
+ComfyUI fails on a 0-byte or corrupt safetensors file when it is in ``broken_models`` (recorded in
+``07_runtime_error`` and ``09_flux_sdxl_validation``), and spends the load time on a file it has
+not loaded since start or ``/free``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from comfyui_fake.nodes.values import NodeFailure, RunContext, channels_for, conditioning, parts_of
+from comfyui_fake.nodes.values import RunContext, channels_for, conditioning, parts_of
 
 Result = tuple[tuple[Any, ...], None]
 
 
-def _load(name: str, ctx: RunContext) -> None:
-    if name in ctx.broken_models:
-        raise NodeFailure(
-            "safetensors._safetensors_rust.SafetensorError",
-            "Error while deserializing header: header too small\n",
-        )
-
-
 async def checkpoint(i: dict[str, Any], ctx: RunContext) -> Result:
     name = i["ckpt_name"]
-    _load(name, ctx)
+    await ctx.load_model(name)
     ch = channels_for(name)
     return ({"channels": ch, "name": name}, {"clip": name}, {"channels": ch}), None
 
 
 async def unet(i: dict[str, Any], ctx: RunContext) -> Result:
-    _load(i["unet_name"], ctx)
+    await ctx.load_model(i["unet_name"])
     return ({"channels": 16, "name": i["unet_name"]},), None
 
 
 async def vae(i: dict[str, Any], ctx: RunContext) -> Result:
-    _load(i["vae_name"], ctx)
+    await ctx.load_model(i["vae_name"])
     return ({"channels": channels_for(i["vae_name"])},), None
 
 
 async def dual_clip(i: dict[str, Any], ctx: RunContext) -> Result:
-    _load(i["clip_name1"], ctx)
-    _load(i["clip_name2"], ctx)
+    await ctx.load_model(i["clip_name1"])
+    await ctx.load_model(i["clip_name2"])
     return ({"clip": i["type"]},), None
 
 

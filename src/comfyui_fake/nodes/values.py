@@ -40,19 +40,26 @@ class Latent:
 
 
 StepHook = Callable[[int, int, Latent | None], Awaitable[None]]
+# Loads one model file by name, or raises NodeFailure as a broken file does (the executor's).
+ModelLoad = Callable[[str], Awaitable[None]]
+
+
+async def _loads_anything(name: str) -> None:
+    return None
 
 
 @dataclass
 class RunContext:
     """What a node may use while it runs: the engine, the folders, the faults that apply to nodes,
-    and the step hook (progress, delay, interrupt checks, previews) owned by the prompt run."""
+    the step hook (progress, delay, interrupt checks, previews) owned by the prompt run, and the
+    model loader (load time, broken files) owned by the executor."""
 
     engine: BuiltinEngine
     input_dir: Path
     output_dir: Path
     temp_dir: Path
     on_step: StepHook
-    broken_models: set[str] = field(default_factory=set)
+    load_model: ModelLoad = _loads_anything
     fail_classes: dict[str, str] = field(default_factory=dict)
     # PreviewImage's filename suffix per node object: ComfyUI keeps a node object per id while
     # consecutive prompts have that node; the executor prunes this map per prompt.
