@@ -14,10 +14,9 @@ import logging
 import random
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 from dream_window.backends.base import GenerationBackend
-from dream_window.backends.builtin import BuiltinEngine
-from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.cache.service import FrameCacheService
 from dream_window.clock import Clock, SystemClock
 from dream_window.config import BackendChoice, DreamConfig
@@ -30,52 +29,34 @@ from dream_window.dream.output import OutputWriter
 from dream_window.dream.prompts import PromptManager
 from dream_window.dream.service import Service
 from dream_window.dream.status import StatusWriter
-from dream_window.errors import BackendError, ComfyUIError
+from dream_window.dream.supervisor import BackendSupervisor
+from dream_window.errors import BackendError, ModelUnavailable, WorkflowRejected
 from dream_window.events import EventBus, Note
+from dream_window.instances import InstanceLock, RegistryService
 from dream_window.interpolation.latent_encoder import create_latent_encoder
 from dream_window.monitor import MonitorService
 from dream_window.rainmeter import RainmeterWriter
 from dream_window.values.seeds import SeedSource
 from dream_window.web import ViewerService
+from dream_window.web.security import token_path
 
 log = logging.getLogger(__name__)
 
 
-def build_services(config: DreamConfig, *, frame_cache: FrameCacheService | None = None) -> list[Service]:
+def build_services(
+    config: DreamConfig, *, frame_cache: FrameCacheService | None = None, config_path: Path | None = None
+) -> list[Service]:
     """Every service, in start order (closed in reverse). Each reads its own config section; one
-    that is switched off starts nothing. ``frame_cache``: the one the controller was given."""
+    that is switched off starts nothing. ``frame_cache``: the one the controller was given;
+    ``config_path``: the file the dream was started with (commands naming it find this dream)."""
     return [
         frame_cache if frame_cache is not None else FrameCacheService(config),
         MonitorService(config),
         ViewerService(config),
+        # After the viewer: it registers the viewer's address for commands run from elsewhere.
+        RegistryService(config, config_path=config_path, token_path=token_path),
         RainmeterWriter(config),
     ]
-
-
-async def select_backend(config: DreamConfig, choice: BackendChoice) -> tuple[GenerationBackend, list[str]]:
-    """The backend to dream with, started. ``auto`` tries ComfyUI and falls back, saying so once."""
-    notes: list[str] = []
-    if choice is BackendChoice.BUILTIN:
-        backend: GenerationBackend = BuiltinEngine()
-        await backend.start()
-        return backend, notes
-    urls = ", ".join(config.system.comfyui_urls)
-    backend = create_comfyui_backend(config)
-    try:
-        await backend.start()
-        return backend, notes
-    except ComfyUIError as exc:
-        with contextlib.suppress(Exception):
-            await backend.close()
-        if choice is BackendChoice.COMFYUI:
-            raise
-        reason = str(exc)
-    log.warning("ComfyUI not reachable at %s; falling back to the built-in engine (not AI)", urls)
-    log.debug("ComfyUI start failed: %s", reason)
-    notes.append(f"ComfyUI not reachable at {urls}: using the built-in engine (not AI)")
-    backend = BuiltinEngine()
-    await backend.start()
-    return backend, notes
 
 
 def build_controller(
@@ -89,8 +70,13 @@ def build_controller(
     frame_cache: FrameCache | None = None,
     services: Sequence[Service] = (),
     fsync: bool = True,
+    supervisor: BackendSupervisor | None = None,
 ) -> DreamController:
+    """A controller dreaming with ``backend``: used as it is, or, with ``supervisor``, the one it
+    chose (``backend`` is then its ``supervisor.backend``), switched as ComfyUI comes and goes."""
     clock = clock or SystemClock()
+    supervisor = supervisor or BackendSupervisor.fixed(backend, config, clock=clock)
+    backend = supervisor.backend
     rng = rng or random.Random()
     events = EventBus()
     prompts = PromptManager(config.prompts, clock=clock, rng=rng, base_dir=config.base_dir, events=events)
@@ -111,6 +97,7 @@ def build_controller(
         backend=backend,
         mode=create_mode(g.mode, ctx),
         mode_factory=lambda name: create_mode(name, ctx),
+        supervisor=supervisor,
         prompts=prompts,
         output=OutputWriter(config.output_dir, history_size=g.history_size, fsync=fsync),
         status=StatusWriter(config.output_dir),
@@ -124,48 +111,64 @@ def build_controller(
     )
 
 
-async def run_dream(config: DreamConfig, *, backend_choice: BackendChoice, max_frames: int | None) -> int:
-    """The main job. Returns the process exit code."""
+async def run_dream(
+    config: DreamConfig,
+    *,
+    backend_choice: BackendChoice,
+    max_frames: int | None,
+    config_path: Path | None = None,
+) -> int:
+    """The main job. Returns the process exit code: 2 when the chosen ComfyUI's model is missing
+    or does not load (a setup error), or when another instance dreams into the same folder."""
     rng = random.Random()
-    backend, notes = await select_backend(config, backend_choice)
-    log.info(
-        "dreaming with %s, mode %s, %dx%d, output %s",
-        backend.name,
-        config.generation.mode,
-        config.generation.width,
-        config.generation.height,
-        config.output_dir,
-    )
+    clock = SystemClock()
+    supervisor = BackendSupervisor.for_config(config, backend_choice, clock=clock)
     try:
-        frame_cache = FrameCacheService(config, rng=rng)
-        controller = build_controller(
-            config,
-            backend,
-            rng=rng,
-            max_frames=max_frames,
-            notes=notes,
-            frame_cache=frame_cache,
-            services=build_services(config, frame_cache=frame_cache),
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no add_signal_handler
-                loop.add_signal_handler(sig, _on_signal, controller, sig)
-        detach = attach_console(controller)
-        try:
-            await controller.run()  # starts the services first and closes them last
-        finally:
-            detach()
-        log.info(
-            "stopped after %d frame(s); last frame %s", controller.frame_count, controller.output.current_path
-        )
-        return 0
+        with InstanceLock(config.output_dir):
+            try:
+                await supervisor.start()
+            except (ModelUnavailable, WorkflowRejected) as exc:
+                log.error("%s", exc)
+                return 2
+            log.info(
+                "dreaming with %s, mode %s, %dx%d, output %s",
+                supervisor.backend.name,
+                config.generation.mode,
+                config.generation.width,
+                config.generation.height,
+                config.output_dir,
+            )
+            frame_cache = FrameCacheService(config, rng=rng)
+            controller = build_controller(
+                config,
+                supervisor.backend,
+                supervisor=supervisor,
+                clock=clock,
+                rng=rng,
+                max_frames=max_frames,
+                frame_cache=frame_cache,
+                services=build_services(config, frame_cache=frame_cache, config_path=config_path),
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no add_signal_handler
+                    loop.add_signal_handler(sig, _on_signal, controller, sig)
+            detach = attach_console(controller)
+            try:
+                await controller.run()  # starts the services first and closes them last
+            finally:
+                detach()
+            log.info(
+                "stopped after %d frame(s); last frame %s",
+                controller.frame_count,
+                controller.output.current_path,
+            )
+            return 0
     except BackendError as exc:
         log.error("%s", exc)
         return 1
     finally:
-        with contextlib.suppress(Exception):
-            await backend.close()
+        await supervisor.close()
 
 
 def _on_signal(controller: DreamController, sig: signal.Signals) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
+import platformdirs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,9 +28,19 @@ HOME_ENV = "DREAM_WINDOW_HOME"
 
 
 def home_dir() -> Path:
-    """Dream Window's own directory (logs, control token, state). ``DREAM_WINDOW_HOME`` overrides."""
+    """Dream Window's own per-user directory (logs, control token, running instances).
+
+    ``DREAM_WINDOW_HOME`` overrides it. Otherwise it is the platform's per-user data folder
+    (``~/.local/share/dream-window``, ``%LOCALAPPDATA%\\dream-window``, ``~/Library/Application
+    Support/dream-window``), unless ``~/.dream-window`` exists: users who have one keep it.
+    """
     env = os.environ.get(HOME_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".dream-window"
+    if env:
+        return Path(env).expanduser()
+    legacy = Path.home() / ".dream-window"
+    if legacy.is_dir():
+        return legacy
+    return Path(platformdirs.user_data_dir("dream-window", appauthor=False))
 
 
 # The names ``generation.mode`` accepts. The modes themselves live in ``dream/modes`` (above this
@@ -76,6 +87,9 @@ class SystemConfig(_Section):
     output_dir: Path = Path("output")
     cache_dir: Path = Path("cache")
     backend: BackendChoice = BackendChoice.AUTO
+    # backend auto: when ComfyUI goes away mid-dream, the last frame stays on screen this long,
+    # then the built-in engine fills in until ComfyUI answers again.
+    fallback_after_seconds: float = Field(30.0, ge=0.0, le=86_400.0)
     # Where the rotating log file goes; empty means <home>/logs.
     log_dir: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -239,6 +253,13 @@ class ComfyUIConfig(_Section):
     # Seconds to wait for a TCP connection: a server that is down is given up on this fast.
     connect_timeout: float = Field(3.0, gt=0.0, le=60.0)
     max_retries: int = Field(4, ge=0, le=20)
+    # Seconds between checks for a ComfyUI that is down (or not started yet): it is found again
+    # this soon after it answers.
+    probe_interval: float = Field(1.0, gt=0.0, le=60.0)
+    # The same generation error this many times in a row opens the circuit breaker: no more
+    # retries (the dream falls back with backend auto) until a check every breaker_retry_seconds passes.
+    breaker_threshold: int = Field(3, ge=1, le=100)
+    breaker_retry_seconds: float = Field(20.0, gt=0.0, le=3600.0)
     # Queue the frame the mode will most likely ask for next while this one downloads
     # (keeps the GPU busy; a wrong guess is interrupted and dropped).
     speculate: bool = True

@@ -42,9 +42,10 @@ async def core_checks(config: DreamConfig) -> list[Check]:
     return out
 
 
-async def run_checks(config: DreamConfig) -> list[Check]:
+async def run_checks(config: DreamConfig, *, deep: bool = False) -> list[Check]:
+    """Every check; ``deep`` also loads the model on ComfyUI (a one-step generation, timed)."""
     parts: list[tuple[str, Callable[[], Awaitable[list[Check]]]]] = [
-        ("comfyui", lambda: comfyui.doctor_checks(config)),
+        ("comfyui", lambda: comfyui.doctor_checks(config, deep=deep)),
         ("interpolation", lambda: interpolation.doctor_checks(config)),
     ]
     parts += [(service.name, service.doctor_checks) for service in build_services(config)]

@@ -4,12 +4,14 @@ The tree is shallow on purpose; catch the root to handle "anything of ours":
 
     DreamWindowError
     ├── ConfigError              bad config file, bad CLI value (exit code 2)
+    │   └── AlreadyRunning       another dream-window holds this output folder; names its pid and viewer
     ├── LifecycleError           an illegal state transition (running → running, stopped → paused ...)
     ├── BackendError             a generation backend failed to produce a frame
     │   ├── ComfyUIError         anything that went wrong talking to ComfyUI
     │   │   ├── ComfyUIUnavailable   connection refused / reset / 5xx after retries
     │   │   ├── ComfyUITimeout       a prompt ran past its time limit (it is interrupted)
     │   │   ├── WorkflowRejected     POST /prompt answered 400; carries the server's node_errors
+    │   │   ├── ModelUnavailable     the configured model is not on the server, or does not load
     │   │   └── ExecutionFailed      the prompt ran and failed (execution_error) or was interrupted
     │   └── ModelLoadError       local model weights (VAE, CLIP) missing or unloadable
     ├── CacheError               the frame cache database or its images
@@ -41,6 +43,19 @@ class ConfigError(DreamWindowError):
         self.path = path
 
 
+class AlreadyRunning(ConfigError):
+    """Another dream-window holds the lock on this output folder. ``pid`` and ``url`` (its viewer)
+    are None when it has not said them yet; a usage error (exit 2): stop it or choose another folder."""
+
+    def __init__(
+        self, message: str, *, output_dir: str, pid: int | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.output_dir = output_dir
+        self.pid = pid
+        self.url = url
+
+
 class LifecycleError(DreamWindowError):
     """An illegal lifecycle transition was requested."""
 
@@ -58,7 +73,12 @@ class ComfyUIError(BackendError):
 
 
 class ComfyUIUnavailable(ComfyUIError):
-    """The server could not be reached (refused, reset, 5xx) even after retries."""
+    """The server could not be reached (refused, reset, 5xx) even after retries. ``reason``: why,
+    in plain words ("connection refused: nothing is listening on 127.0.0.1:8188 ...")."""
+
+    def __init__(self, message: str, *, server: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message, server=server)
+        self.reason = reason or message
 
 
 class ComfyUITimeout(ComfyUIError):
@@ -83,6 +103,11 @@ class WorkflowRejected(ComfyUIError):
         super().__init__(message, server=server)
         self.error = error or {}
         self.node_errors = node_errors or {}
+
+
+class ModelUnavailable(ComfyUIError):
+    """The configured model file is not on the server, or the server cannot load it (a truncated
+    download). A setup problem, not a passing one: with ``backend: comfyui`` the start exits 2."""
 
 
 class ExecutionFailed(ComfyUIError):

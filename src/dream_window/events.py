@@ -79,7 +79,8 @@ class FramePublished(Event):
 
 @dataclass(frozen=True, slots=True)
 class StateChanged(Event):
-    """The lifecycle state, or the reasons held for a pause, changed."""
+    """The state changed (the lifecycle, the reasons held for a pause, or the backend's health:
+    running, waiting, degraded; see dream/supervisor.py)."""
 
     name: ClassVar[str] = "state"
     state: str

@@ -62,10 +62,11 @@ def test_auto_backend_falls_back_to_builtin_and_says_so_once(tmp_path: Path) -> 
     cfg = write_config(tmp_path, {**FAST, "system": {"backend": "auto", "comfyui_url": "http://127.0.0.1:9"}})
     r = cli("run", "--config", str(cfg), "--max-frames", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stderr.count("falling back to the built-in engine") == 1
+    said = "ComfyUI at http://127.0.0.1:9 is not answering: connection refused: nothing is listening on 127.0.0.1:9"
+    assert r.stderr.count(said) == 1 and "dreaming with the built-in engine (not AI)" in r.stderr
     status = json.loads((tmp_path / "output" / "status.json").read_text())
-    assert status["backend"] == "built-in engine (not AI)"
-    assert any("not AI" in n for n in status["notes"])
+    assert status["backend"] == "built-in engine (not AI)" and status["backend_is_ai"] is False
+    assert said in status["backend_health"]["reason"]
 
 
 @pytest.mark.parametrize(

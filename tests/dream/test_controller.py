@@ -129,6 +129,8 @@ async def test_frames_are_published_at_the_configured_interval(tmp_path: Path, c
 class FlakyBackend(BuiltinEngine):
     """Fails the first ``failures`` generations, like a ComfyUI server that is down, then recovers."""
 
+    is_ai = True  # (it stands in for ComfyUI)
+
     def __init__(self, failures: int) -> None:
         super().__init__(offload=False)
         self.failures = failures
@@ -141,19 +143,23 @@ class FlakyBackend(BuiltinEngine):
         return await super().txt2img(request, plan=plan)
 
 
-async def test_backend_failures_back_off_then_recover(
+async def test_a_backend_that_is_down_is_retried_every_probe_interval_then_recovers(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     backend = FlakyBackend(failures=4)
     c = controller_for(tmp_path, clock=clock, backend=backend, max_frames=3, generation={"mode": "img2img"})
+    states: list[str] = []
+    real_write = c.status_writer.write
+    c.status_writer.write = lambda doc: (states.append(str(doc["state"])), real_write(doc))[1]  # type: ignore[method-assign]
     await asyncio.wait_for(c.run(), 30)
     assert c.frame_count == 3
-    backoffs = [s for s in clock.sleeps if s > 0]
-    assert backoffs[:4] == [0.5, 1.0, 2.0, 4.0]  # exponential
-    errors = [r for r in caplog.records if "generation failed" in r.getMessage() and r.levelname == "ERROR"]
-    assert len(errors) == 1  # logged once per state change, not every retry
-    assert any("recovered" in r.getMessage() for r in caplog.records)
+    retries = [s for s in clock.sleeps if s > 0][:4]
+    assert retries == [1.0] * 4  # comfyui.probe_interval: found again that soon, no growing backoff
+    assert "waiting" in states and states[states.index("waiting") :].count("running") >= 1
+    waits = [r for r in caplog.records if "backend waiting" in r.getMessage()]
+    assert len(waits) == 1 and "connection refused" in waits[0].getMessage()  # once, not every retry
+    assert c.snapshot()["backend_health"]["state"] == "running"  # type: ignore[index]
 
 
 class InterruptingBackend(BuiltinEngine):

@@ -32,12 +32,21 @@ class GenerationBackend(Protocol):
     """What modes need from whatever makes the pixels. A backend executes requests; the mode owns
     the plan (see :class:`~dream_window.values.generation.Plan`) and every setting behind it."""
 
-    #: Shown in logs and status, e.g. "ComfyUI (flux-schnell)" or "built-in engine (not AI)".
-    name: str
-    #: False for the built-in engine: status and logs say so plainly.
-    is_ai: bool
-    #: Channels of this backend's latents (for sanity checks in the interpolation code).
-    latent_channels: int
+    # Read-only properties: a backend may answer them from the one it switches to (switching.py).
+    @property
+    def name(self) -> str:
+        """Shown in logs and status, e.g. "ComfyUI (flux-schnell)" or "built-in engine (not AI)"."""
+        ...
+
+    @property
+    def is_ai(self) -> bool:
+        """False for the built-in engine: status and logs say so plainly."""
+        ...
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of this backend's latents (for sanity checks in the interpolation code)."""
+        ...
 
     async def start(self) -> None:
         """Connect / load; raise a BackendError subclass when the backend cannot be used."""
@@ -91,9 +100,11 @@ class SupportsLatentWalk(Protocol):
     noise slerped, text conditioning lerped (the ComfyUI backend, as graphs). Interpolate mode uses
     it when present and available, and otherwise slerps keyframe latents and decodes them."""
 
-    #: False when this setup rules the walk out (a custom ComfyUI workflow, the walk graphs do
-    #: not validate on the server, ``interpolation.walk: off``).
-    latent_walk_available: bool
+    @property
+    def latent_walk_available(self) -> bool:
+        """False when this setup rules the walk out (a custom ComfyUI workflow, the walk graphs do
+        not validate on the server, ``interpolation.walk: off``)."""
+        ...
 
     async def latent_walk(
         self,

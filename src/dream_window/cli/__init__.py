@@ -8,7 +8,7 @@ Module map::
     __init__.py   the ``main`` group: run, init, status, doctor; every other command added here
     common.py     the --config option, config loading, one-line failures (shared by all commands)
     cache.py      ``dream-window cache stats|list|similar|prune|export|rebuild``
-    control.py    ``dream-window pause|resume|skip|prompt|mode`` (the running service's control API)
+    control.py    ``dream-window pause|resume|skip|prompt|mode|like|dislike`` (the running service's control API)
     export.py     ``dream-window export`` (the timelapse itself is :mod:`dream_window.export`)
 """
 
@@ -28,14 +28,15 @@ from rich.table import Table
 from dream_window import __version__
 from dream_window.app import run_dream
 from dream_window.cli.cache import cache_group
-from dream_window.cli.common import config_error, config_option, fail, load
-from dream_window.cli.control import mode_cmd, pause, prompt_cmd, resume, skip
+from dream_window.cli.common import config_error, config_option, fail, load, output_option, running_instance
+from dream_window.cli.control import dislike, like, mode_cmd, pause, prompt_cmd, resume, skip
 from dream_window.cli.export import export_command
 from dream_window.config import BackendChoice, default_config_text
 from dream_window.doctor import run_checks
 from dream_window.dream.modes import mode_names
 from dream_window.dream.status import STATUS_FILE, read_status
-from dream_window.errors import ConfigError, DreamWindowError
+from dream_window.errors import AlreadyRunning, ConfigError, DreamWindowError
+from dream_window.instances import status_staleness
 from dream_window.logging_setup import setup_logging
 
 log = logging.getLogger("dream_window")
@@ -88,7 +89,11 @@ def run(
     if log_file:
         log.debug("log file: %s", log_file)
     try:
-        code = asyncio.run(run_dream(cfg, backend_choice=cfg.system.backend, max_frames=max_frames))
+        code = asyncio.run(
+            run_dream(cfg, backend_choice=cfg.system.backend, max_frames=max_frames, config_path=config_path)
+        )
+    except AlreadyRunning as exc:  # a usage error, but not one about the config file
+        fail(str(exc), 2)
     except ConfigError as exc:
         config_error(exc)
     except DreamWindowError as exc:
@@ -119,23 +124,29 @@ def init(path: Path, force: bool) -> None:
 
 @main.command()
 @config_option
+@output_option
 @click.option(
-    "--output",
-    "-o",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Output folder to read status from.",
+    "--json", "as_json", is_flag=True, help='Print the raw JSON (with "stale": true when not running).'
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 def status(config_path: Path | None, output: Path | None, as_json: bool) -> None:
-    """Show what the dream is doing (reads status.json)."""
-    out_dir = output if output else load(config_path).output_dir
-    try:
-        data = read_status(out_dir / STATUS_FILE)
-    except DreamWindowError as exc:
-        fail(str(exc))
+    """Show what the dream is doing (reads status.json). Exit 1 when it is not running.
+
+    From any folder: the running dream-window (or the one --output/--config names), else the
+    output folder of ./config.yaml. A status.json left "running" by a process that died or hung
+    says "not running (last seen ...)".
+    """
+    data = _read_status(_status_folder(config_path, output) / STATUS_FILE)
+    staleness = status_staleness(data)
+    if staleness is not None:
+        data["stale"] = True
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
+        sys.exit(1 if staleness else 0)
+    if staleness is not None:
+        pid = data.get("pid")
+        process = f"process {pid}" if pid is not None else "process"
+        click.echo(f"not running (last seen {data.get('updated_at') or 'never'}, {process} {staleness})")
+        sys.exit(1)
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
@@ -165,6 +176,22 @@ def status(config_path: Path | None, output: Path | None, as_json: bool) -> None
     Console().print(t)
 
 
+def _status_folder(config_path: Path | None, output: Path | None) -> Path:
+    """The output folder whose status.json ``status`` reads: the running instance's (see
+    ``running_instance``), else the one named by --output, else the config's."""
+    found = running_instance(config_path, output)
+    if found is not None:
+        return found.output_dir
+    return output if output is not None else load(config_path).output_dir
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    try:
+        return read_status(path)
+    except DreamWindowError as exc:
+        fail(str(exc))
+
+
 def _next_prompt_rows(data: dict[str, Any]) -> list[tuple[str, object]]:
     """The prompt frames are made for next, when it is not the one on screen, and a hold."""
     rows: list[tuple[str, object]] = []
@@ -179,10 +206,13 @@ def _next_prompt_rows(data: dict[str, Any]) -> list[tuple[str, object]]:
 
 @main.command()
 @config_option
-def doctor(config_path: Path | None) -> None:
+@click.option(
+    "--deep", is_flag=True, help="Also load the model on ComfyUI (a one-step 64x64 image) and time it."
+)
+def doctor(config_path: Path | None, deep: bool) -> None:
     """Check config, folders, backend and every optional capability."""
     cfg = load(config_path)
-    checks = asyncio.run(run_checks(cfg))
+    checks = asyncio.run(run_checks(cfg, deep=deep))
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]", "info": "[blue]·[/]"}
     c = Console()
     for ch in checks:
@@ -193,5 +223,5 @@ def doctor(config_path: Path | None) -> None:
 # Commands that live in their own module, added by name.
 main.add_command(cache_group)
 main.add_command(export_command)
-for command in (pause, resume, skip, prompt_cmd, mode_cmd):
+for command in (pause, resume, skip, prompt_cmd, mode_cmd, like, dislike):
     main.add_command(command)

@@ -1,4 +1,5 @@
-"""What every ``dream-window`` command shares: the ``--config`` option, loading it, one-line failures.
+"""What every ``dream-window`` command shares: the ``--config`` and ``--output`` options, loading
+the config, finding the running instance a command is about, one-line failures.
 
 A module of its own so the command modules (``cache``, ``control``, ``export``) can use it without
 importing the package that registers them.
@@ -14,6 +15,7 @@ import click
 
 from dream_window.config import DreamConfig, load_config
 from dream_window.errors import ConfigError
+from dream_window.instances import Registration, live_instances, same_path
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -49,3 +51,53 @@ config_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Config file (default: ./config.yaml when present, else built-in defaults).",
 )
+
+output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The output folder of the dream-window to talk to (when several are running).",
+)
+
+
+def running_instance(config_path: Path | None, output: Path | None) -> Registration | None:
+    """The running dream-window a command is about, from the registry (see ``instances``).
+
+    ``--output`` or ``--config`` given: the one writing into that folder (or started with that
+    config file), None when none is. Neither: the only one running; when several are, the one
+    ./config.yaml names, else exit 2 listing them. None when none is registered: the caller falls
+    back to the config, as before instances registered themselves.
+    """
+    live = live_instances()
+    if output is not None:
+        return _one([r for r in live if same_path(r.output_dir, output)])
+    if config_path is not None:
+        return _one(_started_with(live, config_path))
+    if len(live) <= 1:
+        return live[0] if live else None
+    if DEFAULT_CONFIG.exists():
+        here = _started_with(live, DEFAULT_CONFIG)
+        if len(here) == 1:
+            return here[0]
+    _several(live)
+
+
+def _started_with(live: list[Registration], config_path: Path) -> list[Registration]:
+    out_dir = load(config_path).output_dir
+    return [
+        r
+        for r in live
+        if same_path(r.output_dir, out_dir)
+        or (r.config_path is not None and same_path(r.config_path, config_path))
+    ]
+
+
+def _one(matches: list[Registration]) -> Registration | None:
+    if len(matches) > 1:
+        _several(matches)
+    return matches[0] if matches else None
+
+
+def _several(live: list[Registration]) -> NoReturn:
+    listed = "; ".join(r.describe() for r in live)
+    fail(f"{len(live)} dream-windows are running ({listed}): pick one with --output DIR or --config FILE", 2)

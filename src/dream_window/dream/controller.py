@@ -49,16 +49,20 @@ from dream_window.dream.output import OutputWriter, PublishedFrame
 from dream_window.dream.prompts import PromptManager
 from dream_window.dream.service import Service, ServiceSet
 from dream_window.dream.status import StatusWriter
+from dream_window.dream.supervisor import BackendSupervisor, Health
 from dream_window.errors import (
     DreamWindowError,
     ExecutionFailed,
     FrameWriteError,
 )
-from dream_window.events import EventBus, FramePublished, Note, Preview, Progress
+from dream_window.events import EventBus, FramePublished, Note, Preview, Progress, StateChanged
 from dream_window.interpolation.latent_encoder import LatentEncoder
 from dream_window.values.frame import Frame, FrameLabel
 
 log = logging.getLogger(__name__)
+
+# status.json is rewritten at least this often (seconds), frames or not.
+HEARTBEAT_S = 5.0
 
 
 class DreamController:
@@ -79,12 +83,18 @@ class DreamController:
         max_frames: int | None = None,
         notes: list[str] | None = None,
         mode_factory: Callable[[str], DreamMode] | None = None,
+        supervisor: BackendSupervisor | None = None,
     ) -> None:
         """``events`` is the bus the prompts and the mode's notes were given too; ``encoder`` is
         the mode's latent encoder (a local VAE holds GPU memory of its own); ``mode_factory``
-        builds another mode by name for :meth:`set_mode` (None: switching is refused)."""
+        builds another mode by name for :meth:`set_mode` (None: switching is refused);
+        ``supervisor``: the one that chose ``backend`` (``backend`` is its SwitchingBackend), or
+        None for a backend used as it is."""
         self.config = config
-        self.backend = backend
+        self.supervisor = supervisor or BackendSupervisor.fixed(backend, config, clock=clock)
+        self.supervisor.set_switch_hook(self._switch_backend)
+        self.supervisor.listener = self._on_backend_state
+        backend = self.backend = self.supervisor.backend
         self.events = events
         self.frame_cache: FrameCache = frame_cache if frame_cache is not None else NoFrameCache()
         self.services = ServiceSet(services)
@@ -93,8 +103,8 @@ class DreamController:
             mode=mode,
             frame_cache=self.frame_cache,
             events=events,
-            backend=backend.name,
-            model=config.generation.model.value if backend.is_ai else "procedural",
+            backend=backend,
+            model=config.generation.model.value,
         )
         self._mode_factory = mode_factory
         self.prompts = prompts
@@ -126,8 +136,7 @@ class DreamController:
         self._publish_times: deque[float] = deque(maxlen=30)
         self._progress: dict[str, int] | None = None
         self._last_progress_status = 0.0
-        self._backend_ok = True
-        self._backend_detail = "not started"
+        self._backend_changed = False
         self._started_at = clock.now()
         self._status_lock = asyncio.Lock()
         # Held while a frame is being published, so pause() returns only once no frame is in flight.
@@ -144,6 +153,12 @@ class DreamController:
     @property
     def state(self) -> State:
         return self.lifecycle.state
+
+    @property
+    def state_name(self) -> str:
+        """What status.json calls the state: the lifecycle's, refined by the backend's health."""
+        state = self.lifecycle.state
+        return self.supervisor.state.value if state is State.RUNNING else state.value
 
     @property
     def mode(self) -> DreamMode:
@@ -276,7 +291,6 @@ class DreamController:
             if continued is not None:
                 self._on_screen, self._on_screen_label = continued
             self.lifecycle.start()
-            self._backend_detail = f"{self.backend.name} ready"
             await self.write_status()
             await self._run_tasks()
         finally:
@@ -288,23 +302,70 @@ class DreamController:
     async def _run_tasks(self) -> None:
         producer = asyncio.create_task(self._produce(), name="dream-producer")
         publisher = asyncio.create_task(self._publish_loop(), name="dream-publisher")
+        watch = asyncio.create_task(self._watch_backend(), name="dream-backend-watch")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="dream-heartbeat")
         stopper = asyncio.create_task(self._stop.wait(), name="dream-stop")
+        tasks = (producer, publisher, watch, heartbeat, stopper)
         try:
             done, _ = await asyncio.wait({producer, publisher, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for t in done & {producer, publisher}:
                 if t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
         finally:
-            for t in (producer, publisher, stopper):
+            for t in tasks:
                 t.cancel()
-            await asyncio.gather(producer, publisher, stopper, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             dropped = await self.buffer.drain()
             log.debug("stopping with %d frame(s) made ahead", len(dropped))
 
+    async def _heartbeat(self) -> None:
+        """status.json is rewritten at least every HEARTBEAT_S, frames or not, so a reader can tell
+        a living dream from one whose process is gone. Real time on purpose: readers compare
+        ``updated_at`` with their own wall clock."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await self.write_status()
+
+    async def _watch_backend(self) -> None:
+        """While ComfyUI is not in use, the supervisor looks for it every probe_interval."""
+        if not self.supervisor.switches:
+            return
+        while True:
+            await self.clock.sleep(self.supervisor.probe_interval)
+            self._backend_changed = False
+            await self.supervisor.check_once()
+            if self._backend_changed:
+                await self.write_status()
+
+    def _on_backend_state(self) -> None:
+        self._backend_changed = True
+        if self.lifecycle.state is State.RUNNING:  # (paused/stopped: that state is what shows)
+            self.events.emit(StateChanged(self.state_name, tuple(self.lifecycle.reasons)))
+
+    async def _switch_backend(self, apply: Callable[[], None]) -> None:
+        """The supervisor points the dream at another backend: between two batches, and the mode
+        restarts from the newest frame made, in the new backend's latent space (a transition)."""
+        async with self._making:
+            apply()
+            latest = self._newest_frame()
+            if latest is not None:
+                self.mode.restart_from(latest)
+            self.headroom.reset()
+        await self.write_status()
+
+    def _newest_frame(self) -> Frame | None:
+        waiting = [f for e, f in self.buffer.items() if e == self._epoch]
+        if waiting:
+            return waiting[-1]
+        held = self._next_out
+        if held is not None and held[0] == self._epoch:
+            return held[1]
+        return self._on_screen
+
     async def _produce(self) -> None:
-        failures = 0
         while True:
             await self.lifecycle.running.wait()
+            await self.supervisor.until_ready()
             await self.buffer.wait_at_most(self.headroom.target())
             try:
                 async with self._making:
@@ -319,21 +380,31 @@ class DreamController:
             except ExecutionFailed as exc:
                 if exc.interrupted and self.lifecycle.state is not State.RUNNING:
                     continue  # we interrupted it ourselves to pause; not a failure
-                failures = await self._backend_failed(exc, failures)
+                await self._failed(exc)
                 continue
-            except DreamWindowError as exc:  # backend down, frame cache unreadable ...: back off and retry
-                failures = await self._backend_failed(exc, failures)
+            except DreamWindowError as exc:  # backend down, frame cache unreadable ...
+                await self._failed(exc)
                 continue
             except Exception as exc:
                 # A bug, not a condition: keep the traceback for the log file, keep the dream alive.
                 log.debug("unexpected error while generating", exc_info=True)
-                failures = await self._backend_failed(exc, failures, unexpected=True)
+                await self._failed(exc)
                 continue
-            if failures:
-                log.info("backend recovered: %s", self.backend.name)
-                failures = 0
-            self._backend_ok, self._backend_detail = True, f"{self.backend.name} ok"
+            if self.supervisor.state is not Health.RUNNING:
+                was = self.supervisor.state
+                self.supervisor.succeeded()
+                if self.supervisor.state is not was:
+                    await self.write_status()
             self._progress = None
+
+    async def _failed(self, exc: Exception) -> None:
+        """The supervisor decides what a failure means (waiting, falling back, the breaker);
+        status says so at once; the next try waits as long as it says."""
+        log.debug("generation failed: %s: %s", type(exc).__name__, exc)
+        delay = await self.supervisor.failed(exc)
+        await self.write_status()
+        if delay > 0:
+            await self.clock.sleep(delay)
 
     async def _make_batch(self) -> list[Frame] | None:
         """The mode's next frames, as a task a pause or a user's change can cancel (then None)."""
@@ -348,18 +419,6 @@ class DreamController:
             return None
         finally:
             self._batch, self._generating = None, False
-
-    async def _backend_failed(self, exc: Exception, failures: int, *, unexpected: bool = False) -> int:
-        failures += 1
-        if failures == 1:
-            what = f"unexpected {type(exc).__name__}: " if unexpected else ""
-            log.error("generation failed: %s%s (retrying with backoff)", what, exc)
-        else:
-            log.debug("generation failed again (%d): %s", failures, exc)
-        self._backend_ok, self._backend_detail = False, str(exc)
-        await self.write_status()
-        await self.clock.sleep(min(30.0, 0.5 * 2 ** min(failures - 1, 6)))
-        return failures
 
     async def _publish_loop(self) -> None:
         interval = self.config.generation.frame_interval
@@ -461,7 +520,9 @@ class DreamController:
         shown = self._on_screen_label
         reasons = self.lifecycle.reasons
         status: dict[str, object] = {
-            "state": self.lifecycle.state.value,
+            # paused / stopped / starting, or while the lifecycle runs, what the backend allows:
+            # running, waiting (for a backend, see backend_health.reason) or degraded.
+            "state": self.state_name,
             "pause_reason": reasons[0] if reasons else None,
             "pause_reasons": reasons,
             "mode": self.mode.name,
@@ -469,7 +530,7 @@ class DreamController:
             "backend": self.backend.name,
             "backend_is_ai": self.backend.is_ai,
             "model": g.model.value if self.backend.is_ai else "procedural",
-            "backend_health": {"ok": self._backend_ok, "detail": self._backend_detail},
+            "backend_health": self.supervisor.describe(),
             "frame_count": self._frame_count,
             "frame_index": self.output.last_index,
             # The prompt of the frame on screen; frames for next_prompt may not be out yet.
@@ -489,6 +550,7 @@ class DreamController:
             "updated_at": iso(self.clock.now()),
             "version": __version__,
             "pid": os.getpid(),
+            "heartbeat_s": HEARTBEAT_S,
         }
         status.update(self.services.describe())  # viewer, monitor, cache ...: each its own section
         return status

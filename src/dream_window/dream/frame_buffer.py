@@ -24,6 +24,10 @@ class FrameBuffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def items(self) -> list[T]:
+        """What is waiting, oldest first (a copy)."""
+        return list(self._items)
+
     async def put_all(self, items: list[T]) -> None:
         async with self._changed:
             self._items.extend(items)

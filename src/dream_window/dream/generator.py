@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from dream_window.backends.base import GenerationBackend
 from dream_window.dream.frame_cache import FrameCache
 from dream_window.dream.modes.base import DreamMode
 from dream_window.events import EventBus, Injection
@@ -23,9 +24,16 @@ log = logging.getLogger(__name__)
 
 class DreamGenerator:
     def __init__(
-        self, *, mode: DreamMode, frame_cache: FrameCache, events: EventBus, backend: str, model: str
+        self,
+        *,
+        mode: DreamMode,
+        frame_cache: FrameCache,
+        events: EventBus,
+        backend: GenerationBackend,
+        model: str,
     ) -> None:
-        """``backend`` and ``model``: what every frame is labelled as made by."""
+        """``backend``: the dream's (it may switch between batches); ``model``: the configured model
+        family, which frames from an AI backend are labelled with."""
         self.mode = mode
         self.frame_cache = frame_cache
         self._events = events
@@ -40,7 +48,9 @@ class DreamGenerator:
             self.mode.inject(image, label)
             log.info("injecting cached frame: %s", label)
             self._events.emit(Injection(label))
+        backend = self._backend
+        made_by, model = backend.name, self._model if backend.is_ai else "procedural"
         frames = await self.mode.next_frames()
         for f in frames:
-            f.mode, f.backend, f.model = self.mode.name, self._backend, self._model
+            f.mode, f.backend, f.model = self.mode.name, made_by, model
         return frames

@@ -55,7 +55,8 @@ class Dream(Protocol):
 
     @property
     def state(self) -> str:
-        """``starting``, ``running``, ``paused`` or ``stopped``."""
+        """The lifecycle: ``starting``, ``running``, ``paused`` or ``stopped`` (status.json's
+        ``state`` also says ``waiting`` or ``degraded`` while running: see dream/supervisor.py)."""
         ...
 
     @property

@@ -39,10 +39,16 @@ if TYPE_CHECKING:
 class LatentEncoder(Protocol):
     """Pixels ↔ latents, one call per batch."""
 
-    #: Shown in logs, status and ``doctor``.
-    name: str
-    #: Channels of the latents this encoder makes and accepts (4 for SD/SDXL, 16 for Flux).
-    latent_channels: int
+    @property
+    def name(self) -> str:
+        """Shown in logs, status and ``doctor``."""
+        ...
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latents this encoder makes and accepts (4 for SD/SDXL, 16 for Flux)."""
+        ...
+
     #: True when this encoder's latents are the backend's own, so a latent the backend returned
     #: with a generation can be used without encoding the image again.
     shares_backend_latents: bool
@@ -76,8 +82,16 @@ class BackendLatentEncoder(BatchingEncoder):
     def __init__(self, backend: GenerationBackend, *, batch_size: int = 4) -> None:
         self._backend = backend
         self.batch_size = check_batch_size(batch_size)
-        self.name = f"{backend.name}: its own VAE"
-        self.latent_channels = int(backend.latent_channels)
+
+    # Read each time: the backend the dream holds can switch (ComfyUI adopted, or the built-in
+    # engine filling in), and with it the latent space.
+    @property
+    def name(self) -> str:
+        return f"{self._backend.name}: its own VAE"
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self._backend.latent_channels)
 
     async def encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         try:

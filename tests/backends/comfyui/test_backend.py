@@ -4,6 +4,7 @@ interrupt/free, fast failure, model checks, several servers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 from pathlib import Path
@@ -19,7 +20,13 @@ from dream_window.backends.comfyui.client import ComfyUIClient
 from dream_window.backends.comfyui.graphs import create_builder
 from dream_window.backends.comfyui.pool import ServerPool
 from dream_window.backends.comfyui.probe import probe_request
-from dream_window.errors import ComfyUIError, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
+from dream_window.errors import (
+    ComfyUIError,
+    ComfyUIUnavailable,
+    ExecutionFailed,
+    ModelUnavailable,
+    WorkflowRejected,
+)
 from dream_window.values.generation import GenerationRequest, Plan
 from tests.backends.comfyui.conftest import comfy_config
 from tests.conftest import FakeClock
@@ -245,10 +252,11 @@ async def test_start_names_a_missing_model(tmp_path: Path, comfy_server: ComfyTe
             tmp_path, comfy_server.url, comfyui={"sd15_checkpoint": "v1-5-pruned-emaonly.safetensors"}
         )
     )
-    with pytest.raises(WorkflowRejected) as info:
+    with pytest.raises(ModelUnavailable) as info:
         await b.start()
     assert (
-        "checkpoint 'v1-5-pruned-emaonly.safetensors' is not on the ComfyUI server; it has: "
+        "checkpoint 'v1-5-pruned-emaonly.safetensors' is not on the ComfyUI server "
+        "(put it in ComfyUI's models/checkpoints folder); it has: "
         "corrupt_checkpoint.safetensors, flux1-schnell-fp8.safetensors" in str(info.value)
     )
 
@@ -270,6 +278,28 @@ async def test_doctor(tmp_path: Path, comfy_server: ComfyTestServer) -> None:
     )
     down = await doctor_checks(comfy_config(tmp_path, f"http://127.0.0.1:{free_port()}"))
     assert [c.level for c in down] == ["fail"] and "not reachable" in down[0].detail
+    assert "connection refused: nothing is listening on" in down[0].detail  # not aiohttp's words
+
+
+async def test_doctor_deep_loads_the_model_and_names_one_that_does_not_load(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
+    deep = await doctor_checks(comfy_config(tmp_path, comfy_server.url), deep=True)
+    assert deep[-1].name == "comfyui model check" and deep[-1].level == "ok"
+    assert "first image in" in deep[-1].detail
+    checks = [r.body for r in comfy_server.seen("/prompt", "POST") if "model check" in json.dumps(r.body)]
+    assert len(checks) == 1  # one step at 64x64: the smallest image the model makes
+    sampler = next(n for n in checks[0]["prompt"].values() if n["class_type"] == "KSampler")
+    assert sampler["inputs"]["steps"] == 1
+    # The names check passes (the file exists); only the deep check finds it does not load.
+    broken = comfy_config(
+        tmp_path, comfy_server.url, comfyui={"sd15_checkpoint": "corrupt_checkpoint.safetensors"}
+    )
+    shallow = await doctor_checks(broken)
+    assert all(c.level == "ok" for c in shallow)
+    deep = await doctor_checks(broken, deep=True)
+    assert deep[-1].level == "fail" and "header too" in deep[-1].detail
+    assert "corrupt_checkpoint.safetensors" in deep[-1].detail
 
 
 async def test_failover_and_probe_back(tmp_path: Path, comfy_server: ComfyTestServer) -> None:

@@ -81,7 +81,8 @@ async def test_rejected_workflow_is_readable(client: ComfyUIClient) -> None:
         await client.queue_prompt(g)
     text = str(info.value)
     assert (
-        "checkpoint 'flux1-dev.safetensors' is not on the ComfyUI server; it has: corrupt_checkpoint" in text
+        "checkpoint 'flux1-dev.safetensors' is not on the ComfyUI server (put it in ComfyUI's "
+        "models/checkpoints folder); it has: corrupt_checkpoint" in text
     )
     assert "node 20 (KSampler) input 'steps': Value 0 smaller than min of 1" in text
     assert set(info.value.node_errors) == {"1", "20"}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,8 +62,12 @@ async def test_cli_run_against_the_test_server(
         )
 
 
-async def test_cli_backend_comfyui_fails_cleanly_without_a_server(tmp_path: Path) -> None:
-    comfy_config(tmp_path, "http://127.0.0.1:9")
+async def test_cli_backend_comfyui_waits_for_a_server_and_says_why(tmp_path: Path) -> None:
+    # At login ComfyUI may start after us: `--backend comfyui` waits for it (never falls back),
+    # says why in status.json and its log, and stops cleanly.
+    port = free_port()
+    comfy_config(tmp_path, f"http://127.0.0.1:{port}", comfyui={"probe_interval": 0.2})
+    out = tmp_path / "out"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -69,17 +75,41 @@ async def test_cli_backend_comfyui_fails_cleanly_without_a_server(tmp_path: Path
         "run",
         "--backend",
         "comfyui",
-        "--max-frames",
-        "1",
         "-c",
         str(tmp_path / "config.yaml"),
+        "-o",
+        str(out),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=tmp_path,
     )
-    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert "no ComfyUI server reachable" in stderr.decode() and "Traceback" not in stderr.decode()
+    try:
+
+        def waiting() -> bool:
+            try:
+                return json.loads((out / "status.json").read_text())["state"] == "waiting"
+            except (OSError, ValueError, KeyError):
+                return False
+
+        await _until(waiting, "status 'waiting'")
+        reason = json.loads((out / "status.json").read_text())["backend_health"]["reason"]
+        assert reason == (
+            f"ComfyUI at http://127.0.0.1:{port} is not answering: connection refused: nothing is "
+            f"listening on 127.0.0.1:{port} (is ComfyUI started?)"
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    text = stderr.decode()
+    assert proc.returncode == 0, text[-2000:]
+    assert "is not answering: connection refused" in text and "Traceback" not in text
+    assert "ssl:default" not in text  # aiohttp's words never reach the user
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def _until(pred: Callable[[], bool], what: str, limit: float = 20.0) -> None:

@@ -136,7 +136,9 @@ def test_missing_model_is_named_with_what_the_server_has() -> None:
     info = recorded_object_info()
     graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-dev.safetensors"}}}
     (line,) = check_model_files(graph, info)
-    assert line.startswith("checkpoint 'flux1-dev.safetensors' is not on the ComfyUI server; it has: ")
+    assert line.startswith(
+        "checkpoint 'flux1-dev.safetensors' is not on the ComfyUI server (put it in ComfyUI's models/checkpoints folder); it has: "
+    )
     assert "tiny_sd15.safetensors" in line
 
 
@@ -146,7 +148,8 @@ def test_rendered_rejection_is_readable(recorded: Path) -> None:
     text = render_error(body["error"], body["node_errors"])
     assert (
         "node 4 (CheckpointLoaderSimple) input 'ckpt_name': checkpoint 'nope.safetensors' is not on the "
-        "ComfyUI server; it has: corrupt_checkpoint.safetensors" in text
+        "ComfyUI server (put it in ComfyUI's models/checkpoints folder); it has: "
+        "corrupt_checkpoint.safetensors" in text
     )
     assert "node 5 (EmptyLatentImage): required input" in text
     sampler = summary["combo_value_not_in_list_sampler"]["body"]

@@ -4,16 +4,18 @@
 ``dream-window doctor`` runs. Module map:
 
 * ``client``       — ComfyUIClient: HTTP + one WebSocket per server, retries, completion, uploads
+* ``reasons``      — why a request did not get through, in plain words
 * ``messages``     — WebSocket text events and binary preview frames (both header layouts)
 * ``validation``   — graph checks against object_info, the recorded error shapes, readable rendering
 * ``graphs/``      — one builder per model family, the bring-your-own workflow adapter, walk noise
 * ``latent_file``  — ComfyUI .latent files without torch
-* ``pool``         — several servers: least busy first, failover, backoff probing
+* ``pool``         — several servers: least busy first, failover, probing back every probe_interval
 * ``server_files`` — where each returned picture lives on which server; upload name rings
 * ``jobs``         — one job on one server: feed, queue, wait, download, re-feed after a restart
 * ``speculation``  — working ahead on the mode's plan; withdrawing it as a unit
 * ``walk_runner``  — the latent walk, spread over the pool, next segment queued behind
-* ``probe``        — the start-up check of our graphs against a server (doctor runs it too)
+* ``probe``        — the start-up check of our graphs against a server (doctor runs it too), and
+                     the model check's request
 * ``backend``      — ComfyUIBackend: the thin GenerationBackend facade over the above
 """
 
@@ -60,7 +62,11 @@ def create_comfyui_backend(
 ) -> ComfyUIBackend:
     """The backend for ``config`` (not started: ``await backend.start()``)."""
     builder = create_builder(config.generation.model, config.comfyui, base_dir=config.base_dir)
-    pool = ServerPool(_clients(config, clock=clock, rng=rng), clock=clock)
+    # A server that is down is probed again every probe_interval, not after a growing backoff: it
+    # is back within that long of answering.
+    pool = ServerPool(
+        _clients(config, clock=clock, rng=rng), clock=clock, max_backoff=config.comfyui.probe_interval
+    )
     return ComfyUIBackend(
         config.comfyui,
         pool,
@@ -71,8 +77,9 @@ def create_comfyui_backend(
     )
 
 
-async def doctor_checks(config: DreamConfig) -> list[Check]:
-    """Reachable? Models present? Do our graphs validate against the live object_info?"""
+async def doctor_checks(config: DreamConfig, *, deep: bool = False) -> list[Check]:
+    """Reachable? Models present? Do our graphs validate against the live object_info? ``deep``:
+    also run the model check the dream runs at start (a one-step 64x64 generation), timed."""
     # Without a reachable server the built-in engine takes over in auto mode: a warning, not a failure.
     down: str = "fail" if config.system.backend is BackendChoice.COMFYUI else "warn"
     try:
@@ -112,4 +119,22 @@ async def doctor_checks(config: DreamConfig) -> list[Check]:
             checks.append(Check(name, "fail", str(exc)))
         finally:
             await client.close()
+    if deep and checks and not any(c.level == "fail" for c in checks):
+        checks.append(await _model_check(config))
     return checks
+
+
+async def _model_check(config: DreamConfig) -> Check:
+    backend = create_comfyui_backend(config)
+    try:
+        await backend.start()
+        seconds = await backend.check_model()
+    except ComfyUIError as exc:
+        return Check("comfyui model check", "fail", str(exc))
+    finally:
+        await backend.close()
+    return Check(
+        "comfyui model check",
+        "ok",
+        f"{config.generation.model.value} loads and makes an image: first image in {seconds:.1f} s",
+    )

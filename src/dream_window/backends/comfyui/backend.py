@@ -18,7 +18,9 @@ the server's own VAE (no second copy in our process).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,12 +30,19 @@ from dream_window.backends.comfyui import latent_file
 from dream_window.backends.comfyui.graphs import CustomWorkflow, WorkflowBuilder
 from dream_window.backends.comfyui.jobs import JobRunner, images_of
 from dream_window.backends.comfyui.pool import Server, ServerPool
-from dream_window.backends.comfyui.probe import check_server
+from dream_window.backends.comfyui.probe import check_request, check_server
 from dream_window.backends.comfyui.server_files import install_tag
 from dream_window.backends.comfyui.speculation import Kind, Speculator
+from dream_window.backends.comfyui.validation import model_files
 from dream_window.backends.comfyui.walk_runner import WalkRunner
 from dream_window.config import ComfyUIConfig, WalkSwitch
-from dream_window.errors import ComfyUIError, ConfigError, ExecutionFailed, WorkflowRejected
+from dream_window.errors import (
+    ComfyUIError,
+    ConfigError,
+    ExecutionFailed,
+    ModelUnavailable,
+    WorkflowRejected,
+)
 from dream_window.values.generation import (
     NO_PLAN,
     BackendHealth,
@@ -67,6 +76,7 @@ class ComfyUIBackend:
         self.name = f"ComfyUI ({builder.family})"
         self.latent_channels = builder.latent_channels
         self._probe = probe
+        self._checks = int(time.time())  # model checks made: each its own seed
         self._walk = walk
         self.jobs = JobRunner(
             pool,
@@ -103,7 +113,8 @@ class ComfyUIBackend:
             problems = found.problems or (found.walk_problems if self._walk == "on" else [])
             if problems:
                 await self.pool.close()
-                raise WorkflowRejected(f"ComfyUI at {s.url}: " + "; ".join(problems), server=s.url)
+                error = ModelUnavailable if found.models_missing else WorkflowRejected
+                raise error(f"ComfyUI at {s.url}: " + "; ".join(problems), server=s.url)
             if found.walk_problems and self.latent_walk_available:
                 self.latent_walk_available = False
                 log.warning(
@@ -112,6 +123,27 @@ class ComfyUIBackend:
                     "; ".join(found.walk_problems),
                 )
         log.info("ComfyUI backend ready: %s, model %s", self.pool.describe(), self.builder.family)
+
+    async def check_model(self) -> float:
+        """Prove the configured model loads: the smallest generation it can make (one step, 64x64,
+        nothing kept) on every server that is up. Returns the seconds to the first image; raises
+        ModelUnavailable with the server's own words when the model does not load."""
+        # A new seed each time: ComfyUI answers an identical prompt from its cache without running it.
+        self._checks += 1
+        request = dataclasses.replace(check_request(self._probe), seed=self._checks)
+        files = ", ".join(model_files(self.builder.build_txt2img(request, prefix="check").graph)) or "?"
+        t0 = time.perf_counter()
+        first: float | None = None
+        for s in [s for s in self.pool.servers if s.up]:
+            try:
+                await self.jobs.generate_on(s, request, None)
+            except (ExecutionFailed, WorkflowRejected) as exc:
+                raise ModelUnavailable(
+                    f"ComfyUI at {s.url} failed the model check with {files} (one step at 64x64): {exc}",
+                    server=s.url,
+                ) from exc
+            first = first if first is not None else time.perf_counter() - t0
+        return first if first is not None else 0.0
 
     async def close(self) -> None:
         await self.withdraw()

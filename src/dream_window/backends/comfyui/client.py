@@ -30,8 +30,10 @@ from enum import StrEnum
 from typing import Any
 
 import aiohttp
+import tenacity
 
 from dream_window.backends.comfyui.event_socket import EventSocket
+from dream_window.backends.comfyui.reasons import plain_reason
 from dream_window.backends.comfyui.validation import render_error
 from dream_window.backends.comfyui.watches import (
     OutputFile,
@@ -92,6 +94,7 @@ class ComfyUIClient:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
+        self._connect_timeout_s = connect_timeout
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._preview_metadata = preview_metadata
@@ -188,57 +191,87 @@ class ComfyUIClient:
         if self._session is None:
             raise LifecycleError(f"client for {self.base_url} is not open")
         retries = self._max_retries if retries is None else retries
+
+        def backoff(state: tenacity.RetryCallState) -> float:
+            # Exponential with jitter from our own (injectable) RNG: tests replay it exactly.
+            return float(self._backoff_base * 2 ** (state.attempt_number - 1) * (0.5 + self._rng.random()))
+
+        def note_retry(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            log.debug(
+                "%s %s failed (%s); retry %d in %.2fs",
+                method,
+                path,
+                plain_reason(exc) if exc is not None else "?",
+                state.attempt_number,
+                state.upcoming_sleep,
+            )
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=backoff,
+            retry=tenacity.retry_if_exception_type(_TRANSIENT),
+            sleep=self._clock.sleep,
+            before_sleep=note_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._request_once(method, path, json_body, data, params, expect)
+        except _TRANSIENT as exc:
+            why = plain_reason(exc, self._connect_timeout_s)
+            self._mark(False, why)
+            raise ComfyUIUnavailable(
+                f"ComfyUI at {self.base_url}: {method} {path} failed: {why}", server=self.base_url, reason=why
+            ) from exc
+        raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        data: Any,
+        params: Mapping[str, str] | None,
+        expect: str,
+    ) -> Any:
+        """One attempt. Transient failures (connection, 5xx) raise one of ``_TRANSIENT`` for the
+        retry loop; everything else is mapped to our errors here."""
+        assert self._session is not None
         url = self.base_url + path
-        attempt = 0
-        while True:
-            try:
-                body = data() if callable(data) else data  # multipart bodies cannot be sent twice
-                async with self._session.request(
-                    method, url, json=json_body, data=body, params=params, timeout=self._timeout
-                ) as resp:
-                    if resp.status >= 500:
-                        text = (await resp.text())[:200]
-                        raise _Retryable(f"HTTP {resp.status} from {method} {path}: {text.strip()}")
-                    if resp.status == 400 and path == "/prompt":
-                        raw = await resp.json(content_type=None)
-                        raise _Rejected(raw if isinstance(raw, dict) else {})
-                    if resp.status == 404:
-                        raise ComfyUIError(f"{method} {path}: not found (404)", server=self.base_url)
-                    if resp.status >= 400:
-                        text = (await resp.text())[:300]
-                        raise ComfyUIError(
-                            f"{method} {path}: HTTP {resp.status}: {text}", server=self.base_url
-                        )
-                    self._mark(True)
-                    if expect == "bytes":
-                        return await resp.read()
-                    if expect == "empty":
-                        await resp.read()
-                        return None
-                    return await resp.json(content_type=None)
-            except _Rejected as rej:
+        try:
+            body = data() if callable(data) else data  # multipart bodies cannot be sent twice
+            async with self._session.request(
+                method, url, json=json_body, data=body, params=params, timeout=self._timeout
+            ) as resp:
+                if resp.status >= 500:
+                    text = (await resp.text())[:200]
+                    raise _Retryable(f"HTTP {resp.status} from {method} {path}: {text.strip()}")
+                if resp.status == 400 and path == "/prompt":
+                    raw = await resp.json(content_type=None)
+                    raise _Rejected(raw if isinstance(raw, dict) else {})
+                if resp.status == 404:
+                    raise ComfyUIError(f"{method} {path}: not found (404)", server=self.base_url)
+                if resp.status >= 400:
+                    text = (await resp.text())[:300]
+                    raise ComfyUIError(f"{method} {path}: HTTP {resp.status}: {text}", server=self.base_url)
                 self._mark(True)
-                raise self._rejection(rej.body) from None
-            except (
-                _Retryable,
-                aiohttp.ClientConnectionError,
-                aiohttp.ClientPayloadError,
-                TimeoutError,
-            ) as exc:
-                why = str(exc) or type(exc).__name__
-                if attempt >= retries:
-                    self._mark(False, why)
-                    raise ComfyUIUnavailable(
-                        f"ComfyUI at {self.base_url}: {method} {path} failed: {why}", server=self.base_url
-                    ) from exc
-                delay = self._backoff_base * 2**attempt * (0.5 + self._rng.random())
-                attempt += 1
-                log.debug("%s %s failed (%s); retry %d in %.2fs", method, path, why, attempt, delay)
-                await self._clock.sleep(delay)
-            except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
-                raise ComfyUIError(
-                    f"ComfyUI at {self.base_url}: {method} {path}: bad response: {exc}", server=self.base_url
-                ) from exc
+                if expect == "bytes":
+                    return await resp.read()
+                if expect == "empty":
+                    await resp.read()
+                    return None
+                return await resp.json(content_type=None)
+        except _Rejected as rej:
+            self._mark(True)
+            raise self._rejection(rej.body) from None
+        except _TRANSIENT:
+            raise
+        except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
+            raise ComfyUIError(
+                f"ComfyUI at {self.base_url}: {method} {path}: bad response: {exc}", server=self.base_url
+            ) from exc
 
     def _rejection(self, body: Mapping[str, Any]) -> WorkflowRejected:
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -463,6 +496,10 @@ async def _wait_event(event: asyncio.Event, timeout: float) -> bool:  # noqa: AS
 
 class _Retryable(Exception):
     pass
+
+
+# What a retry may fix: the connection, a timeout, a 5xx.
+_TRANSIENT = (_Retryable, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
 class _Rejected(Exception):

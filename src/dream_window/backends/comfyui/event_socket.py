@@ -17,6 +17,7 @@ import random
 
 import aiohttp
 
+from dream_window.backends.comfyui.reasons import plain_reason
 from dream_window.backends.comfyui.watches import Watches
 from dream_window.clock import Clock
 
@@ -74,7 +75,7 @@ class EventSocket:
                     log.warning(
                         "ComfyUI at %s: WebSocket lost (%s); reconnecting",
                         self._where,
-                        str(exc) or type(exc).__name__,
+                        plain_reason(exc),
                     )
                 failures += 1
             finally:

@@ -35,6 +35,7 @@ class Server:
     failures: int = 0
     retry_at: float = 0.0
     last_error: str = ""
+    last_reason: str = ""  # the same, in plain words (no request path)
     done: int = 0
 
     @property
@@ -57,7 +58,7 @@ class ServerPool:
         await asyncio.gather(*(self._open(s) for s in self.servers))
         if not any(s.up for s in self.servers):
             reasons = "; ".join(f"{s.url}: {s.last_error}" for s in self.servers)
-            raise ComfyUIUnavailable(f"no ComfyUI server reachable ({reasons})")
+            raise ComfyUIUnavailable(f"no ComfyUI server reachable ({reasons})", reason=self.reasons())
 
     async def _open(self, s: Server) -> bool:
         try:
@@ -67,14 +68,14 @@ class ServerPool:
             else:
                 await s.client.get_system_stats()
         except ComfyUIError as exc:
-            self._down(s, str(exc))
+            self._down(s, str(exc), getattr(exc, "reason", None))
             return False
         if not s.up and s.failures:
             log.info("ComfyUI server %s is back", s.url)
         s.up, s.failures = True, 0
         return True
 
-    def _down(self, s: Server, why: str) -> None:
+    def _down(self, s: Server, why: str, reason: str | None = None) -> None:
         if s.up:
             log.warning("ComfyUI server %s taken out: %s", s.url, why)
         elif not s.last_error:  # never up: the caller reports the failure once
@@ -82,7 +83,15 @@ class ServerPool:
         s.up = False
         s.failures += 1
         s.last_error = why
+        s.last_reason = reason or why
         s.retry_at = self._clock.monotonic() + min(self._max_backoff, 2.0 ** (s.failures - 1))
+
+    def reasons(self) -> str:
+        """Why the servers are down, in plain words: one reason, or one per server."""
+        found = {s.last_reason or "down" for s in self.servers}
+        if len(found) == 1:
+            return found.pop()
+        return "; ".join(f"{s.url}: {s.last_reason or 'down'}" for s in self.servers)
 
     async def close(self) -> None:
         for s in self.servers:
@@ -102,7 +111,7 @@ class ServerPool:
         up = [s for s in self.servers if s.up and s.url not in (exclude or set())]
         if not up:
             reasons = "; ".join(f"{s.url}: {s.last_error or 'down'}" for s in self.servers)
-            raise ComfyUIUnavailable(f"no ComfyUI server available ({reasons})")
+            raise ComfyUIUnavailable(f"no ComfyUI server available ({reasons})", reason=self.reasons())
         return min(up, key=lambda s: (s.in_flight, s.client.queue_remaining, s.done))
 
     async def run(self, work: Callable[[Server], Awaitable[T]], *, prefer: Server | None = None) -> T:
@@ -120,7 +129,7 @@ class ServerPool:
                 server.done += 1
                 return result
             except ComfyUIUnavailable as exc:
-                self._down(server, str(exc))
+                self._down(server, str(exc), exc.reason)
                 tried.add(server.url)
                 last = exc
                 if not any(s.up and s.url not in tried for s in self.servers):

@@ -23,6 +23,8 @@ from dream_window.values.generation import GenerationRequest
 class ProbeResult:
     problems: list[str]  # the generation graphs: each problem stops the backend
     walk_problems: list[str]  # the latent walk's graph: the walk is unavailable on this server
+    # True when ``problems`` are model files the server does not have (not a graph that is wrong).
+    models_missing: bool = False
 
 
 def probe_request(generation: GenerationConfig) -> GenerationRequest:
@@ -53,7 +55,8 @@ async def check_server(
     """What keeps ``builder``'s graphs from running on ``client``'s server (empty lists: nothing)."""
     info = await client.get_object_info()
     txt2img = builder.build_txt2img(probe, prefix="dream-window/probe", want_latent=probe.return_latent)
-    problems = check_model_files(txt2img.graph, info) or _problems(txt2img, info)
+    missing = check_model_files(txt2img.graph, info)
+    problems = missing or _problems(txt2img, info)
     walk_problems: list[str] = []
     if walk and not problems and not isinstance(builder, CustomWorkflow):
         other = dataclasses.replace(probe, prompt="probe b", seed=1)
@@ -61,4 +64,12 @@ async def check_server(
             probe, other, 0.5, prefix="dream-window/probe", noise="probe.latent", want_latent=True
         )
         walk_problems = _problems(graph, info)
-    return ProbeResult(problems, walk_problems)
+    return ProbeResult(problems, walk_problems, models_missing=bool(missing))
+
+
+def check_request(probe: GenerationRequest) -> GenerationRequest:
+    """The model check's request: the smallest generation the configured model can make (one step
+    at 64x64), enough to prove the server can load the model; nothing is kept."""
+    return dataclasses.replace(
+        probe, prompt="dream-window model check", width=64, height=64, steps=1, return_latent=False
+    )

@@ -404,10 +404,26 @@ _FILE_WORDS = {
 }
 
 
+# Where ComfyUI looks for each kind of file (under its models/ folder), so a message can say where
+# to put it.
+_FILE_FOLDERS = {
+    "ckpt_name": "models/checkpoints",
+    "unet_name": "models/diffusion_models (or models/unet)",
+    "vae_name": "models/vae",
+    "clip_name": "models/text_encoders (or models/clip)",
+    "clip_name1": "models/text_encoders (or models/clip)",
+    "clip_name2": "models/text_encoders (or models/clip)",
+    "lora_name": "models/loras",
+    "image": "input",
+}
+
+
 def missing_file_message(input_name: str, value: Any, options: list[Any] | None) -> str:
     word = _FILE_WORDS.get(input_name, input_name)
     has = ", ".join(map(str, options)) if options else "nothing"
-    return f"{word} {value!r} is not on the ComfyUI server; it has: {has}"
+    folder = _FILE_FOLDERS.get(input_name)
+    where = f" (put it in ComfyUI's {folder} folder)" if folder else ""
+    return f"{word} {value!r} is not on the ComfyUI server{where}; it has: {has}"
 
 
 def render_error(
@@ -478,6 +494,17 @@ _LOADERS: dict[str, tuple[str, ...]] = {
     "CLIPLoader": ("clip_name",),
     "LoraLoader": ("lora_name",),
 }
+
+
+def model_files(graph: Graph) -> list[str]:
+    """The model files a graph's loaders name, in graph order."""
+    names: list[str] = []
+    for node in graph.values():
+        for name in _LOADERS.get(node.get("class_type", ""), ()):
+            value = (node.get("inputs") or {}).get(name)
+            if isinstance(value, str) and value not in names:
+                names.append(value)
+    return names
 
 
 def check_model_files(graph: Graph, object_info: Mapping[str, Any]) -> list[str]:

@@ -108,11 +108,13 @@ def inbetween_frames(
     ]
 
 
-def restart_keyframe(frame: Frame, mode: str, width: int, height: int) -> Keyframe:
+def restart_keyframe(frame: Frame, mode: str, ctx: ModeContext) -> Keyframe:
     """The frame on screen as the keyframe a mode grows on from. Its latent is reused only when
-    this mode made it as a keyframe (then it is in the mode's own latent space); otherwise the
-    in-betweens encode the picture once."""
-    key = Keyframe(fit(frame.image, width, height))
-    if frame.mode == mode and frame.kind in ("keyframe", "injected") and frame.latent is not None:
+    this mode made it as a keyframe with the backend in use now (then it is in the mode's own
+    latent space: ComfyUI's and the built-in engine's are not the same); otherwise the in-betweens
+    encode the picture once."""
+    key = Keyframe(fit(frame.image, ctx.config.width, ctx.config.height))
+    same_space = frame.mode == mode and frame.backend == ctx.backend.name
+    if same_space and frame.kind in ("keyframe", "injected") and frame.latent is not None:
         key.latent = frame.latent
     return key

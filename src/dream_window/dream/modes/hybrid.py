@@ -54,8 +54,7 @@ class HybridMode:
         self._key_prompt = None  # unknown: the next keyframe grows from it by img2img
 
     def restart_from(self, frame: Frame) -> None:
-        c = self._ctx.config
-        self._key = restart_keyframe(frame, self.name, c.width, c.height)
+        self._key = restart_keyframe(frame, self.name, self._ctx)
         self._key_prompt = frame.prompt
         self._injected = None
         self._transition = True

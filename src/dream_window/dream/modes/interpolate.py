@@ -62,8 +62,7 @@ class InterpolateMode:
         self._transition = False
 
     def restart_from(self, frame: Frame) -> None:
-        c = self._ctx.config
-        self._key = restart_keyframe(frame, self.name, c.width, c.height)
+        self._key = restart_keyframe(frame, self.name, self._ctx)
         self._key_request = None  # a picture to slerp from, not a walk endpoint
         self._injected = None
         self._transition = True

@@ -1,0 +1,232 @@
+"""The backend supervisor against the ComfyUI test server: a ComfyUI that starts after the dream
+is adopted, one that goes away is waited for, then fallen back from and adopted again, a model that
+is missing or does not load is named, and the same failure over and over opens the breaker.
+Real HTTP and WebSocket, real time (the waits are the point); states read from status.json."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfyui_fake import ComfyTestServer
+from dream_window.app import build_controller
+from dream_window.clock import SystemClock
+from dream_window.config import BackendChoice, DreamConfig
+from dream_window.dream.controller import DreamController
+from dream_window.dream.supervisor import BackendSupervisor, Health
+from dream_window.errors import ModelUnavailable
+from dream_window.events import FramePublished
+from tests.backends.comfyui.conftest import comfy_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(pred: Callable[[], Any], what: str, limit: float = 30.0) -> None:
+    async def wait() -> None:
+        while not pred():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    try:
+        await asyncio.wait_for(wait(), limit)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+class Dream:
+    """A supervised dream as `dream-window run` makes it, with what it published and said."""
+
+    def __init__(self, config: DreamConfig, choice: BackendChoice) -> None:
+        self.config = config
+        self.supervisor = BackendSupervisor.for_config(config, choice, clock=SystemClock())
+        self.frames: list[FramePublished] = []
+        self.controller: DreamController | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.supervisor.start()
+        c = build_controller(self.config, self.supervisor.backend, supervisor=self.supervisor, fsync=False)
+        c.events.subscribe(FramePublished, self.frames.append)
+        self.controller = c
+        self.task = asyncio.create_task(c.run())
+
+    def status(self) -> dict[str, Any]:
+        return json.loads((self.config.output_dir / "status.json").read_text(encoding="utf-8"))
+
+    def state(self) -> str:
+        return str(self.status()["state"])
+
+    def comfy_frames(self) -> list[FramePublished]:
+        return [f for f in self.frames if f.backend.startswith("ComfyUI")]
+
+    async def close(self) -> None:
+        if self.controller is not None and self.task is not None:
+            self.controller.stop()
+            await asyncio.wait_for(self.task, 20)
+        await self.supervisor.close()
+
+
+def config_for(tmp_path: Path, url: str, **comfyui: Any) -> DreamConfig:
+    return comfy_config(
+        tmp_path,
+        url,
+        system={"backend": "auto", "fallback_after_seconds": 2},
+        generation={"mode": "hybrid", "keyframe_interval": 3, "frame_interval": 0.1},
+        comfyui={"probe_interval": 0.2, "connect_timeout": 1, "max_retries": 0, **comfyui},
+    )
+
+
+async def test_a_comfyui_that_starts_after_the_dream_is_adopted(tmp_path: Path) -> None:
+    port = free_port()
+    dream = Dream(config_for(tmp_path, f"http://127.0.0.1:{port}"), BackendChoice.AUTO)
+    await dream.start()
+    server: ComfyTestServer | None = None
+    try:
+        # Nothing answers yet: the built-in engine fills in, and status says why.
+        await until(lambda: len(dream.frames) >= 3, "built-in frames")
+        s = dream.status()
+        assert s["state"] == "degraded" and s["backend_is_ai"] is False
+        assert "connection refused" in s["backend_health"]["reason"]
+        assert dream.frames[0].backend == "built-in engine (not AI)"
+        await asyncio.sleep(20)  # ComfyUI takes its time to boot at login
+        server = ComfyTestServer(port=port, root=tmp_path / "comfy", step_delay=0.005)
+        await server.start()
+        await until(lambda: dream.comfy_frames(), "a ComfyUI frame after it started", limit=20)
+        s = dream.status()
+        assert s["state"] == "running" and s["backend"] == "ComfyUI (sd15)" and s["backend_is_ai"]
+        assert s["backend_health"]["reason"] is None
+        # The switch is a transition from the last built-in frame, not a cut.
+        first = dream.frames.index(dream.comfy_frames()[0])
+        assert dream.frames[first].kind == "transition"
+        # The model check ran before the first frame: one step at 64x64, nothing kept.
+        checks = [
+            r for r in server.seen("/prompt", "POST") if "dream-window model check" in json.dumps(r.body)
+        ]
+        assert checks
+    finally:
+        await dream.close()
+        if server is not None:
+            await server.stop()
+
+
+async def test_comfyui_going_away_is_waited_for_then_fallen_back_from_then_adopted_again(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server = ComfyTestServer(port=port, root=tmp_path / "comfy", step_delay=0.005)
+    await server.start()
+    dream = Dream(config_for(tmp_path, server.url), BackendChoice.AUTO)
+    await dream.start()
+    try:
+        await until(lambda: len(dream.comfy_frames()) >= 3, "ComfyUI frames")
+        assert dream.state() == "running"
+        await server.stop()  # killed
+        await until(lambda: dream.state() == "waiting", "waiting")
+        s = dream.status()
+        assert s["backend_health"]["reason"] == (
+            f"ComfyUI at {server.url} is not answering: connection refused: nothing is listening "
+            f"on 127.0.0.1:{port} (is ComfyUI started?)"
+        )
+        await asyncio.sleep(1.0)  # within fallback_after_seconds (2): no frame from anything else
+        assert dream.state() == "waiting"
+        assert all(f.backend.startswith("ComfyUI") for f in dream.frames)
+        await until(lambda: dream.state() == "degraded", "the fallback", limit=10)
+        assert dream.status()["backend_is_ai"] is False
+        n = len(dream.frames)
+        await until(lambda: len(dream.frames) > n + 2, "built-in frames while ComfyUI is away")
+        server = ComfyTestServer(port=port, root=tmp_path / "comfy2", step_delay=0.005)
+        await server.start()
+        n = len(dream.comfy_frames())
+        await until(lambda: len(dream.comfy_frames()) > n, "ComfyUI frames again", limit=20)
+        assert dream.state() == "running"
+    finally:
+        await dream.close()
+        await server.stop()
+
+
+async def test_a_missing_model_is_named_and_auto_falls_back_with_the_reason(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
+    cfg = config_for(tmp_path, comfy_server.url, sd15_checkpoint="v1-5-pruned-emaonly.safetensors")
+    with pytest.raises(ModelUnavailable) as info:
+        await BackendSupervisor.for_config(cfg, BackendChoice.COMFYUI, clock=SystemClock()).start()
+    assert "checkpoint 'v1-5-pruned-emaonly.safetensors' is not on the ComfyUI server" in str(info.value)
+    assert "models/checkpoints" in str(info.value) and "it has: " in str(info.value)
+
+    dream = Dream(cfg, BackendChoice.AUTO)
+    await dream.start()
+    try:
+        await until(lambda: dream.frames, "built-in frames")
+        s = dream.status()
+        assert s["state"] == "degraded" and "v1-5-pruned-emaonly.safetensors" in s["backend_health"]["reason"]
+    finally:
+        await dream.close()
+
+
+async def test_cli_exits_2_naming_a_missing_or_broken_model(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
+    for name, words in (
+        ("v1-5-pruned-emaonly.safetensors", "is not on the ComfyUI server"),
+        ("corrupt_checkpoint.safetensors", "header too"),  # the server's own words: SafetensorError
+    ):
+        config_for(tmp_path, comfy_server.url, sd15_checkpoint=name)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dream_window",
+            "run",
+            "--backend",
+            "comfyui",
+            "--max-frames",
+            "1",
+            "-c",
+            str(tmp_path / "config.yaml"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        text = stderr.decode()
+        assert proc.returncode == 2, text[-2000:]
+        assert words in text and name in text and "Traceback" not in text
+
+
+async def test_the_same_failure_again_and_again_opens_the_breaker(
+    tmp_path: Path, comfy_server: ComfyTestServer
+) -> None:
+    cfg = config_for(tmp_path, comfy_server.url, breaker_threshold=3, breaker_retry_seconds=1.5)
+    dream = Dream(cfg, BackendChoice.AUTO)
+    await dream.start()
+    try:
+        await until(lambda: len(dream.comfy_frames()) >= 2, "ComfyUI frames")
+        comfy_server.fail_classes["KSampler"] = "CUDA error: an illegal memory access was encountered"
+        before = len(comfy_server.history)
+        await until(lambda: dream.state() == "degraded", "the breaker to open")
+        s = dream.status()
+        assert s["backend_health"]["breaker"]["open"] is True
+        assert "3 times in a row" in s["backend_health"]["reason"]
+        assert "illegal memory access" in s["backend_health"]["reason"]
+        opened = len(comfy_server.history)
+        await asyncio.sleep(4.0)  # no hot retry loop: only a check every 1.5 s
+        checks = len(comfy_server.history) - opened
+        assert checks <= 4, f"{checks} prompts in 4 s with the breaker open"
+        # Before it opened: the three failures, each with at most the one planned step behind it.
+        assert opened - before <= 2 * 3 + 1
+        comfy_server.fail_classes.clear()
+        await until(lambda: dream.state() == "running", "the breaker to close", limit=10)
+        n = len(dream.comfy_frames())
+        await until(lambda: len(dream.comfy_frames()) > n, "ComfyUI frames after the breaker closed")
+        assert dream.supervisor.state is Health.RUNNING
+    finally:
+        await dream.close()
