@@ -3,18 +3,32 @@ exists), and the core really writes the files the skin reads."""
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import re
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
+from lupa.lua51 import LuaRuntime  # Rainmeter's Lua is 5.1
 from PIL import Image
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.dream.controller import State
-from dream_window.events import FramePublished
-from dream_window.rainmeter import FRAMES_DIR, KEEP, SECTION, STATUS_INI, RainmeterWriter, render_ini
+from dream_window.events import EventBus, FramePublished
+from dream_window.rainmeter import (
+    FRAMES_DIR,
+    KEEP,
+    SECTION,
+    STATUS_INI,
+    RainmeterWriter,
+    render_ini,
+    status_line,
+)
+from tests.conftest import FakeClock
 from tests.web.conftest import dream_config
 
 SKIN = Path(__file__).resolve().parents[1] / "rainmeter" / "DreamWindow"
@@ -237,3 +251,271 @@ def test_every_setting_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "rainmeter.md").read_text(encoding="utf-8").lower()
     for key in parse(RESOURCES / "Settings.inc")["Variables"]:
         assert f"`{key.lower()}`" in doc, f"docs/rainmeter.md does not explain {key}"
+
+
+# --- what is wrong, and whether anyone is there: status_line, the new keys, the heartbeat --------
+
+UNREACHABLE = (
+    "ComfyUI at http://127.0.0.1:8188 is not answering: connection refused: nothing is listening on "
+    "127.0.0.1:8188 (is ComfyUI started?)"
+)
+FALLBACK = f"{UNREACHABLE}; dreaming with the built-in engine (not AI) until it does"
+
+
+def health(state: str, reason: str | None) -> dict[str, Any]:
+    return {"ok": state == "running", "state": state, "reason": reason, "backend": "comfyui"}
+
+
+@pytest.mark.parametrize(
+    ("status", "line"),
+    [
+        (
+            {"state": "waiting", "backend_is_ai": True, "backend_health": health("waiting", UNREACHABLE)},
+            f"waiting · {UNREACHABLE}",
+        ),
+        (
+            {
+                "state": "degraded",
+                "backend_is_ai": False,
+                "frames_per_minute": 40.0,
+                "current_prompt": "mist",
+                "backend_health": health("degraded", FALLBACK),
+            },
+            f"degraded · {FALLBACK} · 40.0/min · not AI · mist",
+        ),
+        (  # the breaker, with ComfyUI still in use
+            {
+                "state": "degraded",
+                "backend_health": health(
+                    "degraded",
+                    "ComfyUI failed the same way 3 times in a row: out of memory; trying again every 20 s",
+                ),
+            },
+            "degraded · ComfyUI failed the same way 3 times in a row: out of memory; trying again every 20 s",
+        ),
+        # Paused, the pause is what shows; running, there is nothing to explain.
+        (
+            {"state": "paused", "pause_reasons": ["user"], "backend_health": health("waiting", UNREACHABLE)},
+            "paused (user)",
+        ),
+        (
+            {"state": "running", "current_prompt": "mist", "backend_health": health("running", None)},
+            "running · mist",
+        ),
+        ({"state": "waiting"}, "waiting"),  # (a status without backend_health)
+    ],
+)
+def test_status_line_says_what_is_wrong(status: dict[str, Any], line: str) -> None:
+    assert status_line(status) == line
+    assert _parse_ini(render_ini(status, None))["StatusLine"] == line
+
+
+def test_status_ini_has_the_backend_and_the_heartbeat() -> None:
+    status = {
+        "state": "waiting",
+        "backend_health": health("waiting", "ComfyUI at http://x is not answering:\nconnection refused"),
+        "updated_at": "2026-12-01T18:00:05+01:00",
+        "heartbeat_s": 5.0,
+    }
+    s = _parse_ini(render_ini(status, None))
+    assert s["BackendState"] == "waiting"
+    assert s["BackendReason"] == "ComfyUI at http://x is not answering: connection refused"  # one line
+    assert s["Updated"] == "2026-12-01T18:00:05+01:00"
+    assert s["UpdatedEpoch"] == str(int(datetime(2026, 12, 1, 17, 0, 5, tzinfo=UTC).timestamp()))
+    assert s["Heartbeat"] == "5"
+    running = _parse_ini(render_ini({"state": "running", "backend_health": health("running", None)}, None))
+    assert (running["BackendState"], running["BackendReason"]) == ("running", "")
+    # No time, or one that does not parse: no epoch (the skin then trusts State), never a crash.
+    assert running["UpdatedEpoch"] == "" and running["Heartbeat"] == "5"
+    assert _parse_ini(render_ini({"updated_at": "yesterday"}, None))["UpdatedEpoch"] == ""
+
+
+@pytest.mark.parametrize("offset", ["+00:00", "+05:30", "-08:00"])
+def test_updated_epoch_is_the_same_instant_whatever_the_offset(offset: str) -> None:
+    instant = datetime(2026, 12, 1, 17, 0, 0, tzinfo=UTC)
+    local = instant.astimezone(datetime.fromisoformat(f"2026-01-01T00:00:00{offset}").tzinfo)
+    s = _parse_ini(render_ini({"updated_at": local.isoformat(timespec="seconds")}, None))
+    assert s["UpdatedEpoch"] == str(int(instant.timestamp()))
+
+
+class SnapshotOnly:
+    """Just enough of a dream for the writer: no events ever come, time passes."""
+
+    def __init__(self, heartbeat_s: float) -> None:
+        self.events = EventBus()
+        self.clock = FakeClock()
+        self.heartbeat_s = heartbeat_s
+        self.snapshots = 0
+        self.fifth = asyncio.Event()
+
+    def snapshot(self) -> dict[str, object]:
+        self.snapshots += 1
+        if self.snapshots >= 5:
+            self.fifth.set()
+        return {
+            "state": "paused",
+            "pause_reasons": ["user"],
+            "updated_at": f"2026-12-01T17:00:{self.snapshots % 60:02d}+00:00",
+            "heartbeat_s": self.heartbeat_s,
+        }
+
+
+async def test_status_ini_is_rewritten_every_heartbeat_without_events(tmp_path: Path) -> None:
+    # Paused, nothing happens: the skin must still see a living service (UpdatedEpoch moves on).
+    cfg = dream_config(tmp_path)
+    dream = SnapshotOnly(heartbeat_s=0.05)
+    rainmeter = RainmeterWriter(cfg)
+    await rainmeter.start(dream)  # type: ignore[arg-type]
+    ini_path = cfg.output_dir / STATUS_INI
+    first = _read(ini_path)["UpdatedEpoch"]
+    try:
+        await asyncio.wait_for(dream.fifth.wait(), 5)  # 100 heartbeats: plenty on a busy box
+    finally:
+        await rainmeter.close()
+    s = _read(ini_path)
+    assert s["UpdatedEpoch"] != first
+    assert s["Heartbeat"] == "0.05"
+    assert s["StatusLine"] == "paused (user)"
+
+
+# --- the skin's Lua, run (lupa, Lua 5.1 like Rainmeter's) -----------------------------------------
+
+# Rainmeter's side of the script: SKIN:GetVariable / SKIN:Bang (!SetVariable sets what GetVariable
+# reads), SELF:GetOption. Every bang is kept, as one string, for the test to read.
+RAINMETER = """
+SKIN = {vars = {}, bangs = {}}
+function SKIN:GetVariable(name) return self.vars[name] end
+function SKIN:Bang(...)
+  local args = {...}
+  self.bangs[#self.bangs + 1] = table.concat(args, ' ')
+  if args[1] == '!SetVariable' then self.vars[args[2]] = args[3] end
+end
+SELF = {options = {}}
+function SELF:GetOption(name) return self.options[name] end
+"""
+NOW = 1_800_000_000  # os.time() in the skin, Unix seconds
+
+
+def _cased(path: Path) -> configparser.ConfigParser:
+    """The skin's INI with its keys as written (the script asks for 'FadeSteps', not 'fadesteps')."""
+    cp = configparser.ConfigParser(
+        interpolation=None, delimiters=("=",), comment_prefixes=(";",), inline_comment_prefixes=None
+    )
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read_string(path.read_text(encoding="utf-8"))
+    return cp
+
+
+def _expand(value: str, variables: dict[str, str]) -> str:
+    """#Name# as Rainmeter expands it (variables are case-insensitive)."""
+    by_lower = {k.lower(): v for k, v in variables.items()}
+    for _ in range(5):  # nested: StatusColor=#TextColor#
+        value = re.sub(r"#(\w+)#", lambda m: by_lower.get(m.group(1).lower(), m.group(0)), value)
+    return value
+
+
+class Skin:
+    """DreamWindow.lua loaded as Rainmeter would: Initialize(), then Update() once per tick."""
+
+    def __init__(self, output_dir: Path, **settings: str) -> None:
+        self.now = NOW
+        self.lua = LuaRuntime()
+        self.lua.execute(RAINMETER)
+        g = self.lua.globals()
+        g.os["time"] = lambda: self.now
+        ini = _cased(INI)
+        variables = dict(_cased(RESOURCES / "Settings.inc")["Variables"])
+        variables |= {k: v for k, v in ini["Variables"].items() if k != "@Include"}
+        variables |= settings
+        variables["OutputDir"] = f"{output_dir}/"
+        self.variables = {k: _expand(v, variables) for k, v in variables.items()}
+        for k, v in self.variables.items():
+            g.SKIN.vars[k] = v
+        for k, v in ini["MeasureDream"].items():
+            g.SELF.options[k] = _expand(v, variables).replace("\\", "/")
+        self.lua.execute(LUA.read_text(encoding="ascii"))
+        g.Initialize()
+
+    def update(self) -> str:
+        return str(self.lua.globals().Update())
+
+    def var(self, name: str) -> str | None:
+        return self.lua.globals().SKIN.vars[name]  # type: ignore[no-any-return]
+
+    @property
+    def bangs(self) -> list[str]:
+        return list(self.lua.globals().SKIN.bangs.values())
+
+
+def write_status(
+    output_dir: Path, *, age: int | None, frame: str | None = None, **status: Any
+) -> dict[str, str]:
+    """status.ini as the core writes it, ``age`` seconds old by the skin's clock (None: no time)."""
+    if age is not None:
+        status["updated_at"] = datetime.fromtimestamp(NOW - age, UTC).isoformat(timespec="seconds")
+    text = render_ini(status, frame)
+    (output_dir / STATUS_INI).write_text(text, encoding="utf-8")
+    return _parse_ini(text)
+
+
+def test_skin_says_stopped_when_status_ini_is_stale(tmp_path: Path) -> None:
+    (tmp_path / FRAMES_DIR).mkdir()
+    (tmp_path / FRAMES_DIR / "frame_000009.png").write_bytes(b"png")
+    written = write_status(
+        tmp_path, age=3600, frame="frame_000009.png", state="running", current_prompt="mist", heartbeat_s=5.0
+    )
+    assert written["State"] == "running"  # the file says running; its age says otherwise
+    skin = Skin(tmp_path)
+    assert skin.update() == "stopped - dream-window is not running (last update 60 min ago)"
+    assert skin.var("DreamState") == "stopped"
+    assert skin.var("StatusColor") == skin.variables["AlertColor"]
+    # The last picture stays on screen: only the words change.
+    assert f"!SetVariable FrameB {tmp_path}/rainmeter/frame_000009.png" in skin.bangs
+
+    # The service writes again: the skin believes the file once more, reason and all.
+    written = write_status(
+        tmp_path,
+        age=1,
+        state="degraded",
+        backend_is_ai=False,
+        backend_health=health("degraded", FALLBACK),
+        heartbeat_s=5.0,
+    )
+    assert skin.update() == written["StatusLine"] == f"degraded · {FALLBACK} · not AI"
+    assert skin.var("DreamState") == "degraded"
+    assert skin.var("StatusColor") == skin.variables["AlertColor"]
+    write_status(tmp_path, age=0, state="running", current_prompt="mist", heartbeat_s=5.0)
+    assert skin.update() == "running · mist"
+    assert (skin.var("DreamState"), skin.var("StatusColor")) == ("running", skin.variables["TextColor"])
+
+
+@pytest.mark.parametrize(
+    ("age", "heartbeat", "update_ms", "stale"),
+    [
+        # 3 intervals = 3 x max(Heartbeat, the skin's tick): 15 s by default ...
+        (0, 5.0, "500", False),
+        (15, 5.0, "500", False),
+        (16, 5.0, "500", True),
+        (7, 2.0, "500", True),  # 3 x 2 s
+        # ... and a skin ticking slower than the heartbeat waits for three of its own ticks.
+        (59, 5.0, "20000", False),
+        (61, 5.0, "20000", True),
+        (-600, 5.0, "500", False),  # written "in the future": the clock was set back; fresh
+        (None, 5.0, "500", False),  # an older core writes no UpdatedEpoch: State is trusted
+    ],
+)
+def test_skin_staleness_is_three_intervals(
+    tmp_path: Path, age: int | None, heartbeat: float, update_ms: str, stale: bool
+) -> None:
+    write_status(tmp_path, age=age, state="paused", pause_reasons=["user"], heartbeat_s=heartbeat)
+    skin = Skin(tmp_path, UpdateMs=update_ms)
+    line = skin.update()
+    assert skin.var("DreamState") == ("stopped" if stale else "paused"), line
+    assert line.startswith("stopped - dream-window is not running") is stale, line
+    assert skin.var("PauseAction") == "resume"  # (read from the file either way)
+
+
+def test_skin_without_status_ini_says_not_running(tmp_path: Path) -> None:
+    skin = Skin(tmp_path)
+    assert skin.update() == f"dream-window is not running (no {tmp_path}/status.ini)"
+    assert skin.var("DreamState") == "stopped"

@@ -15,9 +15,11 @@ history frame would tie the history's pruning to whatever Windows thinks of the 
 the newest ``KEEP`` stay, independent of ``generation.history_size``.
 
 ``status.ini`` is rewritten on every published frame and on every state, prompt and injection
-event; progress ticks rewrite it at most once per ``PROGRESS_EVERY_S``. The skin reads it from a
-Lua script (``@Resources/Scripts/DreamWindow.lua``), whose key list the tests check against this
-writer.
+event; progress ticks rewrite it at most once per ``PROGRESS_EVERY_S``; and with nothing to say it
+is rewritten anyway every ``heartbeat_s`` (status.json's heartbeat), so that ``UpdatedEpoch`` tells
+a living dream from one whose process is gone: the skin shows "stopped" when it is older than three
+intervals. The skin reads it from a Lua script (``@Resources/Scripts/DreamWindow.lua``), whose key
+list the tests check against this writer (and whose logic they run, in lupa).
 
 The writer is a service (``dream/service.py``) listening to the dream's events. Listeners run on
 the event loop, so they only note what changed; one task writes it in a worker thread, the files
@@ -32,6 +34,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from dream_window.config import DreamConfig
@@ -49,6 +52,10 @@ FRAMES_DIR = "rainmeter"
 SECTION = "DreamWindow"
 KEEP = 4
 PROGRESS_EVERY_S = 1.0
+# Until the first snapshot says otherwise (status.json's ``heartbeat_s``).
+DEFAULT_HEARTBEAT_S = 5.0
+# The states a status line explains with the backend's reason.
+_TROUBLE = ("waiting", "degraded")
 # A reader holding the INI (Windows) gets a short grace before this write is given up.
 _INI_RETRIES = (0.01, 0.02, 0.05)
 
@@ -61,12 +68,33 @@ def _clean(value: object) -> str:
     return " ".join(text.split())
 
 
+def _epoch(updated_at: object) -> int | None:
+    """Unix seconds of status.json's ``updated_at`` (ISO 8601 with its offset), for a reader that
+    can compare numbers but not parse dates (the skin's Lua: ``os.time()`` is Unix seconds too)."""
+    if not isinstance(updated_at, str) or not updated_at:
+        return None
+    try:
+        # (a naive time would be the local clock's: .timestamp() reads it so)
+        return int(datetime.fromisoformat(updated_at).timestamp())
+    except ValueError:
+        return None
+
+
+def _health(s: Mapping[str, Any]) -> Mapping[str, Any]:
+    health = s.get("backend_health")
+    return health if isinstance(health, Mapping) else {}
+
+
 def status_line(s: Mapping[str, Any]) -> str:
-    """The one line the skin shows under the picture."""
+    """The one line the skin shows under the picture: the state, and for ``waiting`` and
+    ``degraded`` what is wrong, first (the skin clips the line; its tooltip has all of it)."""
     state = s.get("state", "?")
     if s.get("pause_reasons"):
         state = f"paused ({'; '.join(s['pause_reasons'])})"
     parts = [state]
+    reason = _health(s).get("reason")
+    if s.get("state") in _TROUBLE and reason:
+        parts.append(str(reason))
     fpm = s.get("frames_per_minute") or 0
     if fpm:
         parts.append(f"{fpm:.1f}/min")
@@ -82,6 +110,7 @@ def status_line(s: Mapping[str, Any]) -> str:
 def render_ini(s: Mapping[str, Any], frame: str | None) -> str:
     progress = s.get("progress") or {}
     fraction = (progress.get("value", 0) / progress["max"]) if progress.get("max") else 0.0
+    health = _health(s)
     fields = {
         "State": s.get("state"),
         "Paused": 1 if s.get("state") == "paused" else 0,
@@ -100,7 +129,14 @@ def render_ini(s: Mapping[str, Any], frame: str | None) -> str:
         "Mode": s.get("mode"),
         "Progress": f"{min(1.0, max(0.0, fraction)):.3f}",
         "StatusLine": status_line(s),
+        # The backend's own state and, when it is not running, why (status.json's backend_health).
+        "BackendState": health.get("state"),
+        "BackendReason": health.get("reason"),
+        # Updated: ISO 8601 for people; UpdatedEpoch: the same in Unix seconds for the skin, which
+        # shows "stopped" when it is older than 3 x max(Heartbeat, its own tick).
         "Updated": s.get("updated_at"),
+        "UpdatedEpoch": _epoch(s.get("updated_at")),
+        "Heartbeat": f"{float(s.get('heartbeat_s') or DEFAULT_HEARTBEAT_S):g}",
     }
     lines = [
         "; Written by Dream Window for the Rainmeter skin. Rewritten atomically; do not edit.",
@@ -127,6 +163,7 @@ class RainmeterWriter:
         self._wake = asyncio.Event()
         self._closing = False
         self._last_progress_write = float("-inf")
+        self._heartbeat_s = DEFAULT_HEARTBEAT_S  # then the snapshot's heartbeat_s
         # ... and what is on disk (only ever touched by the one write running, under _write_lock).
         self._write_lock = asyncio.Lock()
         self._kept: deque[int] = deque()
@@ -190,7 +227,10 @@ class RainmeterWriter:
 
     async def _work(self) -> None:
         while True:
-            await self._wake.wait()
+            # Events or not, status.ini is rewritten every heartbeat (real time, like status.json's:
+            # the skin compares UpdatedEpoch with its own wall clock).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._heartbeat_s)
             try:
                 await self.flush()
             except Exception:  # a bug: say so, keep the skin's files coming
@@ -206,6 +246,9 @@ class RainmeterWriter:
             frames = list(self._frames)
             self._frames.clear()
             status = self._dream.snapshot()  # taken on the loop; the thread only renders it
+            heartbeat = status.get("heartbeat_s")
+            if isinstance(heartbeat, int | float) and heartbeat > 0:
+                self._heartbeat_s = float(heartbeat)
             await asyncio.to_thread(self._write, frames, status)
 
     def _open(self) -> None:

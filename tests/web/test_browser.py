@@ -7,6 +7,7 @@ loop with the browser, so the controller, the viewer server and Playwright run s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest_asyncio
 from PIL import Image
 
 from dream_window.dream.controller import State
+from dream_window.dream.supervisor import Health
 from tests.web.conftest import Dream, make_dream
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -96,12 +98,21 @@ async def dream(tmp_path: Path) -> AsyncIterator[Dream]:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def page(browser: Any, dream: Dream) -> AsyncIterator[Any]:
+    async with open_page(browser, dream) as p:
+        yield p
+
+
+@contextlib.asynccontextmanager
+async def open_page(browser: Any, dream: Dream) -> AsyncIterator[Any]:
+    """A page on ``dream``'s viewer in a fresh context; fails the test on a request outside the
+    viewer's origin or a JavaScript error."""
     context = await browser.new_context(viewport={"width": 640, "height": 400})
     # Offline: any request that leaves the viewer's own origin fails the test.
     foreign: list[str] = []
+    url = dream.url  # (the test may close the server: the page still tries to reach it)
 
     async def route(r: Any) -> None:
-        if r.request.url.startswith(dream.url) or r.request.url.startswith(dream.url.replace("http", "ws")):
+        if r.request.url.startswith(url) or r.request.url.startswith(url.replace("http", "ws")):
             await r.continue_()
         else:
             foreign.append(r.request.url)
@@ -111,9 +122,11 @@ async def page(browser: Any, dream: Dream) -> AsyncIterator[Any]:
     errors: list[str] = []
     p = await context.new_page()
     p.on("pageerror", lambda e: errors.append(str(e)))
-    await p.goto(dream.url + "/")
-    yield p
-    await context.close()
+    await p.goto(url + "/")
+    try:
+        yield p
+    finally:
+        await context.close()
     assert foreign == [], f"the page reached outside its origin: {foreign}"
     assert errors == [], f"JavaScript errors: {errors}"
 
@@ -204,7 +217,11 @@ async def test_reconnects_after_the_service_restarts(page: Any, dream: Dream) ->
     assert dream.server is not None
     port = dream.server.port
     await dream.server.close()
-    await wait_until(page, TEXT_IS, ["conn", "reconnecting"], within=5)
+    # The socket gone is the service gone, as far as the page can tell: it says so plainly.
+    await wait_until(page, TEXT_IS, ["conn", "Dream Window is not running (service not running)"], within=5)
+    assert "reconnecting" in await page.evaluate(TEXT, "conn")
+    assert await page.evaluate(VISIBLE, "conn")
+    assert await page.evaluate(TEXT, "state") == "not running"
     from dream_window.web.server import ViewerServer
 
     viewer = dream.controller.config.viewer.model_copy(update={"port": port})
@@ -313,3 +330,65 @@ async def test_mode_select_switches_the_running_dream(page: Any, dream: Dream) -
     await wait_until(page, "(m) => document.getElementById('mode-select').value === m", after, within=3)
     await wait_for_front(page, dream, "mode", after, within=15)
     assert dream.controller.mode.name == after
+
+
+# What the service says when ComfyUI is down and the built-in engine fills in; markup in a reason
+# is shown as text.
+DEGRADED = (
+    "ComfyUI at http://127.0.0.1:8188 is not answering: connection refused: nothing is listening on "
+    "127.0.0.1:8188 (is ComfyUI started?); dreaming with the built-in engine (not AI) until it does"
+)
+WAITING = "ComfyUI rejected the workflow: <b>node 4</b> CheckpointLoaderSimple: ckpt_name not in []"
+HAS_CLASS = "([id, name]) => document.getElementById(id).classList.contains(name)"
+
+
+def set_backend_health(d: Dream, state: Health, reason: str | None) -> None:
+    """What the supervisor does when the backend's state changes; the controller announces it
+    (StateChanged), which is how the page learns of it."""
+    d.controller.supervisor._set(state, reason)
+
+
+async def test_backend_trouble_shows_a_banner_with_the_reason(browser: Any, tmp_path: Path) -> None:
+    d = await make_dream(tmp_path, viewer={"crossfade_ms": 0})
+    try:
+        # Running, with no producer: only this test changes the backend's state.
+        d.controller.lifecycle.start()
+        async with open_page(browser, d) as page:
+            await wait_until(page, TEXT_IS, ["state", "running"], within=10)
+            assert await page.evaluate(HIDDEN, "health")
+
+            set_backend_health(d, Health.DEGRADED, DEGRADED)
+            await wait_until(page, TEXT_IS, ["health-reason", DEGRADED], within=3)
+            assert await page.evaluate(VISIBLE, "health")  # a banner, without opening the overlay
+            assert await page.evaluate(HIDDEN, "overlay")
+            assert await page.evaluate(TEXT, "health-reason") == DEGRADED
+            assert await page.evaluate(TEXT, "health-state") == "degraded"
+            assert await page.evaluate(HAS_CLASS, ["health", "degraded"])
+            assert await page.evaluate(TEXT, "state") == "degraded"
+            assert await page.evaluate(HAS_CLASS, ["state", "degraded"])
+            assert await page.title() == "Dream Window (degraded)"
+
+            set_backend_health(d, Health.WAITING, WAITING)
+            await wait_until(page, TEXT_IS, ["health-reason", WAITING], within=3)
+            assert await page.evaluate(HAS_CLASS, ["health", "waiting"])
+            assert not await page.evaluate(HAS_CLASS, ["health", "degraded"])
+            assert await page.evaluate("() => document.querySelector('#health b') === null")
+            assert await page.evaluate(TEXT, "state") == "waiting"
+
+            set_backend_health(d, Health.RUNNING, None)
+            await wait_until(page, HIDDEN, "health", within=3)
+            assert await page.evaluate(TEXT, "state") == "running"
+            assert await page.title() == "Dream Window"
+
+            # The service goes away while its backend is in trouble: the page says it is not
+            # running, and drops the trouble it can no longer vouch for.
+            set_backend_health(d, Health.DEGRADED, DEGRADED)
+            await wait_until(page, VISIBLE, "health", within=3)
+            assert d.server is not None
+            await d.server.close()
+            d.server = None
+            await wait_until(page, TEXT_IS, ["conn", "Dream Window is not running"], within=5)
+            assert await page.evaluate(HIDDEN, "health")
+            assert await page.evaluate(TEXT, "state") == "not running"
+    finally:
+        await d.close()

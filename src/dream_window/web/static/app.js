@@ -5,6 +5,8 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const layers = [$("layer-a"), $("layer-b")];
+  // The states in which the backend cannot do what was chosen: the page says why in a banner.
+  const TROUBLE = ["waiting", "degraded"];
 
   const view = {
     fadeMs: 1200,
@@ -89,6 +91,7 @@
     state.textContent = s.state;
     state.className = `badge ${s.state}`;
     $("reason").textContent = (s.pause_reasons || []).join("; ");
+    setHealth(s);
     // s.current_prompt is not shown here: a frame's status arrives before its picture has decoded.
     if ("next_prompt" in s) setNext(s.next_prompt);
     if ("prompt_hold" in s) setHold(holdFromStatus(s.prompt_hold));
@@ -102,8 +105,28 @@
     const btn = $("btn-pause");
     btn.textContent = userPaused ? "Resume" : "Pause";
     btn.classList.toggle("on", userPaused);
-    document.title = paused ? "Dream Window (paused)" : "Dream Window";
+    document.title = paused || TROUBLE.includes(s.state) ? `Dream Window (${s.state})` : "Dream Window";
     setProgress(s.progress);
+  }
+
+  // --- what is wrong with the backend: a banner, not only the overlay --------------------------
+
+  function setHealth(s) {
+    // Shown while no frame can be made (waiting) or they come from a stand-in (degraded), in the
+    // service's own words; a status without trouble (or none at all: disconnected) hides it.
+    const el = $("health");
+    const state = s && s.state;
+    if (!TROUBLE.includes(state)) { el.hidden = true; return; }
+    const health = s.backend_health || {};
+    const reason = health.reason
+      || (state === "waiting" ? "no frame can be made now" : "the frames do not come from the backend you chose");
+    el.className = `health ${state}`;
+    $("health-state").textContent = state;
+    $("health-state").className = `badge ${state}`;
+    $("health-reason").textContent = reason;  // textContent: a reason is text, never markup
+    const since = health.since ? new Date(health.since) : null;
+    $("health-since").textContent = since && !Number.isNaN(since.getTime()) ? `since ${since.toLocaleTimeString()}` : "";
+    el.hidden = false;
   }
 
   // --- prompts: on screen, next, held --------------------------------------------------------
@@ -266,9 +289,11 @@
         return;
       }
       if (opened || !lostAt) lostAt = Date.now();
-      $("state").textContent = "offline";
+      // The socket is the service: without it nothing the page last heard still holds.
+      $("state").textContent = "not running";
       $("state").className = "badge offline";
-      banner(`Connection lost — reconnecting in ${(retryMs / 1000).toFixed(1)} s…`, { bad: true });
+      setHealth(null);
+      banner("Dream Window is not running (service not running) — reconnecting…", { bad: true });
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 5000);
     };
