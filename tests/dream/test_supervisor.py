@@ -202,21 +202,32 @@ async def test_cli_exits_2_naming_a_missing_or_broken_model(
         assert words in text and name in text and "Traceback" not in text
 
 
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ("sampler", "illegal memory access"),
+        ("model", "header too small"),  # the checkpoint stopped loading (a truncated file)
+    ],
+)
 async def test_the_same_failure_again_and_again_opens_the_breaker(
-    tmp_path: Path, comfy_server: ComfyTestServer
+    tmp_path: Path, comfy_server: ComfyTestServer, fault: str, words: str
 ) -> None:
     cfg = config_for(tmp_path, comfy_server.url, breaker_threshold=3, breaker_retry_seconds=1.5)
     dream = Dream(cfg, BackendChoice.AUTO)
     await dream.start()
     try:
         await until(lambda: len(dream.comfy_frames()) >= 2, "ComfyUI frames")
-        comfy_server.fail_classes["KSampler"] = "CUDA error: an illegal memory access was encountered"
+        if fault == "sampler":
+            comfy_server.fail_classes["KSampler"] = "CUDA error: an illegal memory access was encountered"
+        else:
+            comfy_server.break_model("tiny_sd15.safetensors")
+            comfy_server.executor.free()  # (as after /free: the loader runs again, and fails)
         before = len(comfy_server.history)
         await until(lambda: dream.state() == "degraded", "the breaker to open")
         s = dream.status()
         assert s["backend_health"]["breaker"]["open"] is True
         assert "3 times in a row" in s["backend_health"]["reason"]
-        assert "illegal memory access" in s["backend_health"]["reason"]
+        assert words in s["backend_health"]["reason"]
         opened = len(comfy_server.history)
         await asyncio.sleep(4.0)  # no hot retry loop: only a check every 1.5 s
         checks = len(comfy_server.history) - opened
@@ -224,6 +235,7 @@ async def test_the_same_failure_again_and_again_opens_the_breaker(
         # Before it opened: the three failures, each with at most the one planned step behind it.
         assert opened - before <= 2 * 3 + 1
         comfy_server.fail_classes.clear()
+        comfy_server.fix_model("tiny_sd15.safetensors")
         await until(lambda: dream.state() == "running", "the breaker to close", limit=10)
         n = len(dream.comfy_frames())
         await until(lambda: len(dream.comfy_frames()) > n, "ComfyUI frames after the breaker closed")

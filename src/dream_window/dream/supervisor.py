@@ -101,6 +101,7 @@ class BackendSupervisor:
         self._down_since: float | None = None
         self._next_check = 0.0
         self._failures = 0
+        self._checked = False
         self._ready = asyncio.Event()
         self._ready.set()
         # Told of every change of state or reason (the controller announces it and writes status).
@@ -225,6 +226,12 @@ class BackendSupervisor:
         comfy = self._make_comfyui()
         try:
             await comfy.start()
+            # Said once: later checks (every probe or breaker interval) would repeat it.
+            level = logging.INFO if not self._checked else logging.DEBUG
+            self._checked = True
+            log.log(
+                level, "ComfyUI answers: checking that the model loads (the first load can take a minute)"
+            )
             seconds = await comfy.check_model()
         except BaseException:
             with contextlib.suppress(Exception):
