@@ -12,10 +12,13 @@ The tree is shallow on purpose; catch the root to handle "anything of ours":
     │   │   ├── ComfyUITimeout       a prompt ran past its time limit (it is interrupted)
     │   │   ├── WorkflowRejected     POST /prompt answered 400; carries the server's node_errors
     │   │   ├── ModelUnavailable     the configured model is not on the server, or does not load
-    │   │   └── ExecutionFailed      the prompt ran and failed (execution_error) or was interrupted
+    │   │   ├── ExecutionFailed      the prompt ran and failed (execution_error) or was interrupted
+    │   │   └── ComfyUIProtocolError the server answered outside the protocol: a wrong shape, an
+    │   │                            oversized body, an unsafe file name ("../", an absolute path)
     │   └── ModelLoadError       local model weights (VAE, CLIP) missing or unloadable
-    ├── CacheError               the frame cache database or its images
+    ├── CacheError               the frame cache database or its images (``disk_full``: not damage)
     └── FrameWriteError          a frame or status file could not be written, even after retries
+                                 (``disk_full``: ENOSPC / EDQUOT; it passes when space is freed)
 
 Foreign exceptions (aiohttp, sqlite3, OSError, torch) are mapped into this tree in the module
 that calls the foreign library, with ``raise ... from exc``; nothing above that module sees them.
@@ -130,13 +133,34 @@ class ExecutionFailed(ComfyUIError):
         self.interrupted = interrupted
 
 
+class ComfyUIProtocolError(ComfyUIError):
+    """The server's answer is not ComfyUI's protocol: a body of the wrong shape or too large, a
+    WebSocket frame that does not parse, a file name that would leave the server's folders. Nothing
+    in it is used; the job fails like any other server error."""
+
+
 class ModelLoadError(BackendError):
     """Local model weights are missing, unreadable or of the wrong shape."""
 
 
 class CacheError(DreamWindowError):
-    """The frame cache (SQLite index or image files) failed."""
+    """The frame cache (SQLite index or image files) failed. ``disk_full``: the disk (or the
+    user's quota) is full; nothing is damaged and the cache works again once space is freed."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 class FrameWriteError(DreamWindowError):
-    """A frame or status file could not be written, even after retries."""
+    """A frame or status file could not be written, even after retries. ``path``: the file;
+    ``reason``: why, in a few words ("disk full", "Permission denied"); ``disk_full``: the disk or
+    quota is full (ENOSPC, EDQUOT), a condition that passes when space is freed."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, reason: str | None = None, disk_full: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason or ("disk full" if disk_full else message)
+        self.disk_full = disk_full

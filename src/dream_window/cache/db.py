@@ -3,10 +3,15 @@
 Migrations are an ordered list applied in order, each in its own transaction together with the
 row that records it in ``schema_migrations``; a database written by a newer Dream Window (a
 version we do not know) is refused rather than guessed at.
+
+Only SQLite's own verdicts of damage (a malformed image, not a database, a broken constraint) are
+called damaged, with the rebuild hint; a full disk (SQLITE_FULL: the WAL cannot grow) or an I/O
+error is a condition of the disk, and saying "rebuild" for it would be wrong advice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -58,9 +63,27 @@ def damaged(path: Path, exc: BaseException | str) -> CacheError:
     return CacheError(f"cache database {path} is damaged ({exc}); {REBUILD_HINT}")
 
 
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_IOERR = 10
+_SQLITE_FULL = 13
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    return _code(exc) == _SQLITE_FULL or "database or disk is full" in str(exc)
+
+
 def map_error(path: Path, exc: sqlite3.Error) -> CacheError:
     """One clear CacheError for any sqlite3 error, naming the file and what to do."""
     text = str(exc)
+    if is_disk_full(exc):
+        return CacheError(f"cannot write cache database {path}: disk full", disk_full=True)
+    if _code(exc) == _SQLITE_IOERR or "disk I/O error" in text:
+        return CacheError(f"cache database {path}: disk I/O error ({text}); check the disk it is on")
     if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
         return CacheError(f"cache database {path} is busy (another dream-window holds it): {text}")
     if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "readonly" in text):
@@ -133,10 +156,20 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: list[Migration] | 
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         applied.append(version)
     return applied
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back after a failure without hiding it. SQLite may have rolled back already (a full
+    disk, an I/O error), when a second ROLLBACK fails with "no transaction is active"; a failed
+    COMMIT leaves the transaction open, and the next BEGIN would fail with "within a transaction".
+    Either error would replace the real one."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def quick_check(conn: sqlite3.Connection, path: Path) -> None:

@@ -36,6 +36,7 @@ from dream_window.cache.manager import CacheManager
 from dream_window.cache.matcher import AestheticMatcher
 from dream_window.config import CacheConfig
 from dream_window.errors import CacheError, DreamWindowError, ModelLoadError
+from dream_window.file_ops import WriteFailures
 from dream_window.values.frame import Frame
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,14 @@ class CachedFrameCache:
         self._closed = False
         self._backfill_done = False
         self._backfilled = asyncio.Event()
+        # A full disk fails every frame: said once a minute with a count, and once when it passes.
+        self._failures = WriteFailures(
+            log,
+            one="frame not cached",
+            many="frames not cached",
+            recovered="frame cache writable again",
+            level=logging.WARNING,
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -213,6 +222,7 @@ class CachedFrameCache:
             "pending": self._queue.qsize(),
             "injections": self._injections,
             "last_injection": dict(self._last_injection) if self._last_injection else None,
+            "writes": self._failures.describe(),
         }
 
     async def free_memory(self) -> None:
@@ -248,8 +258,12 @@ class CachedFrameCache:
                 jobs.append(self._queue.get_nowait())
             try:
                 await self._process(jobs)
+                self._failures.succeeded()
             except DreamWindowError as exc:
-                log.warning("frame cache: %s", exc)
+                if isinstance(exc, CacheError) and exc.disk_full:
+                    self._failures.failed("disk full", str(self.manager.cache_dir), count=len(jobs))
+                else:
+                    self._failures.failed(str(exc), count=len(jobs))
                 for j in jobs:
                     if j.done is not None and not j.done.done():
                         j.done.set_exception(exc)

@@ -61,7 +61,7 @@ class ImageStore:
         try:
             atomic_write_bytes(path, data, fsync=self._fsync)
         except FrameWriteError as exc:
-            raise CacheError(f"cannot store cached frame: {exc}") from exc
+            raise CacheError(f"cannot store cached frame: {exc}", disk_full=exc.disk_full) from exc
         return path
 
     def exists(self, cache_id: str) -> bool:

@@ -37,6 +37,7 @@ from PIL import Image
 from dream_window.cache import db
 from dream_window.cache.images import ImageStore, encode, pixel_hash, rgb
 from dream_window.cache.repair import ReconcileReport, reconcile
+from dream_window.errors import CacheError
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,10 @@ class CacheManager:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")  # where a full disk shows in WAL mode: the WAL cannot grow
             except BaseException:
-                conn.execute("ROLLBACK")
+                db.rollback(conn)
                 raise
-            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -246,27 +247,34 @@ class CacheManager:
         meta = {"prompt": prompt, "params": params, "created_at": created_at, "score": score or 0}
         self.store.write(cid, encode(img, meta))
         self._checkpoint("image-written")
-        with self._tx() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                (
-                    cid,
-                    prompt,
-                    json.dumps(params, default=str),
-                    None if embedding is None else embedding_to_blob(embedding),
-                    None if embedding is None else embedder,
-                    img.width,
-                    img.height,
-                    created_at,
-                    now,
-                    self._next_seq(conn),
-                    score or 0,
-                ),
-            )
-            self._checkpoint("row-inserted")
-            evicted = self._select_evictions(conn, self.max_size, protect=cid)
-            conn.executemany("DELETE FROM entries WHERE cache_id = ?", [(e,) for e in evicted])
-            self._checkpoint("rows-evicted")
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    (
+                        cid,
+                        prompt,
+                        json.dumps(params, default=str),
+                        None if embedding is None else embedding_to_blob(embedding),
+                        None if embedding is None else embedder,
+                        img.width,
+                        img.height,
+                        created_at,
+                        now,
+                        self._next_seq(conn),
+                        score or 0,
+                    ),
+                )
+                self._checkpoint("row-inserted")
+                evicted = self._select_evictions(conn, self.max_size, protect=cid)
+                conn.executemany("DELETE FROM entries WHERE cache_id = ?", [(e,) for e in evicted])
+                self._checkpoint("rows-evicted")
+        except CacheError:
+            # No row names the new image: remove it now rather than at the next start, which also
+            # gives a full disk some of its space back.
+            if existing is None:
+                self.store.delete(cid)
+            raise
         self._checkpoint("committed")
         self._unlink(evicted)
         entry = self.get(cid)

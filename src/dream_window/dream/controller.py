@@ -56,6 +56,7 @@ from dream_window.errors import (
     FrameWriteError,
 )
 from dream_window.events import EventBus, FramePublished, Note, Preview, Progress, StateChanged
+from dream_window.file_ops import WriteFailures
 from dream_window.interpolation.latent_encoder import LatentEncoder
 from dream_window.values.frame import Frame, FrameLabel
 
@@ -141,6 +142,24 @@ class DreamController:
         self._status_lock = asyncio.Lock()
         # Held while a frame is being published, so pause() returns only once no frame is in flight.
         self._publish_lock = asyncio.Lock()
+        # A full disk fails every frame and every status write: one line a minute each, and the
+        # snapshot (the viewer's /api/status, when status.json itself cannot be written) says so.
+        self._output_failures = WriteFailures(
+            log,
+            one="frame not published",
+            many="frames not published",
+            recovered="output writable again",
+            monotonic=clock.monotonic,
+            now=lambda: iso(clock.now()),
+        )
+        self._status_failures = WriteFailures(
+            log,
+            one="status not written",
+            many="status writes failed",
+            recovered="status.json writable again",
+            monotonic=clock.monotonic,
+            now=lambda: iso(clock.now()),
+        )
 
         with contextlib.suppress(RuntimeError):  # built outside a loop: bound when run() starts
             events.bind_loop()
@@ -465,8 +484,10 @@ class DreamController:
                 self._on_published(frame, fut.result())
             raise
         except FrameWriteError as exc:
-            log.error("frame not published: %s", exc)
+            if self._output_failures.failed(exc.reason, exc.path):
+                await self.write_status()  # (it may not be writable either; the snapshot says it)
             return
+        self._output_failures.succeeded()
         self._on_published(frame, published)
         if frame.generated:
             try:
@@ -551,6 +572,8 @@ class DreamController:
             "version": __version__,
             "pid": os.getpid(),
             "heartbeat_s": HEARTBEAT_S,
+            # {"ok": true}, or why frames are not being published (a full disk) and how many were lost.
+            "output": self._output_failures.describe(),
         }
         status.update(self.services.describe())  # viewer, monitor, cache ...: each its own section
         return status
@@ -560,4 +583,6 @@ class DreamController:
             try:
                 await asyncio.to_thread(self.status_writer.write, self.snapshot())
             except FrameWriteError as exc:
-                log.error("status not written: %s", exc)
+                self._status_failures.failed(exc.reason, exc.path)
+            else:
+                self._status_failures.succeeded()

@@ -15,6 +15,12 @@ Every failure leaves this module as one of our exceptions: network errors and 5x
 exponential backoff and jitter, then raised as ``ComfyUIUnavailable``; a 400 on /prompt is
 ``WorkflowRejected`` with the node errors rendered readably; a failed or interrupted prompt is
 ``ExecutionFailed``; a prompt past its time limit is interrupted and raised as ``ComfyUITimeout``.
+
+What the server says is checked before it is used: a body of the wrong shape or larger than
+``max_body``, or a file reference that would leave the server's folders (``../``, an absolute
+path, a NUL byte, an unknown folder type) is ``ComfyUIProtocolError``, raised before any URL is
+built from it. Downloaded bytes are kept in memory and decoded there: no name the server sends is
+ever used as a local path.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from dream_window.backends.comfyui.watches import (
 from dream_window.clock import Clock, SystemClock
 from dream_window.errors import (
     ComfyUIError,
+    ComfyUIProtocolError,
     ComfyUITimeout,
     ComfyUIUnavailable,
     ExecutionFailed,
@@ -62,6 +69,12 @@ log = logging.getLogger(__name__)
 _QUIET_POLL_S = 5.0
 _DISCONNECTED_POLL_S = 0.5
 _UNREACHABLE_POLLS = 4
+# The largest body read from the server (object_info of a big install is tens of MB; a frame less).
+MAX_BODY = 256 * 1024 * 1024
+# Of an error response, this much is read (it is shown, shortened, in the error).
+_ERROR_BODY = 4096
+# The folders ComfyUI serves files from (the ``type`` of a file reference).
+FILE_TYPES = frozenset({"output", "temp", "input"})
 
 
 class ClientState(StrEnum):
@@ -86,8 +99,10 @@ class ComfyUIClient:
         max_retries: int = 4,
         backoff_base: float = 0.25,
         preview_metadata: bool = True,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._max_body = max_body
         self.client_id = client_id or str(uuid.uuid4())
         self._session = session
         self._own_session = session is None
@@ -246,32 +261,67 @@ class ComfyUIClient:
                 method, url, json=json_body, data=body, params=params, timeout=self._timeout
             ) as resp:
                 if resp.status >= 500:
-                    text = (await resp.text())[:200]
+                    text = (await resp.content.read(_ERROR_BODY)).decode("utf-8", "replace")[:200]
                     raise _Retryable(f"HTTP {resp.status} from {method} {path}: {text.strip()}")
                 if resp.status == 400 and path == "/prompt":
-                    raw = await resp.json(content_type=None)
+                    raw = _json(await self._read(resp))
                     raise _Rejected(raw if isinstance(raw, dict) else {})
                 if resp.status == 404:
                     raise ComfyUIError(f"{method} {path}: not found (404)", server=self.base_url)
                 if resp.status >= 400:
-                    text = (await resp.text())[:300]
+                    text = (await resp.content.read(_ERROR_BODY)).decode("utf-8", "replace")[:300]
                     raise ComfyUIError(f"{method} {path}: HTTP {resp.status}: {text}", server=self.base_url)
                 self._mark(True)
+                body = await self._read(resp)
                 if expect == "bytes":
-                    return await resp.read()
+                    return body
                 if expect == "empty":
-                    await resp.read()
                     return None
-                return await resp.json(content_type=None)
+                return _json(body)
         except _Rejected as rej:
             self._mark(True)
             raise self._rejection(rej.body) from None
         except _TRANSIENT:
             raise
-        except (aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
-            raise ComfyUIError(
-                f"ComfyUI at {self.base_url}: {method} {path}: bad response: {exc}", server=self.base_url
-            ) from exc
+        except (aiohttp.ClientError, ValueError, RecursionError) as exc:
+            # ValueError: not JSON, or not UTF-8; RecursionError: JSON nested past the parser's depth.
+            raise self._bad(f"{method} {path}", f"bad response: {exc}") from exc
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, refused past ``max_body`` (said up front, or found out while reading)."""
+        limit = self._max_body
+        if resp.content_length is not None and resp.content_length > limit:
+            raise ValueError(f"body of {resp.content_length} bytes, over the limit of {limit}")
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            buf += chunk
+            if len(buf) > limit:
+                raise ValueError(f"body over the limit of {limit} bytes")
+        return bytes(buf)
+
+    def _bad(self, what: str, why: str) -> ComfyUIProtocolError:
+        return ComfyUIProtocolError(f"ComfyUI at {self.base_url}: {what}: {why}", server=self.base_url)
+
+    def _mapping(self, value: Any, what: str) -> dict[str, Any]:
+        """``value`` when it is a JSON object; a protocol error naming ``what`` otherwise."""
+        if not isinstance(value, dict):
+            raise self._bad(what, f"expected a JSON object, got {type(value).__name__}")
+        return value
+
+    def checked_file(self, ref: OutputFile, what: str = "file reference") -> OutputFile:
+        """``ref`` when it names a file inside one of the server's folders; a protocol error for a
+        name that would leave them, before any URL or graph input is built from it."""
+        why = unsafe_file(ref)
+        if why is not None:
+            raise self._bad(what, f"{why}: {ref.subfolder!r} / {ref.filename!r} [{ref.type!r}]")
+        return ref
+
+    def _checked_result(self, result: PromptResult) -> PromptResult:
+        for node in result.outputs.values():
+            for files in node.values():
+                for ref in files:
+                    self.checked_file(ref, f"outputs of prompt {result.prompt_id}")
+        return result
 
     def _rejection(self, body: Mapping[str, Any]) -> WorkflowRejected:
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -285,15 +335,19 @@ class ComfyUIClient:
         )
 
     async def get_system_stats(self) -> dict[str, Any]:
-        return await self._request("GET", "/system_stats")
+        return self._mapping(await self._request("GET", "/system_stats"), "GET /system_stats")
 
     async def get_queue(self) -> dict[str, Any]:
-        return await self._request("GET", "/queue")
+        queue = self._mapping(await self._request("GET", "/queue"), "GET /queue")
+        for key in ("queue_running", "queue_pending"):
+            if not isinstance(queue.get(key, []), list):
+                raise self._bad("GET /queue", f"{key} is not a list")
+        return queue
 
     async def get_object_info(self, *, refresh: bool = False) -> dict[str, Any]:
         """All node schemas; cached for this connection (model lists change only when files do)."""
         if self._object_info is None or refresh:
-            self._object_info = await self._request("GET", "/object_info")
+            self._object_info = self._mapping(await self._request("GET", "/object_info"), "GET /object_info")
         return self._object_info
 
     async def queue_prompt(
@@ -316,13 +370,20 @@ class ComfyUIClient:
         if front:
             body["front"] = True
         try:
-            resp = await self._request("POST", "/prompt", json_body=body)
+            resp = self._mapping(await self._request("POST", "/prompt", json_body=body), "POST /prompt")
+            queued = resp.get("prompt_id")
+            if queued is not None and not (isinstance(queued, str) and queued):
+                raise self._bad("POST /prompt", f"prompt_id {str(queued)[:80]!r} is not an id")
+        except ComfyUIProtocolError:
+            self._watches.pop(pid)
+            await self.withdraw([pid])  # it may have been queued all the same
+            raise
         except BaseException:
             self._watches.pop(pid)
             raise
-        if isinstance(resp, dict) and resp.get("prompt_id") not in (None, pid):  # an older server
-            self._watches.rename(pid, str(resp["prompt_id"]))
-            pid = str(resp["prompt_id"])
+        if queued is not None and queued != pid:  # an older server
+            self._watches.rename(pid, queued)
+            pid = queued
         return pid
 
     async def wait_for_completion(self, prompt_id: str, *, timeout: float) -> PromptResult:  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
@@ -341,7 +402,7 @@ class ComfyUIClient:
                 # Quiet: messages may have been lost (socket dropped) or never sent (no socket).
                 if await self._settle_from_history(watch):
                     break
-            return result_of(watch, self.base_url)
+            return self._checked_result(result_of(watch, self.base_url))
         finally:
             self._watches.pop(prompt_id)
 
@@ -375,7 +436,7 @@ class ComfyUIClient:
         listed = {
             str(item[1])
             for key in ("queue_running", "queue_pending")
-            for item in queue.get(key, [])
+            for item in queue.get(key, [])  # lists: get_queue checked
             if isinstance(item, list) and len(item) > 1
         }
         watch.missing = 0 if watch.prompt_id in listed else watch.missing + 1
@@ -403,8 +464,27 @@ class ComfyUIClient:
         return await self.wait_for_completion(pid, timeout=timeout)
 
     async def get_history(self, prompt_id: str, *, retries: int | None = None) -> dict[str, Any]:
+        """The history entry of ``prompt_id`` ({} while it has none), its shape checked: what
+        :func:`apply_history` reads has the types it expects."""
+        what = f"GET /history/{prompt_id}"
         data = await self._request("GET", f"/history/{prompt_id}", retries=retries)
-        return (data or {}).get(prompt_id) or {}
+        entry = self._mapping(data, what).get(prompt_id) if data else None
+        if not entry:
+            return {}
+        entry = self._mapping(entry, what)
+        outputs = entry.get("outputs") or {}
+        if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
+            raise self._bad(what, "outputs is not an object of objects")
+        status = entry.get("status") or {}
+        if not isinstance(status, dict):
+            raise self._bad(what, "status is not an object")
+        messages = status.get("messages") or []
+        if not isinstance(messages, list) or not all(
+            isinstance(m, list | tuple) and len(m) == 2 and isinstance(m[0], str) and isinstance(m[1], dict)
+            for m in messages
+        ):
+            raise self._bad(what, "status.messages is not a list of [event, data] pairs")
+        return entry
 
     async def get_output_images(self, prompt_id: str, *, attempts: int = 6) -> dict[str, list[OutputFile]]:
         """Images per output node from /history, waiting out the recorded race (briefly ``{}``)."""
@@ -412,7 +492,10 @@ class ComfyUIClient:
             entry = await self.get_history(prompt_id)
             if entry:
                 return {
-                    nid: parse_outputs(raw).get("images", [])
+                    nid: [
+                        self.checked_file(ref, f"outputs of prompt {prompt_id}")
+                        for ref in parse_outputs(raw).get("images", [])
+                    ]
                     for nid, raw in (entry.get("outputs") or {}).items()
                 }
             await self._clock.sleep(0.05 * 2**i)
@@ -421,6 +504,8 @@ class ComfyUIClient:
         )
 
     async def download(self, ref: OutputFile) -> bytes:
+        """The file's bytes, in memory (the caller decodes them; nothing is written from here)."""
+        self.checked_file(ref, "download")
         return await self._request(
             "GET",
             "/view",
@@ -447,8 +532,12 @@ class ComfyUIClient:
                 f.add_field("subfolder", subfolder)
             return f
 
-        resp = await self._request("POST", "/upload/image", data=form)
-        return OutputFile(str(resp["name"]), str(resp.get("subfolder", "")), str(resp.get("type", kind)))
+        what = "POST /upload/image"
+        resp = self._mapping(await self._request("POST", "/upload/image", data=form), what)
+        stored, sub, folder = resp.get("name"), resp.get("subfolder", ""), resp.get("type", kind)
+        if not (isinstance(stored, str) and isinstance(sub, str) and isinstance(folder, str)):
+            raise self._bad(what, f"expected name, subfolder and type as strings, got {str(resp)[:200]}")
+        return self.checked_file(OutputFile(stored, sub, folder), what)
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Interrupt ``prompt_id`` if it is running (a silent no-op otherwise), or whatever runs."""
@@ -479,6 +568,34 @@ class ComfyUIClient:
         for pid in prompt_ids:
             with contextlib.suppress(ComfyUIError):
                 await self.interrupt(pid)
+
+
+def _json(body: bytes) -> Any:
+    """A body as JSON (None when empty, as aiohttp's ``json()`` does). ValueError / RecursionError
+    for one that is not: the caller maps them."""
+    return json.loads(body) if body.strip() else None
+
+
+def unsafe_file(ref: OutputFile) -> str | None:
+    """Why ``ref`` would name a file outside the server's folders, or None when it is safe.
+
+    A file name is one plain name; a subfolder is relative, with no ``..`` or ``.`` part (a
+    Windows server separates with backslashes, so both separators count); no NUL or control
+    characters and no ``:`` (a drive, or a Windows alternate stream) anywhere; the type is one of
+    ComfyUI's folders.
+    """
+    if ref.type not in FILE_TYPES:
+        return f"unknown folder type {ref.type[:40]!r}"
+    for part, text in (("file name", ref.filename), ("subfolder", ref.subfolder)):
+        if any(ord(c) < 32 or c == ":" for c in text):
+            return f"{part} with a control character or ':'"
+    name = ref.filename
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        return "file name is not a plain name"
+    sub = ref.subfolder
+    if sub and (sub[0] in "/\\" or any(p in ("", ".", "..") for p in sub.replace("\\", "/").split("/"))):
+        return "subfolder leaves the server's folder"
+    return None
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> bool:  # noqa: ASYNC109

@@ -35,7 +35,7 @@ from dream_window.backends.comfyui.graphs import BuiltGraph, CustomWorkflow, Wor
 from dream_window.backends.comfyui.messages import Preview
 from dream_window.backends.comfyui.pool import Server, ServerPool
 from dream_window.backends.comfyui.server_files import ImageLocations, UploadRing
-from dream_window.errors import ComfyUIError, ExecutionFailed, WorkflowRejected
+from dream_window.errors import ComfyUIProtocolError, ExecutionFailed, WorkflowRejected
 from dream_window.values.generation import (
     GeneratedImage,
     GenerationRequest,
@@ -77,11 +77,13 @@ def images_of(
 
 
 def _png(data: bytes, what: str) -> Image.Image:
+    """Decode a downloaded image in memory; anything unreadable (or a decompression bomb: a header
+    claiming a gigantic size) is a protocol error."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ComfyUIError(f"ComfyUI returned an unreadable image for {what}: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ComfyUIProtocolError(f"ComfyUI returned an unreadable image for {what}: {exc}") from exc
 
 
 class JobRunner:
@@ -226,8 +228,9 @@ class JobRunner:
         blobs = await asyncio.gather(*(server.client.download(r) for r in refs))
         try:
             return np.concatenate([latent_file.loads(b) for b in blobs], axis=0)
-        except ValueError as exc:
-            raise ComfyUIError(
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            # A header of the wrong shape: offsets missing or not a pair, a shape that does not fit.
+            raise ComfyUIProtocolError(
                 f"ComfyUI returned an unreadable latent file: {exc}", server=server.url
             ) from exc
 

@@ -9,14 +9,22 @@ Binary frames, as recorded from ComfyUI v0.33.0 (all integers big-endian u32):
 
 The test server (``comfyui_fake``) encodes with its own code, and the tests decode both its frames
 and the recorded raw frames here, so a mistake shared by client and server cannot hide.
+
+Whatever arrives is checked here, once: a frame that does not parse, or a message we act on whose
+fields have the wrong types, raises :class:`MessageError` (a protocol error); the reader ignores it.
+Past this module, a message's fields have the types :data:`_FIELDS` names.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from dream_window.errors import ComfyUIProtocolError
 
 PREVIEW_IMAGE = 1
 PREVIEW_IMAGE_WITH_METADATA = 4
@@ -49,22 +57,58 @@ class Preview:
 
     @property
     def prompt_id(self) -> str | None:
-        return self.meta.get("prompt_id")
+        pid = self.meta.get("prompt_id")
+        return pid if isinstance(pid, str) else None
 
 
-class MessageError(ValueError):
-    """A frame that is not a ComfyUI message (mapped to our errors by the client)."""
+class MessageError(ComfyUIProtocolError):
+    """A frame that is not a ComfyUI message, or one whose fields have the wrong types."""
+
+
+def _count(v: object) -> bool:
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
+
+
+Check = Callable[[object], bool]
+
+
+def _optional(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+# The fields we read of the messages we act on, each with its check (absent fields are allowed:
+# the reader supplies defaults). Anything else in a message is never looked at.
+_FIELDS: dict[str, dict[str, Check]] = {
+    "status": {"status": lambda v: isinstance(v, dict)},
+    "progress": {"value": _count, "max": _count},
+    "execution_cached": {"nodes": lambda v: isinstance(v, list)},
+    "executed": {"output": _optional(lambda v: isinstance(v, dict))},
+}
+
+
+def _load(raw: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except RecursionError as exc:  # nested deeper than the parser goes: no message of ComfyUI's
+        raise MessageError(f"{what} is nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes
+        raise MessageError(f"{what} is not JSON: {str(raw[:80])!r}") from exc
 
 
 def parse_text(text: str) -> Message:
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MessageError(f"not JSON: {text[:80]!r}") from exc
+    obj = _load(text, "text frame")
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise MessageError(f"no message type in {text[:80]!r}")
     data = obj.get("data")
-    return Message(obj["type"], data if isinstance(data, dict) else {})
+    data = data if isinstance(data, dict) else {}
+    for key, ok in _FIELDS.get(obj["type"], {}).items():
+        if key in data and not ok(data[key]):
+            raise MessageError(f"{obj['type']} message with a bad {key!r}: {str(data[key])[:80]!r}")
+    if obj["type"] == "status":
+        info = data.get("status", {}).get("exec_info", {})
+        if not isinstance(info, dict) or not _optional(_count)(info.get("queue_remaining")):
+            raise MessageError(f"status message with a bad exec_info: {str(info)[:80]!r}")
+    return Message(obj["type"], data)
 
 
 def parse_binary(frame: bytes) -> Preview | None:
@@ -79,10 +123,8 @@ def parse_binary(frame: bytes) -> Preview | None:
         (meta_len,) = struct.unpack(">I", frame[4:8])
         if 8 + meta_len > len(frame):
             raise MessageError(f"preview metadata length {meta_len} exceeds the frame ({len(frame)} bytes)")
-        try:
-            meta = json.loads(frame[8 : 8 + meta_len])
-        except json.JSONDecodeError as exc:
-            raise MessageError("preview metadata is not JSON") from exc
-        mime = str(meta.get("image_type", "image/jpeg")) if isinstance(meta, dict) else "image/jpeg"
-        return Preview(frame[8 + meta_len :], mime, event, meta if isinstance(meta, dict) else {})
+        meta = _load(frame[8 : 8 + meta_len], "preview metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        mime = meta.get("image_type")
+        return Preview(frame[8 + meta_len :], mime if isinstance(mime, str) else "image/jpeg", event, meta)
     return None

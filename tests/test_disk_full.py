@@ -1,0 +1,308 @@
+"""A full disk is told as a full disk: one line a minute with a count, a status field, recovery.
+
+Where the platform lets us (Linux, as root), the disk is a real 1-2 MiB tmpfs filled with a
+ballast file, so the errors are the ones SQLite and the OS really raise; elsewhere those tests are
+skipped, and the seams (an injected ``replace``, SQLite's ``max_page_count``) cover the same paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dream_window.app import build_controller
+from dream_window.backends.builtin import BuiltinEngine
+from dream_window.cache.manager import CacheManager
+from dream_window.dream.controller import DreamController
+from dream_window.dream.output import OutputWriter
+from dream_window.errors import CacheError, FrameWriteError
+from dream_window.file_ops import WriteFailures, atomic_write_bytes
+from dream_window.values.frame import Frame
+from tests.cache.conftest import picture
+from tests.conftest import FakeClock, fast_config
+
+# --- a small real disk --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted at a fresh folder (skipped where mounting is not allowed)."""
+    if sys.platform != "linux" or shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("a real small disk needs Linux, mount(8) and root (to mount a tmpfs)")
+    where = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (no CAP_SYS_ADMIN?): {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the disk is full; returns it (delete it to free the space)."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def full_disk_error(path: str) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+
+# --- file_ops -----------------------------------------------------------------------------------
+
+
+def test_atomic_write_on_a_full_disk_says_disk_full(tmp_path: Path) -> None:
+    def replace(_src: str, dst: Path) -> None:
+        raise full_disk_error(str(dst))
+
+    target = tmp_path / "frame.png"
+    with pytest.raises(FrameWriteError) as info:
+        atomic_write_bytes(target, b"x", fsync=False, replace=replace)
+    assert info.value.disk_full and info.value.reason == "disk full" and info.value.path == str(target)
+    assert "disk full" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # the temp file is gone
+
+
+def test_atomic_write_on_a_real_full_disk(small_disk: Path) -> None:
+    ballast = fill(small_disk)
+    with pytest.raises(FrameWriteError) as info:
+        atomic_write_bytes(small_disk / "frame.png", os.urandom(64 * 1024), fsync=False)
+    assert info.value.disk_full
+    assert not [p for p in small_disk.iterdir() if p.name.endswith(".tmp")]
+    ballast.unlink()
+    atomic_write_bytes(small_disk / "frame.png", os.urandom(64 * 1024), fsync=False)
+    assert (small_disk / "frame.png").stat().st_size == 64 * 1024
+
+
+def test_other_write_errors_are_not_called_disk_full(tmp_path: Path) -> None:
+    def replace(_src: str, dst: Path) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dst))
+
+    with pytest.raises(FrameWriteError) as info:
+        atomic_write_bytes(tmp_path / "f", b"x", fsync=False, replace=replace)
+    assert not info.value.disk_full and info.value.reason == os.strerror(errno.EROFS)
+
+
+def test_write_failures_say_one_line_a_minute_and_the_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    failures = WriteFailures(
+        logging.getLogger("test.writes"),
+        one="frame not published",
+        many="frames not published",
+        recovered="output writable again",
+        monotonic=clock.monotonic,
+        now=lambda: "T0",
+    )
+    caplog.set_level(logging.INFO, "test.writes")
+    assert failures.failed("disk full", "/out") is True
+    for _ in range(130):  # two frames a second, for 65 s
+        clock.advance(0.5)
+        assert failures.failed("disk full", "/out") is False
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "frame not published: disk full (/out)",
+        "120 frames not published in the last minute: disk full (/out)",
+    ]
+    assert failures.describe() == {
+        "ok": False,
+        "problem": "disk full",
+        "path": "/out",
+        "frames_lost": 131,
+        "since": "T0",
+    }
+    assert failures.succeeded() is True and failures.succeeded() is False
+    assert (
+        caplog.records[-1].getMessage()
+        == "output writable again (131 frames not published since T0: disk full)"
+    )
+    assert failures.describe() == {"ok": True}
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+def _vec(i: int) -> np.ndarray:
+    v = np.random.default_rng(i).normal(size=16).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_sqlite_full_is_disk_full_not_damaged_and_passes(tmp_path: Path) -> None:
+    m = CacheManager(tmp_path, max_size=1000, fsync=False)
+    m.add(picture(0, size=(8, 8)), embedding=_vec(0), embedder="e")
+    pages = m._conn.execute("PRAGMA page_count").fetchone()[0]
+    m._conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL at the next page needed
+    for i in range(1, 6):
+        with pytest.raises(CacheError) as info:
+            m.add(picture(i, size=(8, 8)), prompt="p" * 5000, embedding=_vec(i), embedder="e")
+        msg = str(info.value)
+        assert info.value.disk_full and "disk full" in msg
+        assert "damaged" not in msg and "rebuild" not in msg
+    assert m.count() == 1
+    assert len(list(m.store.ids())) == 1  # the images of the failed adds were removed again
+    m._conn.execute("PRAGMA max_page_count = 1073741823")
+    m.add(picture(9, size=(8, 8)), prompt="p" * 5000, embedding=_vec(9), embedder="e")
+    assert m.count() == 2
+    m.check()
+    m.close()
+
+
+def test_a_real_full_disk_under_the_cache(small_disk: Path) -> None:
+    """Room for the small images but not for the WAL to grow: SQLite's own SQLITE_FULL."""
+    m = CacheManager(small_disk / "cache", max_size=1000, fsync=False)
+    m.add(picture(0, size=(8, 8)))
+    ballast = fill(small_disk)
+    os.truncate(ballast, ballast.stat().st_size - 12 * 1024)
+    big = np.ones(32768, np.float32)  # 128 KiB per row, in the database only
+    errors: list[CacheError] = []
+    for i in range(1, 12):
+        try:
+            m.add(picture(i, size=(8, 8)), embedding=big, embedder="e")
+        except CacheError as exc:
+            errors.append(exc)
+    assert any("cache database" in str(e) for e in errors), "SQLite never ran out of room"
+    for exc in errors:
+        assert exc.disk_full and "disk full" in str(exc), exc
+        assert "damaged" not in str(exc) and "rebuild" not in str(exc), exc
+    ballast.unlink()
+    m.add(picture(99, size=(8, 8)), embedding=big, embedder="e")
+    m.check()
+    assert m.count() == 2 + 11 - len(errors)
+    m.close()
+    CacheManager(small_disk / "cache", max_size=1000).close()  # opens cleanly afterwards
+
+
+async def test_the_cache_worker_says_a_full_disk_once_and_its_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dream_window.cache.embedders import FeatureEmbedder
+    from dream_window.cache.frame_cache import CachedFrameCache
+    from dream_window.config import CacheConfig
+
+    manager = CacheManager(tmp_path, max_size=1000, fsync=False)
+    mem = CachedFrameCache(manager, FeatureEmbedder(), CacheConfig(), rng=__import__("random").Random(0))
+    await mem.start()
+    pages = manager._conn.execute("PRAGMA page_count").fetchone()[0]
+    manager._conn.execute(f"PRAGMA max_page_count = {pages}")
+    caplog.set_level(logging.INFO, "dream_window.cache")
+    for i in range(30):
+        frame = Frame(picture(i, size=(16, 16)), "p" * 3000, "keyframe", 10.0, index=i + 1)
+        await mem.remember(frame, tmp_path / "x.png")
+        await mem.flush()
+    lines = [r.getMessage() for r in caplog.records if "cache" in r.name and "not cached" in r.getMessage()]
+    assert lines == [f"frame not cached: disk full ({tmp_path})"]
+    assert not [r for r in caplog.records if "damaged" in r.getMessage() or "rebuild" in r.getMessage()]
+    writes = mem.describe()["writes"]
+    assert isinstance(writes, dict) and writes["ok"] is False and writes["problem"] == "disk full"
+    assert writes["frames_lost"] == 30
+    manager._conn.execute("PRAGMA max_page_count = 1073741823")
+    await mem.remember(
+        Frame(picture(77, size=(16, 16)), "ok", "keyframe", 10.0, index=40), tmp_path / "x.png"
+    )
+    await mem.flush()
+    assert mem.describe()["writes"] == {"ok": True} and mem.describe()["size"] == 1
+    assert [r.getMessage() for r in caplog.records][-1].startswith("frame cache writable again (30 frames")
+    await mem.close()
+
+
+# --- the controller -----------------------------------------------------------------------------
+
+
+class FlakyOutput(OutputWriter):
+    """An OutputWriter whose disk is full while ``full`` is set (the writes fail as the OS would)."""
+
+    full = False
+
+    def publish(self, frame: Frame):  # type: ignore[no-untyped-def]
+        if self.full:
+            raise FrameWriteError(
+                f"cannot write {self.frames_dir}: disk full", path=str(self.frames_dir), disk_full=True
+            )
+        return super().publish(frame)
+
+
+def _controller(tmp_path: Path, clock: FakeClock) -> tuple[DreamController, FlakyOutput]:
+    cfg = fast_config(tmp_path, generation={"frame_interval": 1.0})
+    c = build_controller(cfg, BuiltinEngine(offload=False), clock=clock, fsync=False)
+    out = FlakyOutput(cfg.output_dir, history_size=cfg.generation.history_size, fsync=False)
+    c.output = out
+    return c, out
+
+
+async def test_the_dream_says_a_full_output_disk_once_a_minute_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    c, out = _controller(tmp_path, clock)
+    caplog.set_level(logging.INFO, "dream_window.dream.controller")
+    frame = Frame(picture(0, size=(16, 16)), "p", "keyframe", 10.0)
+    out.full = True
+    for _ in range(250):  # 250 frames, two a second: 125 s
+        await c._publish(frame)
+        clock.advance(0.5)
+    lines = [r.getMessage() for r in caplog.records if "not published" in r.getMessage()]
+    assert lines == [
+        f"frame not published: disk full ({out.frames_dir})",
+        f"120 frames not published in the last minute: disk full ({out.frames_dir})",
+        f"120 frames not published in the last minute: disk full ({out.frames_dir})",
+    ]
+    snap = c.snapshot()
+    assert snap["output"] == {
+        "ok": False,
+        "problem": "disk full",
+        "path": str(out.frames_dir),
+        "frames_lost": 250,
+        "since": "2026-01-01T12:16:40+00:00",
+    }
+    assert c.status_writer.last is not None and c.status_writer.last["output"]["ok"] is False
+    out.full = False
+    await c._publish(frame)
+    assert c.snapshot()["output"] == {"ok": True} and c.frame_count == 1
+    assert any(r.getMessage().startswith("output writable again (250 frames") for r in caplog.records)
+
+
+async def test_a_real_full_output_disk_and_status_json(
+    tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    cfg = fast_config(tmp_path, system={"output_dir": str(small_disk / "out")})
+    c = build_controller(cfg, BuiltinEngine(offload=False), clock=clock, fsync=False)
+    caplog.set_level(logging.INFO, "dream_window.dream.controller")
+    frame = Frame(picture(0, size=(256, 256), noise=120.0), "p", "keyframe", 10.0)
+    await c._publish(frame)
+    assert c.frame_count == 1
+    ballast = fill(small_disk)
+    for _ in range(20):
+        await c._publish(frame)
+        await c.write_status()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "not published" in m]) == 1
+    assert len([m for m in messages if "status not written" in m]) <= 1
+    assert c.snapshot()["output"]["problem"] == "disk full"  # type: ignore[index]
+    ballast.unlink()
+    await c._publish(frame)
+    await asyncio.sleep(0)
+    assert c.snapshot()["output"] == {"ok": True} and c.frame_count == 2
+    assert '"ok": true' in (c.status_writer.path.read_text())
