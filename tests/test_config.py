@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -61,11 +63,29 @@ BAD_CONFIGS: list[tuple[str, str]] = [
     ),
     ("game_detection:\n  check_interval: 0\n", "game_detection.check_interval must be greater than 0"),
     ("game_detection:\n  enabled: maybe\n", "game_detection.enabled must be true or false, got 'maybe'"),
-    ("prompts:\n  rotate_every_frames: -5\n", "prompts.rotate_every_frames must be at least 0, got -5"),
+    (
+        "prompts:\n  rotate_every_frames: -5\n",
+        "prompts.rotate_every_frames must be between 0 and 1000000000, got -5",
+    ),
+    (
+        "comfyui:\n  request_timeout: 1.0e+300\n",
+        "comfyui.request_timeout must be greater than 0 and at most 86400, got 1e+300",
+    ),
     ("viewer:\n  port: 70000\n", "viewer.port must be between 0 and 65535, got 70000"),
     ("generation: 5\n", "generation must be a mapping of keys to values, got 5"),
     ("- just\n- a list\n", "the config must be a mapping of sections"),
     ("generation:\n  mode: [hybrid\n", "invalid YAML"),
+    # true is not 1, 4.5 is not 4, nothing is infinite, and 1e-3 (text to PyYAML) is a number.
+    ("generation:\n  steps: true\n", "generation.steps must be a whole number, got true"),
+    ("generation:\n  steps: 4.5\n", "generation.steps must be a whole number, got 4.5"),
+    ("generation:\n  cfg: false\n", "generation.cfg must be a number, got false"),
+    ("generation:\n  cfg: .inf\n", "generation.cfg must be a finite number, got inf"),
+    ("generation:\n  denoise: .nan\n", "generation.denoise must be a finite number, got nan"),
+    ("prompts:\n  rotate_every_minutes: .inf\n", "prompts.rotate_every_minutes must be a finite number"),
+    ("generation:\n  denoise: 1e-3\n  cfg: 4e1\n", "generation.cfg must be between 0 and 30, got '4e1'"),
+    ("1: 2\n", "keys must be text, got 1 in the top level"),
+    ("generation:\n  mode: a\x01b\n", "line 2: invalid YAML: unacceptable character '\\x01'"),
+    ("generation:\n  seed: 2024-13-01\n", "invalid YAML value: month must be in 1..12"),
 ]
 
 
@@ -75,6 +95,141 @@ def test_bad_config_names_key_value_and_allowed(tmp_path: Path, text: str, expec
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert expected in str(info.value), info.value.problems
+
+
+def test_a_valid_config_in_the_encodings_windows_writes_loads(tmp_path: Path) -> None:
+    text = "generation:\n  steps: 7\nprompts:\n  list: ['café au lait, 夢']\n"
+    path = tmp_path / "config.yaml"
+    for encoded in (
+        text.encode("utf-8"),
+        codecs.BOM_UTF8 + text.encode("utf-8"),  # Notepad, PowerShell 7 -Encoding utf8BOM
+        text.encode("utf-16"),  # Windows PowerShell 5: `Get-Content a.yaml > config.yaml`
+        text.encode("utf-16-le"),  # UTF-16 without a BOM
+        text.encode("utf-16-be"),
+        codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+        text.replace("\n", "\r\n").encode("utf-16"),
+    ):
+        path.write_bytes(encoded)
+        cfg = load_config(path)
+        assert (cfg.generation.steps, cfg.prompts.list) == (7, ["café au lait, 夢"]), encoded[:8]
+
+
+# (file bytes, the whole first problem line after "<path> ")
+UNREADABLE: list[tuple[bytes, str]] = [
+    (
+        "prompts:\n  list: ['café']\n".encode("latin-1"),
+        "is not UTF-8 text (byte 0xE9 on line 2, at position 22: it looks like Latin-1/Windows-1252 "
+        "or another legacy encoding); save it as UTF-8",
+    ),
+    (
+        "prompts:\n  list: ['“quoted”']\n".encode("cp1252"),
+        "is not UTF-8 text (byte 0x93 on line 2, at position 19: it looks like Latin-1/Windows-1252 "
+        "or another legacy encoding); save it as UTF-8",
+    ),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "is not a text file (it holds NUL bytes)"),
+    (
+        bytes(range(1, 256)) * 3,
+        "is not UTF-8 text (byte 0x80 on line 2, at position 127: it looks like a binary file); save it as UTF-8",
+    ),
+    (codecs.BOM_UTF16_LE + b"\x00\xd8a\x00", "is not valid UTF-16-LE text; save it as UTF-8"),
+    (b"a: 1\n" * 300_000, "is larger than 1024 KiB; is it the right file?"),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"), UNREADABLE, ids=["latin-1", "cp1252", "png", "binary", "bad-utf-16", "huge"]
+)
+def test_a_config_that_is_not_text_is_refused_in_one_line_naming_the_file(
+    tmp_path: Path, data: bytes, expected: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [f"config file {path} {expected}"]
+
+
+def _billion_laughs(levels: int = 10) -> str:
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]")
+    return "\n".join(lines) + f"\nprompts:\n  list: *l{levels - 1}\n"
+
+
+# (yaml text, the message after "<path> ")
+HOSTILE: list[tuple[str, str]] = [
+    (
+        "generation:\n  steps: 3\nsystem: {}\ngeneration:\n  steps: 4\n",
+        "line 4, column 1: duplicate key 'generation' (first at line 1)",
+    ),
+    (
+        "generation:\n  steps: 3\n  denoise: 0.5\n  steps: 4\n",
+        "line 4, column 3: duplicate key 'steps' (first at line 2)",
+    ),
+    ("viewer: {port: 1, port: 2}\n", "line 1, column 19: duplicate key 'port' (first at line 1)"),
+    ("a: " + "[" * 10_000 + "]" * 10_000 + "\n", "line 1, column 53: nested more than 50 levels deep"),
+    (
+        "".join("  " * i + f"k{i}:\n" for i in range(60)),
+        "line 50, column 99: nested more than 50 levels deep",
+    ),
+    (_billion_laughs(), "line 5, column 5: more than 50000 values once aliases are expanded"),
+    ("a: &a [*a]\n", "line 1, column 4: an alias refers to the value that holds it"),
+    (
+        "a: &a [1]\n" + "".join(f"b{i}: &b{i} [*{'a' if i == 0 else f'b{i - 1}'}]\n" for i in range(60)),
+        "line 48, column 6: nested more than 50 levels deep (through aliases)",
+    ),
+    ("generation:\n  seed: " + "9" * 5000 + "\n", "line 2, column 9: a number of more than 100 characters"),
+    (
+        "generation:\n  seed: 1" + ":2" * 5000 + "\n",
+        "line 2, column 9: a number of more than 100 characters",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), HOSTILE, ids=[e[1][e[1].index(":") + 2 :][:30] for e in HOSTILE]
+)
+def test_hostile_yaml_is_refused_before_validation_in_one_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write_config(tmp_path, text)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.problems == [f"{path} {expected}"]
+    assert peak < 64 * 1024 * 1024  # the bomb is measured, never expanded
+
+
+def test_yaml_merge_keys_may_override_what_they_merge(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, "generation: &g\n  steps: 3\nviewer:\n  port: 9000\n"))
+    assert cfg.generation.steps == 3
+    text = "generation:\n  <<: {steps: 3, denoise: 0.25}\n  steps: 5\n"
+    cfg = load_config(write_config(tmp_path, text))
+    assert (cfg.generation.steps, cfg.generation.denoise) == (5, 0.25)
+
+
+def test_long_values_are_cut_short_in_error_lines(tmp_path: Path) -> None:
+    text = f"generation:\n  mode: {'x' * 100_000}\n  seed: 0x{'f' * 90}\n? {'k' * 5000}\n: 1\n"  # an explicit key: simple ones stop at 1024
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, text))
+    mode, seed, key = info.value.problems
+    assert mode.endswith(f"got '{'x' * 79}… (100000 characters)")
+    assert seed.endswith("got a number of about 109 digits")
+    assert key.startswith(f"unknown key '{'k' * 80}… (5000 characters)'")
+    assert all(len(p) < 300 for p in info.value.problems)
+
+
+def test_the_number_of_problems_listed_is_bounded(tmp_path: Path) -> None:
+    items = ", ".join(["1"] * 1000)
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, f"game_detection:\n  known_games: [{items}]\n"))
+    assert len(info.value.problems) == 21
+    assert info.value.problems[0] == "game_detection.known_games.0 must be text, got 1"
+    assert info.value.problems[-1] == "... and 980 more problems"
 
 
 def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
@@ -137,6 +292,32 @@ def test_cli_bad_config_exits_2_with_one_clear_line_and_no_traceback(tmp_path: P
     assert r.returncode == 2
     assert r.stderr.strip() == "config error: generation.denoise must be between 0 and 1, got 1.7"
     assert "Traceback" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("prompts:\n  list: ['café']\n".encode("latin-1"), "is not UTF-8 text (byte 0xE9 on line 2"),
+        (_billion_laughs().encode(), "more than 50000 values once aliases are expanded"),
+        (b"generation:\n  steps: 1\ngeneration:\n  steps: 2\n", "duplicate key 'generation'"),
+        (b"generation:\n  steps: true\n", "generation.steps must be a whole number, got true"),
+    ],
+    ids=["latin-1", "billion-laughs", "duplicate-key", "steps-true"],
+)
+def test_cli_unreadable_config_exits_2_with_one_line(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(data)
+    r = _cli("run", "-c", str(path), "--max-frames", "1", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr + r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and expected in r.stderr, r.stderr
+
+
+def test_cli_valid_utf16_config_written_by_powershell_runs(tmp_path: Path) -> None:
+    text = "system:\n  backend: builtin\ngeneration:\n  width: 64\n  height: 64\n  frame_interval: 0\nviewer:\n  enabled: false\n"
+    (tmp_path / "config.yaml").write_bytes(text.encode("utf-16"))
+    r = _cli("run", "-c", "config.yaml", "--max-frames", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
 
 
 def test_init_writes_a_valid_default_and_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -12,17 +12,26 @@ from __future__ import annotations
 import builtins
 import difflib
 import os
+import reprlib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import annotated_types
 import platformdirs
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dream_window.errors import ConfigError
+from dream_window.text_files import clip, load_yaml, read_text_file
 
 HOME_ENV = "DREAM_WINDOW_HOME"
 
@@ -77,8 +86,24 @@ class SeedPolicy(StrEnum):
     FIXED = "fixed"  # the same seed every frame
 
 
+# YAML's true/false are not numbers: `steps: true` is an error, not 1 step. (pydantic's strict
+# mode would also refuse `cfg: 1e-3`, which PyYAML reads as text.) No number is inf or nan, and
+# each has an upper bound: a timeout of 1e300 seconds overflows asyncio's clock.
+def _not_a_bool(kind: str) -> BeforeValidator:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"must be {kind}, got {_fmt(v)}")
+        return v
+
+    return BeforeValidator(check)
+
+
+Int = Annotated[int, _not_a_bool("a whole number")]
+Float = Annotated[float, _not_a_bool("a number")]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False)
 
 
 class SystemConfig(_Section):
@@ -89,7 +114,7 @@ class SystemConfig(_Section):
     backend: BackendChoice = BackendChoice.AUTO
     # backend auto: when ComfyUI goes away mid-dream, the last frame stays on screen this long,
     # then the built-in engine fills in until ComfyUI answers again.
-    fallback_after_seconds: float = Field(30.0, ge=0.0, le=86_400.0)
+    fallback_after_seconds: Float = Field(30.0, ge=0.0, le=86_400.0)
     # Where the rotating log file goes; empty means <home>/logs.
     log_dir: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -102,7 +127,7 @@ class SystemConfig(_Section):
             raise ValueError("must name at least one URL")
         for u in urls:
             if not (u.startswith("http://") or u.startswith("https://")):
-                raise ValueError(f"must be an http:// or https:// URL, got {u!r}")
+                raise ValueError(f"must be an http:// or https:// URL, got {_fmt(u)}")
         return v
 
     @property
@@ -112,53 +137,53 @@ class SystemConfig(_Section):
 
 class CacheConfig(_Section):
     enabled: bool = True
-    max_size: int = Field(200, ge=1, le=1_000_000)
-    injection_probability: float = Field(0.15, ge=0.0, le=1.0)
-    similarity_threshold: float = Field(0.7, ge=-1.0, le=1.0)
-    top_k: int = Field(5, ge=1, le=100)
+    max_size: Int = Field(200, ge=1, le=1_000_000)
+    injection_probability: Float = Field(0.15, ge=0.0, le=1.0)
+    similarity_threshold: Float = Field(0.7, ge=-1.0, le=1.0)
+    top_k: Int = Field(5, ge=1, le=100)
     # Softmax temperature for picking among similar frames: low = always the closest.
-    temperature: float = Field(0.1, gt=0.0, le=10.0)
+    temperature: Float = Field(0.1, gt=0.0, le=10.0)
     # A frame re-injected is not re-injected again within this many frames.
-    reinject_cooldown_frames: int = Field(50, ge=0)
+    reinject_cooldown_frames: Int = Field(50, ge=0, le=1_000_000_000)
     # Which embedder: clip (falls back when torch/weights are missing), or the built-in colour/layout features.
     embedder: Literal["auto", "clip", "features"] = "auto"
     clip_model: str = "openai/clip-vit-base-patch32"
     # A liked frame is this many times as likely to be picked as an equally similar unrated one.
-    like_boost: float = Field(3.0, ge=1.0, le=100.0)
+    like_boost: Float = Field(3.0, ge=1.0, le=100.0)
 
 
 class GenerationConfig(_Section):
     mode: str = "hybrid"
     model: ModelFamily = ModelFamily.FLUX_SCHNELL
-    width: int = Field(256, ge=64, le=4096)
-    height: int = Field(512, ge=64, le=4096)
-    steps: int = Field(4, ge=1, le=200)
-    cfg: float = Field(1.0, ge=0.0, le=30.0)
-    denoise: float = Field(0.4, ge=0.0, le=1.0)
+    width: Int = Field(256, ge=64, le=4096)
+    height: Int = Field(512, ge=64, le=4096)
+    steps: Int = Field(4, ge=1, le=200)
+    cfg: Float = Field(1.0, ge=0.0, le=30.0)
+    denoise: Float = Field(0.4, ge=0.0, le=1.0)
     seed_policy: SeedPolicy = SeedPolicy.RANDOM
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: Int = Field(0, ge=0, le=2**63 - 1)
     negative_prompt: str = ""
     # Hybrid: one keyframe by img2img, then this many slerped in-betweens before the next keyframe.
-    keyframe_interval: int = Field(8, ge=1, le=1000)
+    keyframe_interval: Int = Field(8, ge=1, le=1000)
     # Interpolate: in-betweens between two keyframes of the latent walk.
-    interpolation_frames: int = Field(12, ge=1, le=1000)
+    interpolation_frames: Int = Field(12, ge=1, le=1000)
     # Seconds between published frames (the display cadence). 0 publishes as fast as frames come.
-    frame_interval: float = Field(1.5, ge=0.0, le=3600.0)
+    frame_interval: Float = Field(1.5, ge=0.0, le=3600.0)
     # The most frames generated ahead of display. How many are kept ahead is sized by need: enough
     # to hide how long generations take (p95 plus one interval), up to this.
-    buffer_size: int = Field(16, ge=1, le=1000)
+    buffer_size: Int = Field(16, ge=1, le=1000)
     # Hybrid and interpolate: frames of the short slerp from the picture on screen to the first
     # keyframe after you change the prompt, skip or switch mode.
-    transition_frames: int = Field(4, ge=1, le=100)
+    transition_frames: Int = Field(4, ge=1, le=100)
     # Numbered copies kept under output/frames/ (oldest deleted first).
-    history_size: int = Field(300, ge=1, le=1_000_000)
+    history_size: Int = Field(300, ge=1, le=1_000_000)
     cache: CacheConfig = CacheConfig()
 
     @field_validator("mode")
     @classmethod
     def _known_mode(cls, v: str) -> str:
         if v not in MODE_NAMES:
-            raise ValueError(f"generation.mode must be one of {_one_of(MODE_NAMES)}, got {v!r}")
+            raise ValueError(f"generation.mode must be one of {_one_of(MODE_NAMES)}, got {_fmt(v)}")
         return v
 
     @model_validator(mode="after")
@@ -184,12 +209,12 @@ class PromptsConfig(_Section):
     # A text file, one prompt per line, "#" comments, optional "text :: weight"; overrides `list`.
     file: Path | None = None
     # Move to another prompt every N frames (0 = never by count) ...
-    rotate_every_frames: int = Field(40, ge=0)
+    rotate_every_frames: Int = Field(40, ge=0, le=1_000_000_000)
     # ... or every N minutes (0 = never by time); whichever comes first.
-    rotate_every_minutes: float = Field(0.0, ge=0.0)
+    rotate_every_minutes: Float = Field(0.0, ge=0.0, le=525_600.0)
     # A prompt you type (viewer, `dream-window prompt`) holds this long before rotation resumes
     # (0 = until you skip). Skipping always moves on at once.
-    hold_minutes: float = Field(10.0, ge=0.0, le=525_600.0)
+    hold_minutes: Float = Field(10.0, ge=0.0, le=525_600.0)
     # Optional prompts by time of day; keys morning (5-12), afternoon (12-17), evening (17-22), night (22-5).
     themes: dict[Literal["morning", "afternoon", "evening", "night"], builtins.list[str]] = Field(
         default_factory=dict
@@ -207,17 +232,17 @@ class GameDetectionConfig(_Section):
     )
     # Executables that never count as games, on top of a built-in list of launchers and helpers.
     ignore_processes: list[str] = Field(default_factory=list)
-    gpu_threshold: float = Field(85.0, ge=1.0, le=100.0)
+    gpu_threshold: Float = Field(85.0, ge=1.0, le=100.0)
     # Resume only after utilisation stays below this for `gpu_hold_seconds`.
-    gpu_resume_threshold: float = Field(60.0, ge=0.0, le=100.0)
-    gpu_hold_seconds: float = Field(10.0, ge=0.0)
-    gpu_window_seconds: float = Field(6.0, ge=0.0)
-    gpu_index: int = Field(0, ge=0)
+    gpu_resume_threshold: Float = Field(60.0, ge=0.0, le=100.0)
+    gpu_hold_seconds: Float = Field(10.0, ge=0.0, le=86_400.0)
+    gpu_window_seconds: Float = Field(6.0, ge=0.0, le=86_400.0)
+    gpu_index: Int = Field(0, ge=0, le=1024)
     fullscreen: bool = True
     pause_on_battery: bool = False
-    check_interval: float = Field(2.0, gt=0.0, le=600.0)
+    check_interval: Float = Field(2.0, gt=0.0, le=600.0)
     # Pausing is immediate; a condition must stay clear this long before we resume (no thrashing).
-    cooldown_seconds: float = Field(5.0, ge=0.0)
+    cooldown_seconds: Float = Field(5.0, ge=0.0, le=86_400.0)
     free_vram_on_pause: bool = True
 
     @model_validator(mode="after")
@@ -248,18 +273,18 @@ class ComfyUIConfig(_Section):
     sampler: str = "euler"
     scheduler: str = "simple"
     # Seconds a prompt may run before it is interrupted.
-    generation_timeout: float = Field(120.0, gt=0.0)
-    request_timeout: float = Field(30.0, gt=0.0)
+    generation_timeout: Float = Field(120.0, gt=0.0, le=86_400.0)
+    request_timeout: Float = Field(30.0, gt=0.0, le=86_400.0)
     # Seconds to wait for a TCP connection: a server that is down is given up on this fast.
-    connect_timeout: float = Field(3.0, gt=0.0, le=60.0)
-    max_retries: int = Field(4, ge=0, le=20)
+    connect_timeout: Float = Field(3.0, gt=0.0, le=60.0)
+    max_retries: Int = Field(4, ge=0, le=20)
     # Seconds between checks for a ComfyUI that is down (or not started yet): it is found again
     # this soon after it answers.
-    probe_interval: float = Field(1.0, gt=0.0, le=60.0)
+    probe_interval: Float = Field(1.0, gt=0.0, le=60.0)
     # The same generation error this many times in a row opens the circuit breaker: no more
     # retries (the dream falls back with backend auto) until a check every breaker_retry_seconds passes.
-    breaker_threshold: int = Field(3, ge=1, le=100)
-    breaker_retry_seconds: float = Field(20.0, gt=0.0, le=3600.0)
+    breaker_threshold: Int = Field(3, ge=1, le=100)
+    breaker_retry_seconds: Float = Field(20.0, gt=0.0, le=3600.0)
     # Queue the frame the mode will most likely ask for next while this one downloads
     # (keeps the GPU busy; a wrong guess is interrupted and dropped).
     speculate: bool = True
@@ -280,7 +305,7 @@ class InterpolationConfig(_Section):
     # Local VAE: one .safetensors file (a VAE, or a full checkpoint holding one), and its family.
     vae_path: Path | None = Field(None, validate_default=True)
     vae_family: Literal["sd", "sdxl", "flux", "taesd", "taesdxl", "taef1"] = "flux"
-    decode_batch_size: int = Field(4, ge=1, le=64)
+    decode_batch_size: Int = Field(4, ge=1, le=64)
     # Interpolate mode: a latent walk (every frame sampled from slerped noise and lerped prompt
     # conditioning) where the backend can do it (ComfyUI): auto / on (same, and an error when the
     # configured ComfyUI workflow cannot) / off (slerp keyframe latents and decode them).
@@ -297,8 +322,8 @@ class InterpolationConfig(_Section):
 class ViewerConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(8765, ge=0, le=65535)
-    crossfade_ms: int = Field(1200, ge=0, le=60_000)
+    port: Int = Field(8765, ge=0, le=65535)
+    crossfade_ms: Int = Field(1200, ge=0, le=60_000)
     show_previews: bool = False
     # Extra origins allowed to POST to the control API (the viewer's own origin always is).
     allowed_origins: list[str] = Field(default_factory=list)
@@ -384,17 +409,43 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
+# What a config error shows of a value, and how many problems it lists: a bad value can be a
+# megabyte of text, and a list of 100,000 wrong items is 100,000 problems.
+MAX_VALUE_CHARS = 80
+MAX_PROBLEMS = 20
+
+
 def _fmt(v: Any) -> str:
-    if isinstance(v, str):
-        return repr(v)
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "null"}[v]
     if isinstance(v, float):
         return f"{v:g}"
-    return str(v)
+    if isinstance(v, str):
+        shown = repr(v[: MAX_VALUE_CHARS + 1])
+        return shown if len(v) <= MAX_VALUE_CHARS else f"{shown[:MAX_VALUE_CHARS]}… ({len(v)} characters)"
+    return clip(_VALUE_REPR.repr(v), MAX_VALUE_CHARS)
+
+
+class _ValueRepr(reprlib.Repr):
+    """repr() that shows only the start of long or deep lists and mappings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxdict, self.maxstring, self.maxother = 3, 5, 5, 40, 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() <= 200:
+            return repr(x)
+        # str() of a huge int is slow, and refused past 4300 digits.
+        return f"a number of about {int(x.bit_length() * 0.30103) + 1} digits"
+
+
+_VALUE_REPR = _ValueRepr()
 
 
 def _describe(err: Mapping[str, Any]) -> str:
     loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
-    key = ".".join(str(p) for p in loc)
+    key = clip(".".join(str(p) for p in loc), MAX_VALUE_CHARS)
     typ = err["type"]
     ctx = err.get("ctx") or {}
     got = err.get("input")
@@ -424,10 +475,15 @@ def _describe(err: Mapping[str, Any]) -> str:
     if typ == "enum" or typ == "literal_error":
         expected = ctx.get("expected", "")
         return f"{key} must be one of {expected}, got {_fmt(got)}"
+    if typ == "invalid_key":
+        where = ".".join(map(str, loc[:-1])) or "the top level"
+        return f"keys must be text, got {_fmt(got)} in {where}"
     if typ in ("int_parsing", "int_type", "int_from_float"):
         return f"{key} must be a whole number, got {_fmt(got)}"
     if typ in ("float_parsing", "float_type"):
         return f"{key} must be a number, got {_fmt(got)}"
+    if typ == "finite_number":
+        return f"{key} must be a finite number, got {_fmt(got)}"
     if typ in ("bool_parsing", "bool_type"):
         return f"{key} must be true or false, got {_fmt(got)}"
     if typ in ("string_type",):
@@ -455,7 +511,11 @@ def _validate(data: Any, *, base_dir: Path, source: str) -> DreamConfig:
     try:
         return DreamConfig.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors()]
+        errors = exc.errors()
+        # One line each, of bounded length, whatever the values held.
+        problems = [clip(_describe(e), 300) for e in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(f"... and {len(errors) - MAX_PROBLEMS} more problems")
         raise ConfigError(problems[0], problems=problems, path=source) from None
 
 
@@ -464,21 +524,12 @@ def load_config(path: Path | None) -> DreamConfig:
     if path is None:
         return _validate({}, base_dir=Path.cwd(), source="defaults")
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist (create one with: dream-window init {path})", path=str(path)
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", path=str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}", path=str(path)) from None
+    text = read_text_file(
+        path,
+        what="config file",
+        missing=f"config file {path} does not exist (create one with: dream-window init {path})",
+    )
+    data = load_yaml(text, label=str(path), path=str(path))
     return _validate(data, base_dir=path.resolve().parent, source=str(path))
 
 

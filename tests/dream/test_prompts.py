@@ -39,8 +39,71 @@ def test_prompts_file(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("# nothing\n")
     with pytest.raises(ConfigError, match="holds no prompts"):
         load_prompts_file(tmp_path / "empty.txt")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"prompts\.file .*missing\.txt does not exist"):
         load_prompts_file(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize(
+    ("weight", "expected"),
+    [
+        ("inf", "at most 1e+06, got inf"),
+        ("nan", "got nan"),
+        ("-inf", "got -inf"),
+        ("1e400", "got 1e400"),
+        ("1e7", "at most 1e+06, got 1e7"),
+        ("x" * 5000, "got 'xxxx"),
+    ],
+)
+def test_weights_that_are_not_finite_positive_numbers_are_refused_naming_the_line(
+    weight: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_prompt_line(f"nebula :: {weight}", where="p.txt line 4")
+    message = str(info.value)
+    assert message.startswith("p.txt line 4: weight must be") and expected in message
+    assert len(message) < 200
+
+
+def test_a_prompt_line_is_checked_like_a_typed_prompt() -> None:
+    with pytest.raises(ConfigError, match=r"p\.txt line 2: prompt must not contain control characters"):
+        parse_prompt_line("a\x00b", where="p.txt line 2")
+    with pytest.raises(ConfigError, match=r"at most 2000 characters, got 2001"):
+        parse_prompt_line("a" * 2001, where="p.txt line 2")
+
+
+@pytest.mark.parametrize(
+    ("encoded", "ok"),
+    [
+        (b"ocean :: 2\nnebula\n", True),
+        (b"\xef\xbb\xbfocean :: 2\nnebula\n", True),  # UTF-8 with a BOM (Notepad, PowerShell 7 utf8BOM)
+        ("ocean :: 2\nnebula\n".encode("utf-16"), True),  # Windows PowerShell 5: `echo ... > prompts.txt`
+        ("ocean :: 2\nnebula\n".encode("utf-16-le"), True),  # UTF-16 without a BOM
+        ("océan :: 2\nnebula\n".encode("latin-1"), False),
+    ],
+    ids=["utf-8", "utf-8-bom", "utf-16-bom", "utf-16-le", "latin-1"],
+)
+def test_prompts_file_encodings(tmp_path: Path, encoded: bytes, ok: bool) -> None:
+    f = tmp_path / "prompts.txt"
+    f.write_bytes(encoded)
+    if ok:
+        assert [(p.text, p.weight) for p in load_prompts_file(f)] == [("ocean", 2.0), ("nebula", 1.0)]
+        return
+    with pytest.raises(ConfigError) as info:
+        load_prompts_file(f)
+    assert str(info.value) == (
+        f"prompts.file {f} is not UTF-8 text (byte 0xE9 on line 1, at position 2: it looks like "
+        "Latin-1/Windows-1252 or another legacy encoding); save it as UTF-8"
+    )
+
+
+def test_prompts_file_that_is_binary_or_huge_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "prompts.png"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(ConfigError, match=r"prompts\.file .*prompts\.png is not a text file"):
+        load_prompts_file(f)
+    f.write_bytes(b"a\n" * (4 * 1024 * 1024 + 1))
+    with pytest.raises(ConfigError, match=r"is larger than 8192 KiB"):
+        load_prompts_file(f)
 
 
 def test_rotates_every_n_frames_and_never_repeats_immediately(clock: FakeClock) -> None:

@@ -25,6 +25,7 @@ from dream_window.clock import Clock
 from dream_window.config import PromptsConfig
 from dream_window.errors import ConfigError
 from dream_window.events import EventBus, PromptChanged
+from dream_window.text_files import clip, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ class WeightedPrompt:
     weight: float = 1.0
 
 
+# A weight is a relative chance; past this the sum of weights can overflow (random.choices refuses).
+MAX_WEIGHT = 1_000_000.0
+MAX_PROMPTS_FILE_BYTES = 8 * 1024 * 1024
+
+
 def parse_prompt_line(line: str, *, where: str) -> WeightedPrompt | None:
     """``text :: weight`` → WeightedPrompt; blank lines and ``#`` comments → None."""
     s = line.strip()
@@ -45,23 +51,28 @@ def parse_prompt_line(line: str, *, where: str) -> WeightedPrompt | None:
     text, weight = s, 1.0
     if WEIGHT_SEP in s:
         text, _, w = s.rpartition(WEIGHT_SEP)
-        text = text.strip()
+        text, w = text.strip(), w.strip()
+        shown = clip(w, 40)
         try:
-            weight = float(w.strip())
+            weight = float(w)
         except ValueError:
-            raise ConfigError(f"{where}: weight must be a number, got {w.strip()!r}") from None
-        if not weight > 0:
-            raise ConfigError(f"{where}: weight must be greater than 0, got {w.strip()}")
+            raise ConfigError(f"{where}: weight must be a number, got {shown!r}") from None
+        if not 0 < weight <= MAX_WEIGHT:  # also refuses nan and inf
+            raise ConfigError(
+                f"{where}: weight must be greater than 0 and at most {MAX_WEIGHT:g}, got {shown}"
+            )
     if not text:
         raise ConfigError(f"{where}: empty prompt text")
+    try:
+        text = check_prompt(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return WeightedPrompt(text, weight)
 
 
 def load_prompts_file(path: Path) -> list[WeightedPrompt]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"prompts.file {path}: cannot read it ({exc.strerror or exc})") from None
+    text = read_text_file(Path(path), what="prompts.file", max_bytes=MAX_PROMPTS_FILE_BYTES)
+    lines = text.splitlines()
     out = [p for i, line in enumerate(lines, 1) if (p := parse_prompt_line(line, where=f"{path} line {i}"))]
     if not out:
         raise ConfigError(f"prompts.file {path}: holds no prompts (only blank lines or comments)")
