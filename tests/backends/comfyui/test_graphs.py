@@ -157,5 +157,15 @@ def test_custom_workflow_bad_file(tmp_path: Path) -> None:
     bad.write_text('{"nodes": [1, 2]}')
     with pytest.raises(ConfigError, match="not an API-format workflow"):
         CustomWorkflow(bad, {"prompt": "1.text"})
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"comfyui.workflow .*missing.json does not exist"):
         CustomWorkflow(tmp_path / "missing.json", {"prompt": "1.text"})
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(
+        '{"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "café"}}}'.encode("latin-1")
+    )
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        CustomWorkflow(latin1, {"prompt": "1.text"})
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="nests too deeply"):
+        CustomWorkflow(deep, {"prompt": "1.text"})

@@ -21,6 +21,7 @@ from dream_window.backends.comfyui.graphs.base import (
     image_output,
 )
 from dream_window.errors import ConfigError
+from dream_window.text_files import read_text_file
 from dream_window.values.generation import GenerationRequest
 
 MAPPING_KEYS = (
@@ -51,10 +52,13 @@ class CustomWorkflow:
 
     def __init__(self, path: Path, mapping: dict[str, str], *, keep_outputs: bool = False) -> None:
         self.keep_outputs = keep_outputs
+        # Any encoding a Windows editor may save it in (UTF-8 with or without BOM, UTF-16), or one
+        # line naming what it is; a 16 MiB cap (an API workflow is a few KiB).
+        text = read_text_file(Path(path), what="comfyui.workflow", max_bytes=16 * 1024 * 1024)
         try:
-            graph = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"comfyui.workflow: cannot read {path}: {exc.strerror or exc}") from None
+            graph = json.loads(text)
+        except RecursionError:
+            raise ConfigError(f"comfyui.workflow: {path} nests too deeply to be a workflow") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"comfyui.workflow: {path} is not JSON: {exc.msg} (line {exc.lineno})"
