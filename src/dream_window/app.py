@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dream_window.backends.base import GenerationBackend
@@ -25,12 +25,12 @@ from dream_window.dream.controller import DreamController
 from dream_window.dream.frame_cache import FrameCache
 from dream_window.dream.modes import create_mode
 from dream_window.dream.modes.base import ModeContext
-from dream_window.dream.output import OutputWriter
+from dream_window.dream.output import OUTPUT_DIR_KEY, OutputWriter, check_output_dir
 from dream_window.dream.prompts import PromptManager
 from dream_window.dream.service import Service
 from dream_window.dream.status import StatusWriter
 from dream_window.dream.supervisor import BackendSupervisor
-from dream_window.errors import BackendError, ModelUnavailable, WorkflowRejected
+from dream_window.errors import AlreadyRunning, BackendError, ConfigError, ModelUnavailable, WorkflowRejected
 from dream_window.events import EventBus, Note
 from dream_window.instances import InstanceLock, RegistryService
 from dream_window.interpolation.latent_encoder import create_latent_encoder
@@ -119,12 +119,14 @@ async def run_dream(
     config_path: Path | None = None,
 ) -> int:
     """The main job. Returns the process exit code: 2 when the chosen ComfyUI's model is missing
-    or does not load (a setup error), or when another instance dreams into the same folder."""
+    or does not load (a setup error). Raises :class:`AlreadyRunning` when another instance dreams
+    into the same folder, and :class:`ConfigError` naming ``system.output_dir`` for a folder that
+    cannot be made, locked or written (both exit 2 in the CLI)."""
     rng = random.Random()
     clock = SystemClock()
     supervisor = BackendSupervisor.for_config(config, backend_choice, clock=clock)
     try:
-        with InstanceLock(config.output_dir):
+        with _output_folder_lock(config.output_dir):
             try:
                 await supervisor.start()
             except (ModelUnavailable, WorkflowRejected) as exc:
@@ -169,6 +171,26 @@ async def run_dream(
         return 1
     finally:
         await supervisor.close()
+
+
+@contextlib.contextmanager
+def _output_folder_lock(output_dir: Path) -> Iterator[None]:
+    """Hold the one-instance lock on a checked output folder; every way the folder is unusable is
+    a :class:`ConfigError` naming ``system.output_dir``."""
+    # Check first: on a folder it cannot write, filelock reports "already locked" (a Timeout), which
+    # would blame another dream-window for a file in the folder's place or a path under /proc.
+    check_output_dir(output_dir)
+    lock = InstanceLock(output_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(f"{OUTPUT_DIR_KEY}: {exc}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _on_signal(controller: DreamController, sig: signal.Signals) -> None:

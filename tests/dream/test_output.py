@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dream_window.dream.output import OutputWriter, read_label
-from dream_window.errors import FrameWriteError
+from dream_window.dream.output import OutputWriter, check_output_dir, read_label
+from dream_window.errors import ConfigError, FrameWriteError
 from dream_window.file_ops import atomic_write_bytes
 from dream_window.values.frame import Frame, FrameLabel
 
@@ -114,3 +114,18 @@ def test_a_picture_without_our_text_has_no_label(tmp_path: Path) -> None:
     path = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(path)
     assert read_label(path)[1] is None
+
+
+def test_output_writer_names_the_key_for_a_file_where_history_goes(tmp_path: Path) -> None:
+    (tmp_path / "frames").write_text("not a folder")
+    with pytest.raises(ConfigError) as err:
+        OutputWriter(tmp_path, history_size=3, fsync=False)
+    assert str(err.value) == (
+        f"system.output_dir: cannot use {tmp_path} as the output folder: File exists ({tmp_path / 'frames'})"
+    )
+
+
+def test_check_output_dir_makes_the_folder_and_leaves_no_probe(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b"
+    check_output_dir(out)
+    assert sorted(p.name for p in out.iterdir()) == ["frames"]

@@ -146,6 +146,7 @@ async def test_bad_mode_is_400_and_changes_nothing(
         ({"prompt": "x" * 2001}, "at most 2000"),
         ({"text": "hello"}, 'expected {"prompt"'),
         ({"prompt": 42}, 'expected {"prompt"'),
+        ('{"prompt": "a lone surrogate \\ud800"}', "valid Unicode"),  # breaks every UTF-8 write later
         ("not json", "not valid JSON"),
         ([1, 2], "must be a JSON object"),
         ("[" * 10_000, "not valid JSON"),  # nesting deep enough to overflow the parser's recursion
@@ -200,9 +201,15 @@ async def test_like_and_dislike_feed_the_cache(dreams: DreamFactory) -> None:
     path = d.controller.output.path_for(index)
     assert memory.rated == [(path, 1, prompt), (path, -1, prompt)]
     status, body = await request("POST", f"{d.url}/api/like", json={"index": "7"})
-    assert status == 400 and "positive integer" in body["error"]
+    assert status == 400 and body["error"] == "index must be a frame number (1 to 999999999999), got '7'"
     status, body = await request("POST", f"{d.url}/api/like", json={"index": 999_999})
     assert status == 404
+    # Bounded at the API: never a file name too long for the OS (a 500 and a traceback before).
+    for huge in ("9" * 300, "1000000000000", "0", "-5"):
+        status, body = await request("POST", f"{d.url}/api/dislike", data='{"index": ' + huge + "}")
+        assert status == 400 and body["error"].startswith("index must be a frame number (1 to "), huge
+        assert len(body["error"]) < 120
+    assert len(memory.rated) == 2
 
 
 async def test_like_without_cache_is_409(dreams: DreamFactory) -> None:

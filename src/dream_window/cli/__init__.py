@@ -1,7 +1,9 @@
 """The ``dream-window`` command.
 
 Exit codes: 0 success, 1 a runtime failure (backend down with ``--backend comfyui`` ...),
-2 a usage or configuration error. Errors are one clear line, never a traceback.
+2 a usage or configuration error, 130 / 143 a SIGINT / SIGTERM before the dream runs (once it runs,
+a signal stops it cleanly with 0; see ``dream_window.__main__``). Errors are one clear line, never a
+traceback.
 
 Module map::
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +26,13 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from dream_window import __version__
+from dream_window.errors import ConfigError
 from dream_window.file_ops import atomic_write_bytes, clean_stale_temps
 from dream_window.values.frame import Frame, FrameLabel
 
 CURRENT_FRAME = "current_frame.png"
 FRAMES_DIR = "frames"
+OUTPUT_DIR_KEY = "system.output_dir"
 _FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")
 
 
@@ -70,19 +74,53 @@ def read_label(path: Path) -> tuple[Image.Image, FrameLabel | None]:
         return img.copy(), FrameLabel.from_png_text(text)
 
 
+def output_dir_error(output_dir: Path, exc: OSError) -> ConfigError:
+    """The config error for an output folder the OS will not let us use: one line naming the key,
+    the folder and the OS's reason (and the file it refused, when that is not the folder itself)."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and Path(os.fsdecode(exc.filename)) != output_dir:
+        reason += f" ({os.fsdecode(exc.filename)})"
+    return ConfigError(f"{OUTPUT_DIR_KEY}: cannot use {output_dir} as the output folder: {reason}")
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Make the output folder and its history folder, and prove a file can be written there.
+
+    Run before the dream starts, so a file in the folder's place, a read-only filesystem or a path
+    under /proc is one :class:`ConfigError` naming ``system.output_dir``, not a failure at the
+    first frame. The probe is named like our temp files, so a kill mid-check leaves nothing that
+    :func:`clean_stale_temps` does not remove.
+    """
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / FRAMES_DIR).mkdir(exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=output_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise output_dir_error(output_dir, exc) from exc
+
+
 class OutputWriter:
-    """Writes published frames atomically and keeps the history bounded. Blocking: run in a thread."""
+    """Writes published frames atomically and keeps the history bounded. Blocking: run in a thread.
+
+    Raises :class:`ConfigError` naming ``system.output_dir`` when the folder cannot be made or read.
+    """
 
     def __init__(self, output_dir: Path, *, history_size: int, fsync: bool = True) -> None:
         self.dir = Path(output_dir)
         self.frames_dir = self.dir / FRAMES_DIR
         self.history_size = history_size
         self._fsync = fsync
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.frames_dir.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(self.dir)
-        clean_stale_temps(self.frames_dir)
-        existing = sorted(self.history_indices())
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.frames_dir.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(self.dir)
+            clean_stale_temps(self.frames_dir)
+            existing = sorted(self.history_indices())
+        except OSError as exc:
+            raise output_dir_error(self.dir, exc) from exc
         self._history: deque[int] = deque(existing)
         self.last_index = existing[-1] if existing else 0
         self._prune()

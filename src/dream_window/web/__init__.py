@@ -12,6 +12,7 @@ import logging
 from dream_window.config import DreamConfig
 from dream_window.dream.service import Dream
 from dream_window.errors import DreamWindowError
+from dream_window.logging_setup import CONSOLE_ONLY
 from dream_window.values.check import Check
 from dream_window.web.security import token_path
 from dream_window.web.server import ViewerServer
@@ -48,12 +49,17 @@ class ViewerService:
         self.server = server
         if server.policy.requires_token:
             if server.token_created:
-                # Printed once, when made; afterwards it is in the token file for whoever may read it.
+                # Shown once, when made, on the console only: the log file is no place for a secret.
+                # Afterwards it is in the owner-only token file for whoever may read it.
                 log.warning(
                     "viewer: control token created in %s; open %s?token=%s once in your browser",
                     token_path(),
                     server.url,
                     server.policy.token,
+                    extra=CONSOLE_ONLY,
+                )
+                log.debug(  # the log file's record of it (the console has just said it)
+                    "viewer: control token created in %s (the URL to open is on the console)", token_path()
                 )
             else:
                 log.info("viewer: a control token is required (in %s)", token_path())

@@ -14,7 +14,10 @@ skip, prompt and mode cut the queue: the next frame published is the first made 
 and the one frames are now made for (``next_prompt``), and how long a typed prompt holds.
     POST /api/like|dislike     {"index": N} optional (default: the frame on screen): feeds the cache
 
-Errors are JSON ``{"error": "..."}`` with a fitting status code, never a traceback.
+Every value a body carries is checked here, before it reaches the controller: strings by type
+(their length by the controller), the one integer (``index``) to 1..MAX_FRAME_INDEX, so a
+300-digit number is a 400, not a file name the OS refuses. Errors are JSON ``{"error": "..."}``
+with a fitting status code: one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiohttp import web
 
@@ -37,11 +40,39 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Frame ids are history indices; 12 digits outlive any dream and keep int() cheap.
 FRAME_ROUTE = "/api/frames/{index:[0-9]{1,12}}"
+MAX_FRAME_INDEX = 10**12 - 1
+# How much of a rejected value an error message repeats.
+SHOWN_CHARS = 60
 USER_REASON = "user"
 
 
+MAX_ERROR_CHARS = 300
+
+
 def error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    """A JSON error: one line, of readable length, whatever text it was made from."""
+    line = " ".join(message.split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[: MAX_ERROR_CHARS - 1] + "…"
+    return web.json_response({"error": line}, status=status)
+
+
+def is_text(value: object) -> TypeGuard[str]:
+    """A str that is valid Unicode: JSON lets "\\ud800" through, and a lone surrogate breaks every
+    later UTF-8 write (the log file, the frame's PNG label)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to a readable length (a body may hold 16 KiB of it)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else "a huge number"
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def own_origin(request: web.Request) -> str:
@@ -83,6 +114,9 @@ def security_middleware(policy: AccessPolicy) -> Callable[..., Awaitable[web.Str
             if exc.status >= 400:
                 return error(exc.status, exc.reason)
             raise  # redirects
+        except Exception:  # a bug: logged with its traceback, answered in JSON like every error
+            log.error("control API: %s %s failed", request.method, request.path, exc_info=True)
+            return error(500, "internal error (details in the log)")
 
     return middleware
 
@@ -161,8 +195,8 @@ class ControlApi:
     async def prompt(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         text = body.get("prompt")
-        if not isinstance(text, str):
-            return error(400, 'expected {"prompt": "<text>"}')
+        if not is_text(text):
+            return error(400, 'expected {"prompt": "<text>"}: prompt must be a string of valid Unicode')
         try:
             await self.controller.set_prompt(text)
         except ValueError as exc:
@@ -172,8 +206,8 @@ class ControlApi:
     async def mode(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         name = body.get("mode")
-        if not isinstance(name, str):
-            return error(400, 'expected {"mode": "<name>"}')
+        if not is_text(name):
+            return error(400, 'expected {"mode": "<name>"}: mode must be a string of valid Unicode')
         try:
             await self.controller.set_mode(name)
         except ValueError as exc:
@@ -191,8 +225,8 @@ class ControlApi:
         if not self.controller.config.generation.cache.enabled:
             return error(409, "cache disabled: likes feed the frame cache (generation.cache.enabled)")
         index = body.get("index", self.controller.output.last_index)
-        if isinstance(index, bool) or not isinstance(index, int) or index < 1:
-            return error(400, f"index must be a frame number (a positive integer), got {index!r}")
+        if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= MAX_FRAME_INDEX:
+            return error(400, f"index must be a frame number (1 to {MAX_FRAME_INDEX}), got {shown(index)}")
         path = self.controller.output.path_for(index)
         if not path.is_file():
             return error(404, f"frame {index} is not in the history (it may have been pruned)")
