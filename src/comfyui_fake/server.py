@@ -11,7 +11,7 @@ sending the recorded message sequence (:mod:`~comfyui_fake.protocol`,
 * ``server.seen("/interrupt")`` lists the requests received on a path, ``server.history`` the
   finished prompts, ``server.root`` holds ``input/``, ``output/`` and ``temp/``;
 * faults: ``refuse_connections`` / ``accept_connections``, ``fail_requests``,
-  ``drop_websockets_after``, ``stall`` / ``release``, ``slow_view``, ``restart`` (history, queue
+  ``drop_websockets_after``, ``silence_websockets``, ``stall`` / ``release``, ``slow_view``, ``restart`` (history, queue
   and counters reset, files kept, temp/ wiped), ``fail_classes`` and ``broken_models``
   (``break_model`` / ``fix_model`` for one file);
 * ``step_delay`` (seconds per sampler step), ``model_load_delay`` (seconds the first load of a
@@ -237,6 +237,10 @@ class ComfyTestServer:
     def fail_requests(self, count: int, *, path: str | None = None) -> None:
         """The next ``count`` HTTP requests (only those on ``path``, when given) answer 500."""
         self.faults.fail_requests(count, path=path)
+
+    def silence_websockets(self, silent: bool = True) -> None:
+        """Sockets stay open and answer pings but carry no message until called with False."""
+        self.hub.silent = silent
 
     def drop_websockets_after(self, steps: int) -> None:
         """Close every WebSocket after ``steps`` more sampler steps (once)."""

@@ -28,6 +28,8 @@ class Socket:
 class SocketHub:
     def __init__(self) -> None:
         self._by_sid: dict[str, Socket] = {}
+        # A fault: sockets stay open (pings answered) but carry nothing, as behind a stuck proxy.
+        self.silent = False
 
     def add(self, sock: Socket) -> None:
         self._by_sid[sock.sid] = sock
@@ -40,11 +42,15 @@ class SocketHub:
         return self._by_sid.get(client_id) if client_id else None
 
     async def send(self, sock: Socket, event: str, data: dict[str, Any]) -> None:
+        if self.silent:
+            return
         # A socket closing under us is the client's business, not a server error.
         with contextlib.suppress(ConnectionError, RuntimeError):
             await sock.ws.send_str(protocol.text_frame(event, data))
 
     async def send_bytes(self, sock: Socket, frame: bytes) -> None:
+        if self.silent:
+            return
         with contextlib.suppress(ConnectionError, RuntimeError):
             await sock.ws.send_bytes(frame)
 

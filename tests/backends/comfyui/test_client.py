@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,28 @@ async def test_dropped_websocket_mid_run_resumes(
     assert result.files("31")
     assert client.ws_connects >= 2
     assert progress[0] == (1, 8)
+
+
+async def test_a_socket_open_but_silent_is_noticed_and_prompts_follow_history_quickly(
+    client: ComfyUIClient, comfy_server: ComfyTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await client.run(graph(seed=1), timeout=10)
+    assert client.quiet_poll_s == 5.0  # messages flow: /history only after 5 s of silence
+    comfy_server.silence_websockets()
+    first = await client.run(graph(seed=2), timeout=20)  # settled by /history, after the long wait
+    assert first.files("31") and client.connected
+    assert client.quiet_poll_s == 0.5  # open but silent: from now on the short interval
+    assert sum("open but silent" in r.getMessage() for r in caplog.records) == 1
+    polls = len(comfy_server.seen(f"/history/{first.prompt_id}"))
+    await client.run(graph(seed=3), timeout=20)
+    await client.run(graph(seed=4), timeout=20)
+    assert sum("open but silent" in r.getMessage() for r in caplog.records) == 1  # said once
+    assert polls >= 1
+    comfy_server.silence_websockets(False)
+    await client.run(graph(seed=5), timeout=20)
+    assert client.quiet_poll_s == 5.0  # it carries messages again: back to the long wait
+    assert any("carries messages again" in r.getMessage() for r in caplog.records)
 
 
 async def test_server_restart_mid_run_is_reported_not_hung(

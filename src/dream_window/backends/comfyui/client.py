@@ -119,6 +119,8 @@ class ComfyUIClient:
         self._object_info: dict[str, Any] | None = None
         self._up: bool | None = None
         self._socket: EventSocket | None = None
+        # The socket's message count when a prompt last finished unheard (None: it carries messages).
+        self._silent_mark: int | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -395,16 +397,49 @@ class ComfyUIClient:
                 remaining = deadline - self._clock.monotonic()
                 if remaining <= 0:
                     await self._timed_out(prompt_id, timeout)
-                poll = _QUIET_POLL_S if self.connected and not watch.reconnected else _DISCONNECTED_POLL_S
+                poll = self.quiet_poll_s if not watch.reconnected else _DISCONNECTED_POLL_S
                 watch.wake.clear()
                 if await _wait_event(watch.wake, min(poll, remaining)):
+                    self._heard()
                     continue
                 # Quiet: messages may have been lost (socket dropped) or never sent (no socket).
                 if await self._settle_from_history(watch):
+                    self._settled_in_silence()
                     break
             return self._checked_result(result_of(watch, self.base_url))
         finally:
             self._watches.pop(prompt_id)
+
+    @property
+    def quiet_poll_s(self) -> float:
+        """How long a watch waits in silence before it asks /history: long while the WebSocket
+        carries messages, short while it is down or open but silent."""
+        if not self.connected or self._socket is None:
+            return _DISCONNECTED_POLL_S
+        mark = self._silent_mark
+        return _DISCONNECTED_POLL_S if mark is not None and self._socket.received == mark else _QUIET_POLL_S
+
+    def _settled_in_silence(self) -> None:
+        """A prompt finished without a word on a socket that claims to be up: it is open but
+        silent (a stuck proxy, a half-dead connection). Until it carries anything again, follow
+        prompts through /history at the short interval instead of 5 s per frame."""
+        if not self.connected or self._socket is None:
+            return
+        if self._silent_mark is None:
+            log.warning(
+                "ComfyUI at %s: the WebSocket is open but silent; following prompts through /history",
+                self.base_url,
+            )
+        self._silent_mark = self._socket.received
+
+    def _heard(self) -> None:
+        if (
+            self._silent_mark is not None
+            and self._socket is not None
+            and self._socket.received != self._silent_mark
+        ):
+            self._silent_mark = None
+            log.info("ComfyUI at %s: the WebSocket carries messages again", self.base_url)
 
     async def _timed_out(self, prompt_id: str, timeout: float) -> None:  # noqa: ASYNC109 (a deadline that also interrupts the prompt)
         await self.withdraw([prompt_id])  # running: interrupted; still queued: deleted (it would run later)

@@ -45,6 +45,8 @@ class EventSocket:
         self._open = True
         self.connected = asyncio.Event()
         self.connects = 0
+        # Frames received in all (a socket that stays open but carries nothing stops counting).
+        self.received = 0
         self._dispatch_failed = False  # logged at warning once; later failures at debug
 
     async def run(self) -> None:
@@ -100,6 +102,7 @@ class EventSocket:
         """Route one frame. Nothing raised here may end the reader: a progress or preview callback
         that fails, or a payload of an unexpected shape, would otherwise leave every later prompt
         to /history polling and make ``close()`` re-raise the error."""
+        self.received += 1
         try:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self._watches.route_text(msg.data)
