@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,27 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from comfyui_fake import ComfyTestServer, running_comfy_server
 from dream_window.config import DreamConfig, load_config
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (yet)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(pred: Callable[[], Any], what: str = "the condition", limit: float = 20.0) -> None:
+    """Poll ``pred`` until it is truthy; fail naming ``what`` after ``limit`` seconds (a bound on a
+    hang, not a timing assertion)."""
+
+    async def wait() -> None:
+        while not pred():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(wait(), limit)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 class FakeClock:

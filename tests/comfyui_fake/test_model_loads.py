@@ -7,11 +7,9 @@ Nothing here times the wall clock: the server's own record (``stats.model_loads`
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import itertools
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import aiohttp
 import pytest
 
 from comfyui_fake import ComfyTestServer, running_comfy_server
-from tests.conftest import load_json
+from tests.conftest import load_json, until
 
 CHECKPOINT = "tiny_sd15.safetensors"
 _seeds = itertools.count(1)
@@ -56,12 +54,6 @@ async def submit(server: ComfyTestServer, http: aiohttp.ClientSession, graph: di
     async with http.post(server.url + "/prompt", json={"prompt": graph}) as r:
         assert r.status == 200, await r.text()
         return str((await r.json())["prompt_id"])
-
-
-async def until(pred: Callable[[], bool], limit: float = 30.0) -> None:
-    async with asyncio.timeout(limit):
-        while not pred():  # noqa: ASYNC110
-            await asyncio.sleep(0.002)
 
 
 async def finished(server: ComfyTestServer, prompt_id: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dream_window.dream.output import read_label
 from dream_window.events import FramePublished
 from dream_window.values.frame import FrameLabel
 from dream_window.values.generation import NO_PLAN
-from tests.conftest import FakeClock, fast_config
+from tests.conftest import FakeClock, fast_config, until
 
 INTERVAL = 1.5
 
@@ -231,14 +231,6 @@ class GatedEngine(BuiltinEngine):
     async def img2img(self, image: Any, request: Any, *, plan: Any = NO_PLAN) -> Any:
         await self.gate.wait()
         return await super().img2img(image, request, plan=plan)
-
-
-async def until(pred: Any, limit: float = 10.0) -> None:
-    async def wait() -> None:
-        while not pred():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(wait(), limit)
 
 
 async def test_resume_shows_a_frame_made_before_the_pause_or_restarts_from_the_screen(

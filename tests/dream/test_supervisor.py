@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +22,7 @@ from dream_window.dream.supervisor import BackendSupervisor, Health
 from dream_window.errors import ModelUnavailable
 from dream_window.events import FramePublished
 from tests.backends.comfyui.conftest import comfy_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def until(pred: Callable[[], Any], what: str, limit: float = 30.0) -> None:
-    async def wait() -> None:
-        while not pred():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-    try:
-        await asyncio.wait_for(wait(), limit)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+from tests.conftest import free_port, until
 
 
 class Dream:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from dream_window.errors import (
 )
 from dream_window.values.generation import GenerationRequest, Plan
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, free_port
 
 
 def req(
@@ -50,12 +49,6 @@ async def started(tmp_path: Path, urls: str | list[str], **sections: dict) -> Co
     await backend.start()
     assert isinstance(backend, GenerationBackend)
     return backend  # type: ignore[return-value]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_frames_and_latents(tmp_path: Path, comfy_server: ComfyTestServer) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from dream_window.backends.comfyui.messages import Preview
 from dream_window.config import ComfyUIConfig
 from dream_window.errors import ComfyUITimeout, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
 from dream_window.values.generation import GenerationRequest
+from tests.conftest import free_port
 
 BUILDER = SD15WorkflowBuilder(ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors"))
 
@@ -32,12 +32,6 @@ async def client(comfy_server: ComfyTestServer):  # type: ignore[no-untyped-def]
     await c.open()
     yield c
     await c.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_run_collects_outputs_from_executed_messages(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.dream.controller import State
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, free_port, until
 
 
 @pytest.mark.parametrize("mode", ["img2img", "interpolate", "hybrid"])
@@ -91,7 +90,7 @@ async def test_cli_backend_comfyui_waits_for_a_server_and_says_why(tmp_path: Pat
             except (OSError, ValueError, KeyError):
                 return False
 
-        await _until(waiting, "status 'waiting'")
+        await until(waiting, "status 'waiting'")
         reason = json.loads((out / "status.json").read_text())["backend_health"]["reason"]
         assert reason == (
             f"ComfyUI at http://127.0.0.1:{port} is not answering: connection refused: nothing is "
@@ -104,25 +103,6 @@ async def test_cli_backend_comfyui_waits_for_a_server_and_says_why(tmp_path: Pat
     assert proc.returncode == 0, text[-2000:]
     assert "is not answering: connection refused" in text and "Traceback" not in text
     assert "ssl:default" not in text  # aiohttp's words never reach the user
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _until(pred: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Poll ``pred`` (controller state has no event for every condition a test waits on)."""
-
-    async def wait() -> None:
-        while not pred():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(wait(), limit)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "img2img"])
@@ -142,13 +122,13 @@ async def test_the_loop_survives_every_fault(tmp_path: Path, mode: str) -> None:
 
         async def more_frames(n: int, why: str) -> None:
             target = controller.frame_count + n
-            await _until(lambda: controller.frame_count >= target, f"{n} frames after {why}")
+            await until(lambda: controller.frame_count >= target, f"{n} frames after {why}")
 
         async def failing_then_fixed(break_it: Callable[[], None], fix: Callable[[], None], why: str) -> None:
             break_it()
-            await _until(lambda: not healthy(), f"the failure to show ({why})")
+            await until(lambda: not healthy(), f"the failure to show ({why})")
             fix()
-            await _until(healthy, f"recovery from the {why}")  # frames already buffered do not count
+            await until(healthy, f"recovery from the {why}")  # frames already buffered do not count
             await more_frames(2, why)
 
         try:
@@ -197,7 +177,7 @@ async def test_the_loop_survives_every_fault(tmp_path: Path, mode: str) -> None:
             await more_frames(depth, "server b down")
             await b.accept_connections()
             await a.refuse_connections()
-            await _until(lambda: not backend.pool.servers[0].up, "server a taken out")
+            await until(lambda: not backend.pool.servers[0].up, "server a taken out")
             await more_frames(depth, "server a down")
             assert (await backend.health()).ok
         finally:

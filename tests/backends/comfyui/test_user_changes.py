@@ -16,6 +16,7 @@ from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.events import FramePublished
 from tests.backends.comfyui.conftest import comfy_config
+from tests.conftest import until
 
 NEW = "a lighthouse in fog"
 
@@ -33,14 +34,6 @@ def started_ms(entry: dict[str, Any]) -> int | None:
     return next(
         (d["timestamp"] for name, d in entry["status"]["messages"] if name == "execution_start"), None
     )
-
-
-async def until(pred: Any, limit: float = 20.0) -> None:
-    async def wait() -> None:
-        while not pred():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(wait(), limit)
 
 
 @pytest.mark.parametrize(
