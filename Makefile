@@ -50,7 +50,7 @@ check: $(VENV)/.test
 	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.test
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -32,19 +32,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
-import io
 import itertools
 import json
 import logging
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tarfile
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,15 +47,11 @@ from typing import Any
 
 import aiohttp
 import yaml
+from _common import REPO, free_port, log, pct, rerun_on, temp_home, use_source
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-# The working tree's code, whatever the venv installed (the baseline child names its own src).
-sys.path.insert(0, os.environ.get("DW_LATENCY_SRC", str(REPO / "src")))
-HOME = Path(tempfile.mkdtemp(prefix="dw-latency-"))
-atexit.register(shutil.rmtree, HOME, ignore_errors=True)
-os.environ["DREAM_WINDOW_HOME"] = str(HOME / "home")
-os.environ["HF_HUB_OFFLINE"] = "1"
+use_source()
+HOME = temp_home("dw-latency-")
 
 from dream_window.app import build_controller  # noqa: E402
 from dream_window.backends.builtin import BuiltinEngine  # noqa: E402
@@ -72,16 +62,6 @@ from dream_window.web import ViewerService  # noqa: E402
 
 ACTIONS = ("prompt", "skip", "resume")
 PROMPTS = ["ocean at night", "forest in mist", "crystal cathedral", "lavender fields", "a teapot", "dunes"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 class SlowKeyframes:
@@ -180,14 +160,6 @@ async def until(pred: Any, limit: float) -> Any:
             return got
         await asyncio.sleep(0.005)
     return None
-
-
-def pct(values: list[float], q: float) -> float:
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def stats(values: list[float | None]) -> str:
@@ -426,19 +398,10 @@ def print_side_by_side(new: list[dict[str, Any]], old: list[dict[str, Any]], ref
 
 
 def run_baseline(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """This bench again, in a subprocess, on ``args.baseline``'s src/ (from git archive)."""
-    tree = HOME / "baseline"
-    tree.mkdir()
-    git = ["git", "-C", str(REPO), "archive", "--format=tar", args.baseline, "src"]
-    with tarfile.open(fileobj=io.BytesIO(subprocess.run(git, check=True, capture_output=True).stdout)) as tar:
-        tar.extractall(tree, filter="data")
-    out = HOME / "baseline.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--no-baseline", "--json-out", str(out)]
-    cmd += ["--interval", str(args.interval), "--trials", str(args.baseline_trials), "--tag", "old"]
-    cmd += ["--keyframe", *map(str, args.keyframe), "--backends", *args.backends]
-    env = {**os.environ, "DW_LATENCY_SRC": str(tree / "src"), "PYTHONPATH": str(tree / "src")}
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return list(json.loads(out.read_text())["results"])
+    """This bench again, in a subprocess, on ``args.baseline``'s src/."""
+    flags = ["--interval", str(args.interval), "--trials", str(args.baseline_trials)]
+    flags += ["--keyframe", *map(str, args.keyframe), "--backends", *args.backends]
+    return list(rerun_on(args.baseline, __file__, HOME, flags)["results"])
 
 
 def main() -> None:

@@ -31,17 +31,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import io
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,14 +45,10 @@ from typing import Any
 
 import aiohttp
 import yaml
+from _common import REPO, free_port, log, pct, rerun_on, temp_home, use_source
 
-REPO = Path(__file__).resolve().parents[1]
-# The working tree's code, whatever the venv installed (the baseline child names its own src).
-sys.path.insert(0, os.environ.get("DW_RECOVERY_SRC", str(REPO / "src")))
-HOME = Path(tempfile.mkdtemp(prefix="dw-recovery-"))
-atexit.register(shutil.rmtree, HOME, ignore_errors=True)
-os.environ["DREAM_WINDOW_HOME"] = str(HOME / "home")
-os.environ["HF_HUB_OFFLINE"] = "1"
+use_source()
+HOME = temp_home("dw-recovery-")
 
 from dream_window.app import build_controller  # noqa: E402
 from dream_window.backends.comfyui import create_comfyui_backend  # noqa: E402
@@ -67,16 +58,6 @@ from dream_window.dream.controller import DreamController  # noqa: E402
 from dream_window.events import FramePublished  # noqa: E402
 
 Close = Callable[[], Awaitable[None]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 async def open_dream(config: DreamConfig) -> tuple[DreamController, Close]:
@@ -275,14 +256,6 @@ async def run_cycles(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def pct(values: list[float], q: float) -> float:
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     rec = [c["recovery_s"] for c in result["cycles"] if c["recovery_s"] is not None]
     up = [c["startup_s"] for c in result["cycles"] if c["startup_s"] is not None]
@@ -314,27 +287,11 @@ def print_table(rows: list[tuple[str, dict[str, Any]]], goal: float, timeout: fl
 
 
 def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
-    """This bench again, in a subprocess, on ``args.baseline``'s src/ (from git archive)."""
-    tree = HOME / "baseline"
-    tree.mkdir()
-    git = ["git", "-C", str(REPO), "archive", "--format=tar", args.baseline, "src"]
-    with tarfile.open(fileobj=io.BytesIO(subprocess.run(git, check=True, capture_output=True).stdout)) as tar:
-        tar.extractall(tree, filter="data")
-    out = HOME / "baseline.json"
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--no-baseline",
-        "--json-out",
-        str(out),
-        "--tag",
-        "old",
-    ]
+    """This bench again, in a subprocess, on ``args.baseline``'s src/."""
+    flags: list[str] = []
     for flag in ("cycles", "model_load", "down", "interval", "step_delay", "timeout"):
-        cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    env = {**os.environ, "DW_RECOVERY_SRC": str(tree / "src"), "PYTHONPATH": str(tree / "src")}
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return dict(json.loads(out.read_text()))
+        flags += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return dict(rerun_on(args.baseline, __file__, HOME, flags))
 
 
 def main() -> None:

@@ -49,21 +49,19 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))  # the working tree's code, whatever the venv installed
+from _common import REPO, free_port, log, temp_home, use_source
+
+use_source()  # the working tree's code, whatever the venv installed
 
 
 def serve(port: int, root: Path) -> None:
@@ -112,10 +110,7 @@ import psutil  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
-HOME = Path(tempfile.mkdtemp(prefix="dw-soak-"))
-atexit.register(shutil.rmtree, HOME, ignore_errors=True)
-os.environ["DREAM_WINDOW_HOME"] = str(HOME / "home")
-os.environ["HF_HUB_OFFLINE"] = "1"
+HOME = temp_home("dw-soak-")
 
 from dream_window.app import build_controller, build_services  # noqa: E402
 from dream_window.cache.db import DB_FILE  # noqa: E402
@@ -128,16 +123,6 @@ from dream_window.dream.supervisor import BackendSupervisor  # noqa: E402
 from dream_window.events import FramePublished  # noqa: E402
 
 RECOVER_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 class Server:
