@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,22 @@ async def until(pred: Callable[[], Any], what: str = "the condition", limit: flo
         await asyncio.wait_for(wait(), limit)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def run_cli(*args: str, cwd: Path, limit: float = 60.0) -> tuple[int, str]:
+    """``python -m dream_window ARGS`` run to its end in ``cwd``: (exit code, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dream_window",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), limit)
+    assert proc.returncode is not None
+    return proc.returncode, stderr.decode()
 
 
 class FakeClock:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from dream_window.dream.supervisor import BackendSupervisor, Health
 from dream_window.errors import ModelUnavailable
 from dream_window.events import FramePublished
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import free_port, until
+from tests.conftest import free_port, run_cli, until
 
 
 class Dream:
@@ -163,10 +162,7 @@ async def test_cli_exits_2_naming_a_missing_or_broken_model(
         ("corrupt_checkpoint.safetensors", "header too"),  # the server's own words: SafetensorError
     ):
         config_for(tmp_path, comfy_server.url, sd15_checkpoint=name)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dream_window",
+        code, text = await run_cli(
             "run",
             "--backend",
             "comfyui",
@@ -174,13 +170,9 @@ async def test_cli_exits_2_naming_a_missing_or_broken_model(
             "1",
             "-c",
             str(tmp_path / "config.yaml"),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
             cwd=tmp_path,
         )
-        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        text = stderr.decode()
-        assert proc.returncode == 2, text[-2000:]
+        assert code == 2, text[-2000:]
         assert words in text and name in text and "Traceback" not in text
 
 

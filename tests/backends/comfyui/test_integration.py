@@ -18,7 +18,7 @@ from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.dream.controller import State
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock, free_port, until
+from tests.conftest import FakeClock, free_port, run_cli, until
 
 
 @pytest.mark.parametrize("mode", ["img2img", "interpolate", "hybrid"])
@@ -27,27 +27,11 @@ async def test_cli_run_against_the_test_server(
 ) -> None:
     comfy_config(tmp_path, comfy_server.url, generation={"keyframe_interval": 3, "interpolation_frames": 2})
     out = tmp_path / "out"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dream_window",
-        "run",
-        "--backend",
-        "comfyui",
-        "--mode",
-        mode,
-        "--max-frames",
-        "5",
-        "-c",
-        str(tmp_path / "config.yaml"),
-        "-o",
-        str(out),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    _stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
+    code, stderr = await run_cli(
+        "run", "--backend", "comfyui", "--mode", mode, "--max-frames", "5",
+        "-c", str(tmp_path / "config.yaml"), "-o", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, stderr[-2000:]
     status = json.loads((out / "status.json").read_text())
     assert status["backend"] == "ComfyUI (sd15)" and status["backend_is_ai"] is True
     assert status["frame_count"] == 5 and status["mode"] == mode

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from dream_window.dream.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.errors import ExecutionFailed
 from dream_window.values.generation import GenerationRequest, Plan, Step
 from tests.backends.comfyui.conftest import BUILDERS, comfy_config
+from tests.conftest import run_cli
 
 A = GenerationRequest(
     prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, negative_prompt="blurry"
@@ -232,27 +232,11 @@ async def test_cli_interpolate_walks_on_comfyui(tmp_path: Path) -> None:
     async with running_comfy_server(root=tmp_path / "a") as a, running_comfy_server(root=tmp_path / "b") as b:
         comfy_config(tmp_path, [a.url, b.url], generation={"interpolation_frames": 2})
         out = tmp_path / "out"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dream_window",
-            "run",
-            "--backend",
-            "comfyui",
-            "--mode",
-            "interpolate",
-            "--max-frames",
-            "7",
-            "-c",
-            str(tmp_path / "config.yaml"),
-            "-o",
-            str(out),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=tmp_path,
-        )
-        _stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == 0, stderr.decode()[-2000:]
+        code, stderr = await run_cli(
+            "run", "--backend", "comfyui", "--mode", "interpolate", "--max-frames", "7",
+            "-c", str(tmp_path / "config.yaml"), "-o", str(out), cwd=tmp_path,
+        )  # fmt: skip
+        assert code == 0, stderr[-2000:]
         status = json.loads((out / "status.json").read_text())
         assert status["frame_count"] == 7 and WALK_NOTE in status["notes"]
         walks = _walk_posts(a) + _walk_posts(b)
