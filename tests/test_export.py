@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from dream_window.cli import main
 from dream_window.export import parse_duration
@@ -113,3 +117,50 @@ def test_unwritable_destination_is_a_clear_error(history: Path, tmp_path: Path) 
     assert code == 1, output
     assert output.strip().startswith("error: cannot create") and str(blocker) in output
     assert "Traceback" not in output
+
+
+# --- without the export extra ------------------------------------------------------------------
+
+# A Python that cannot import imageio_ffmpeg, as on a machine without `dream-window[export]`:
+# None in sys.modules makes `import imageio_ffmpeg` raise ImportError.
+_WITHOUT_FFMPEG = (
+    "import sys; sys.modules['imageio_ffmpeg'] = None; sys.argv[0] = 'dream-window'; "
+    "from dream_window.__main__ import main; main()"
+)
+
+
+def export_without_extra(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT_FFMPEG, "export", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_gif_needs_no_extra(history: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plain.gif"
+    r = export_without_extra("-o", str(history), "--inbetweens", "1", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with Image.open(out) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 5 + 4 * 1
+        assert gif.info.get("loop") == 0  # loops for ever
+        # The last frame decodes close to the newest history frame: one shared palette, dithered.
+        gif.seek(gif.n_frames - 1)
+        shown = np.asarray(gif.convert("RGB"), dtype=np.float32)
+    newest = sorted((history / "frames").glob("frame_*.png"))[-1]
+    with Image.open(newest) as img:
+        source = np.asarray(img.convert("RGB"), dtype=np.float32)
+    assert np.abs(shown - source).mean() < 12, "the GIF's colours are far from the frames'"
+
+
+def test_mp4_without_the_extra_says_what_to_install(history: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clip.mp4"
+    r = export_without_extra("-o", str(history), str(out), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        "error: mp4 export needs ffmpeg: pip install 'dream-window[export]' "
+        "(or export a .gif, which needs nothing more)"
+    )
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))

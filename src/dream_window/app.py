@@ -111,6 +111,14 @@ def build_controller(
     )
 
 
+def stopped_line(frames: int, current: Path) -> str:
+    """The last line of a run. A run that made nothing names no file: current_frame.png is
+    either absent or an earlier run's picture."""
+    if frames == 0:
+        return "stopped before the first frame was made"
+    return f"stopped after {frames} frame{'s' if frames != 1 else ''}; last frame {current}"
+
+
 async def run_dream(
     config: DreamConfig,
     *,
@@ -160,11 +168,7 @@ async def run_dream(
                 await controller.run()  # starts the services first and closes them last
             finally:
                 detach()
-            log.info(
-                "stopped after %d frame(s); last frame %s",
-                controller.frame_count,
-                controller.output.current_path,
-            )
+            log.info("%s", stopped_line(controller.frame_count, controller.output.current_path))
             return 0
     except BackendError as exc:
         log.error("%s", exc)

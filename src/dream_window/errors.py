@@ -4,7 +4,9 @@ The tree is shallow on purpose; catch the root to handle "anything of ours":
 
     DreamWindowError
     ├── ConfigError              bad config file, bad CLI value (exit code 2)
-    │   └── AlreadyRunning       another dream-window holds this output folder; names its pid and viewer
+    │   ├── AlreadyRunning       another dream-window holds this output folder; names its pid and viewer
+    │   └── MissingExtra         asked for something an optional extra provides (mp4 export without
+    │                            ``dream-window[export]``); says what to install
     ├── LifecycleError           an illegal state transition (running → running, stopped → paused ...)
     ├── BackendError             a generation backend failed to produce a frame
     │   ├── ComfyUIError         anything that went wrong talking to ComfyUI
@@ -57,6 +59,15 @@ class AlreadyRunning(ConfigError):
         self.output_dir = output_dir
         self.pid = pid
         self.url = url
+
+
+class MissingExtra(ConfigError):
+    """What was asked for needs an optional extra that is not installed (exit 2: the fix is an
+    install, or asking for something else). ``extra`` names it, e.g. ``export``."""
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class LifecycleError(DreamWindowError):

@@ -6,9 +6,10 @@ either, the whole history. ``--inbetweens K`` adds K crossfaded frames between e
 short history still plays smoothly. Frames of another size (the resolution was changed between
 runs) are letterboxed into the first frame's size.
 
-Encoding uses the ffmpeg binary that ``imageio-ffmpeg`` ships: H.264/yuv420p mp4 (plays
-everywhere), and gif through palettegen/paletteuse (one palette for the whole clip, no dithering
-shimmer between frames). The file is written under a temporary name and moved into place, so a
+mp4 is encoded by the ffmpeg binary that ``imageio-ffmpeg`` ships (the ``export`` extra):
+H.264/yuv420p, which plays everywhere; without the extra, asking for mp4 is a usage error that
+says what to install. gif needs nothing more: Pillow writes it, every frame on one palette taken
+from frames across the clip (a palette per frame would make a slow dream shimmer). The file is written under a temporary name and moved into place, so a
 failed or interrupted export never leaves half a video at OUT.
 
 The command itself (options, exit codes) is :mod:`dream_window.cli.export`.
@@ -22,11 +23,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dream_window.errors import DreamWindowError
+from dream_window.errors import DreamWindowError, MissingExtra
 
 FORMATS = (".mp4", ".gif")
 _FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")
@@ -130,59 +132,126 @@ def frame_sequence(paths: list[Path], size: tuple[int, int], inbetweens: int) ->
         prev = cur
 
 
-def encode(
+def _ffmpeg() -> ModuleType:
+    """imageio-ffmpeg (the ``export`` extra), which mp4 needs; asked before any work is done."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise MissingExtra(
+            "mp4 export needs ffmpeg: pip install 'dream-window[export]' "
+            "(or export a .gif, which needs nothing more)",
+            extra="export",
+        ) from exc
+    return imageio_ffmpeg
+
+
+def _partial(out: Path) -> Path:
+    return out.with_name(f".{out.stem}.partial{out.suffix.lower()}")
+
+
+def _counted(
+    frames: Iterator[np.ndarray], on_frame: Callable[[], None], counter: list[int]
+) -> Iterator[np.ndarray]:
+    for arr in frames:
+        counter[0] += 1
+        on_frame()
+        yield arr
+
+
+def _finish(partial: Path, out: Path, n: int) -> None:
+    if n == 0:
+        raise DreamWindowError("none of the selected frames could be read")
+    os.replace(partial, out)
+
+
+def encode_mp4(
     out: Path,
     frames: Iterator[np.ndarray],
     size: tuple[int, int],
     fps: float,
     on_frame: Callable[[], None] = lambda: None,
 ) -> int:
-    """Encode ``frames`` into ``out`` (format from its suffix). Returns how many frames were written."""
-    import imageio_ffmpeg
-
-    suffix = out.suffix.lower()
-    if suffix == ".gif":
-        kwargs: dict[str, object] = dict(
-            codec="gif",
-            pix_fmt_out="pal8",
-            quality=None,
-            macro_block_size=1,
-            output_params=[
-                "-vf",
-                "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=sierra2_4a",
-                "-loop",
-                "0",
-            ],
-        )
-    else:
-        kwargs = dict(
+    """H.264/yuv420p through imageio-ffmpeg's ffmpeg (plays everywhere). Returns the frame count."""
+    imageio_ffmpeg = _ffmpeg()
+    partial = _partial(out)
+    n = [0]
+    try:
+        writer = imageio_ffmpeg.write_frames(
+            str(partial),
+            size,
+            fps=fps,
+            ffmpeg_log_level="error",
             codec="libx264",
             pix_fmt_out="yuv420p",
             quality=7,
             macro_block_size=2,
             output_params=["-movflags", "+faststart"],
         )
-    partial = out.with_name(f".{out.stem}.partial{suffix}")
-    n = 0
-    try:
-        writer = imageio_ffmpeg.write_frames(str(partial), size, fps=fps, ffmpeg_log_level="error", **kwargs)
         writer.send(None)  # start ffmpeg
         try:
-            for arr in frames:
+            for arr in _counted(frames, on_frame, n):
                 writer.send(np.ascontiguousarray(arr))
-                n += 1
-                on_frame()
         finally:
             writer.close()
-        if n == 0:
-            raise DreamWindowError("none of the selected frames could be read")
-        os.replace(partial, out)
+        _finish(partial, out, n[0])
     except (OSError, RuntimeError, BrokenPipeError) as exc:
         raise DreamWindowError(f"encoding {out} failed: {exc}") from exc
     finally:
         with contextlib.suppress(OSError):
             partial.unlink()
-    return n
+    return n[0]
+
+
+def gif_palette(paths: list[Path], size: tuple[int, int], samples: int = 16) -> Image.Image:
+    """One 256-colour palette for the whole clip, from up to ``samples`` frames spread over it.
+
+    A palette per frame (Pillow's default) shifts colours from frame to frame, and a slow dream
+    then shimmers; one shared palette keeps a still area still.
+    """
+    step = max(1, len(paths) // samples)
+    picked = paths[::step][:samples]
+    thumb = (max(1, size[0] // 2), max(1, size[1] // 2))
+    sheet = Image.new("RGB", (thumb[0], thumb[1] * len(picked)))
+    for i, p in enumerate(picked):
+        with contextlib.suppress(OSError, UnidentifiedImageError):  # unreadable: sampled from the rest
+            with Image.open(p) as img:
+                sheet.paste(ImageOps.pad(img.convert("RGB"), thumb, color=(0, 0, 0)), (0, i * thumb[1]))
+    return sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+
+
+def encode_gif(
+    out: Path,
+    frames: Iterator[np.ndarray],
+    palette: Image.Image,
+    fps: float,
+    on_frame: Callable[[], None] = lambda: None,
+) -> int:
+    """An endlessly looping GIF written by Pillow (no extra needed), every frame on ``palette``."""
+    n = [0]
+    quantized = (
+        Image.fromarray(arr).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+        for arr in _counted(frames, on_frame, n)
+    )
+    first = next(quantized, None)
+    if first is None:
+        raise DreamWindowError("none of the selected frames could be read")
+    partial = _partial(out)
+    try:
+        first.save(
+            partial,
+            format="GIF",
+            save_all=True,
+            append_images=quantized,
+            duration=round(1000 / fps),
+            loop=0,
+        )
+        _finish(partial, out, n[0])
+    except OSError as exc:
+        raise DreamWindowError(f"encoding {out} failed: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+    return n[0]
 
 
 def export_timelapse(
@@ -198,11 +267,17 @@ def export_timelapse(
     on_frame: Callable[[], None] = lambda: None,
 ) -> int:
     """The whole export; returns the number of video frames written."""
+    mp4 = out.suffix.lower() == ".mp4"
+    if mp4:
+        _ffmpeg()  # a missing extra is said before any frame is read
     paths = select_frames(frames_dir, last_seconds=last_seconds, count=count)
-    size = target_size(paths[0], width, even=out.suffix.lower() == ".mp4")
+    size = target_size(paths[0], width, even=mp4)
     on_start(len(paths) + (len(paths) - 1) * inbetweens)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DreamWindowError(f"cannot create {out.parent}: {exc.strerror or exc}") from exc
-    return encode(out, frame_sequence(paths, size, inbetweens), size, fps, on_frame)
+    frames = frame_sequence(paths, size, inbetweens)
+    if mp4:
+        return encode_mp4(out, frames, size, fps, on_frame)
+    return encode_gif(out, frames, gif_palette(paths, size), fps, on_frame)

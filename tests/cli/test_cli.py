@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import write_config
+from tests.conftest import until, write_config
+from tests.monitor.conftest import start_named_process, stop_process
 
 FAST = {
     "system": {"backend": "builtin", "comfyui_url": "http://127.0.0.1:9"},
@@ -23,10 +25,13 @@ FAST = {
 }
 
 
-def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dream_window", *args],
         cwd=cwd,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -112,6 +117,44 @@ def test_status_says_what_is_on_screen_and_what_comes_next(tmp_path: Path) -> No
     assert "9 min more" in rows["held"]
 
 
+def test_status_prints_brackets_in_prompts_and_notes_as_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    status = {
+        "state": "running",
+        "current_prompt": "a castle [oil painting] by night",
+        "next_prompt": "[bold]not markup[/bold]",
+        "notes": ["local VAE: pip install 'dream-window[ml]'"],
+    }
+    (out / "status.json").write_text(json.dumps(status), encoding="utf-8")
+    r = cli("status", "--output", str(out), cwd=tmp_path, env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "a castle [oil painting] by night" in r.stdout
+    assert "[bold]not markup[/bold]" in r.stdout
+    assert "pip install 'dream-window[ml]'" in r.stdout
+
+
+def test_doctor_prints_brackets_in_paths_as_written(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path, {**FAST, "system": {**FAST["system"], "output_dir": str(tmp_path / "[out]")}}
+    )
+    r = cli("doctor", "--config", str(cfg), cwd=tmp_path, env={"COLUMNS": "400"})
+    assert f"output dir: writable: {tmp_path / '[out]'}" in r.stdout, r.stdout
+
+
+def test_doctor_line_keeps_install_hints_whole() -> None:
+    from rich.console import Console
+
+    from dream_window.cli import check_line
+    from dream_window.values.check import Check
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(
+        check_line(Check("cache embedder", "warn", "not installed (pip install 'dream-window[ml]')"))
+    )
+    assert console.export_text().strip() == "! cache embedder: not installed (pip install 'dream-window[ml]')"
+
+
 def test_doctor_reports_each_part(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, FAST)
     r = cli("doctor", "--config", str(cfg), cwd=tmp_path)
@@ -152,3 +195,49 @@ def test_signal_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
         img.load()
     state = json.loads((tmp_path / "output" / "state.json").read_text())
     assert state["frame_index"] == status["frame_index"]
+
+
+async def test_a_run_that_made_no_frame_names_no_file(tmp_path: Path) -> None:
+    # A "game" runs from the start, so the dream starts paused and is stopped before any frame.
+    game = start_named_process(tmp_path / "bin", "dwquietgame")
+    cfg = write_config(
+        tmp_path,
+        {
+            **FAST,
+            "game_detection": {"enabled": True, "known_games": ["dwquietgame"], "use_default_games": False},
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dream_window", "run", "--config", str(cfg)],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"},
+    )
+    status_path = tmp_path / "output" / "status.json"
+    try:
+        await until(
+            lambda: status_path.exists() and json.loads(status_path.read_text()).get("state") == "paused",
+            "the dream paused for the game",
+            limit=60,
+        )
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)  # a hang guard
+    finally:
+        proc.kill()
+        stop_process(game)
+    assert proc.returncode == 0, stderr
+    assert json.loads(status_path.read_text())["frame_count"] == 0
+    assert "stopped before the first frame was made" in stderr
+    assert "current_frame.png" not in stderr and not (tmp_path / "output" / "current_frame.png").exists()
+
+
+def test_the_stop_line_counts_frames_in_words() -> None:
+    from dream_window.app import stopped_line
+
+    assert (
+        stopped_line(1, Path("o/current_frame.png"))
+        == "stopped after 1 frame; last frame o/current_frame.png"
+    )
+    assert stopped_line(3, Path("c.png")).startswith("stopped after 3 frames;")
+    assert "c.png" not in stopped_line(0, Path("c.png"))

@@ -21,6 +21,7 @@ from dream_window.dream.service import Service
 from dream_window.instances import RegistryService
 from dream_window.web import ViewerService
 from dream_window.web.security import token_path
+from tests.conftest import free_port
 from tests.web.conftest import DreamFactory
 from tests.web.test_api import RecordingFrameCache
 
@@ -69,8 +70,23 @@ async def test_commands_drive_the_running_dream(dreams: DreamFactory, tmp_path: 
     r = await cli("mode", "-c", str(cfg), "slideshow")
     assert r.exit_code == 2 and "slideshow" in r.output  # click names the choices
 
-    r = await cli("prompt", "-c", str(cfg), "   ")
-    assert r.exit_code == 1 and "must not be empty" in r.output
+    # A bracketed word is the user's text, not markup: it reaches the dream and the screen whole.
+    r = await cli("prompt", "-c", str(cfg), "a castle [oil painting] by night")
+    assert (r.exit_code, r.output.strip()) == (
+        0,
+        "prompt set: a castle [oil painting] by night (held for 10 min)",
+    )
+    assert d.controller.prompts.current == "a castle [oil painting] by night"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t"])
+async def test_an_empty_prompt_is_a_usage_error_before_any_service_is_asked(
+    text: str, tmp_path: Path
+) -> None:
+    # Nothing listens on the port: the check must come before the service is looked for.
+    r = await cli("prompt", "-c", str(write_config(tmp_path / "c.yaml", free_port())), text)
+    assert r.exit_code == 2
+    assert "must not be empty" in r.output and "not running" not in r.output
 
 
 async def test_not_running_is_one_line_exit_1(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dream_window import __version__
 from dream_window.app import run_dream
@@ -40,6 +41,7 @@ from dream_window.dream.status import STATUS_FILE, read_status
 from dream_window.errors import AlreadyRunning, ConfigError, DreamWindowError
 from dream_window.instances import status_staleness
 from dream_window.logging_setup import setup_logging
+from dream_window.values.check import Check
 
 log = logging.getLogger("dream_window")
 
@@ -174,7 +176,9 @@ def status(config_path: Path | None, output: Path | None, as_json: bool) -> None
     for note in data.get("notes") or []:
         rows.append(("note", note))
     for k, v in rows:
-        t.add_row(k, "" if v is None else str(v))
+        # Text, not a str: rich reads "[...]" in a str as markup, and would eat "[oil painting]"
+        # from a prompt or "[ml]" from an install hint.
+        t.add_row(k, Text("" if v is None else str(v)))
     Console().print(t)
 
 
@@ -215,11 +219,20 @@ def doctor(config_path: Path | None, deep: bool) -> None:
     """Check config, folders, backend and every optional capability."""
     cfg = load(config_path)
     checks = asyncio.run(run_checks(cfg, deep=deep))
-    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]", "info": "[blue]·[/]"}
-    c = Console()
+    c = Console(highlight=False)
     for ch in checks:
-        c.print(f"{marks[ch.level]} [bold]{ch.name}[/]: {ch.detail}", highlight=False)
+        c.print(check_line(ch))
     sys.exit(1 if any(ch.level == "fail" for ch in checks) else 0)
+
+
+_MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"), "info": ("·", "blue")}
+
+
+def check_line(check: Check) -> Text:
+    """One doctor line. Built as Text so nothing in a name or detail is read as rich markup:
+    details carry install hints ("pip install 'dream-window[ml]'") and user paths."""
+    mark, colour = _MARKS[check.level]
+    return Text.assemble((mark, colour), " ", (check.name, "bold"), ": ", check.detail)
 
 
 # Commands that live in their own module, added by name.

@@ -131,10 +131,18 @@ def skip(config_path: Path | None, output: Path | None) -> None:
     click.echo(f"next prompt: {r.get('next_prompt')} (on screen with the next frames)")
 
 
+def _prompt_text(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # Checked here, before the running service is looked for: an empty prompt is a usage error
+    # whether or not a dream is running (the API refuses it too, with 400).
+    if not value.strip():
+        raise click.BadParameter("must not be empty (the words to dream of, in quotes)")
+    return value
+
+
 @click.command("prompt")
 @config_option
 @output_option
-@click.argument("text")
+@click.argument("text", callback=_prompt_text)
 def prompt_cmd(config_path: Path | None, output: Path | None, text: str) -> None:
     """Dream of TEXT now; it holds for prompts.hold_minutes (or until you skip)."""
     r = call(target(config_path, output), "/api/prompt", {"prompt": text})

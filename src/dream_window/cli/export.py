@@ -4,7 +4,8 @@
 
 Only the command lives here; selecting, crossfading and encoding frames is :mod:`dream_window.export`.
 
-Exit codes: 0 written, 1 nothing to export or ffmpeg failed, 2 bad arguments.
+Exit codes: 0 written, 1 nothing to export or encoding failed, 2 bad arguments or mp4 asked
+for without the ``export`` extra (the message says what to install).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dream_window.cli.common import fail, load
 from dream_window.dream.output import FRAMES_DIR
-from dream_window.errors import DreamWindowError
+from dream_window.errors import ConfigError, DreamWindowError
 from dream_window.export import FORMATS, export_timelapse, parse_duration
 
 
@@ -111,6 +112,9 @@ def export_command(
                 on_start=lambda total: progress.update(task, total=total),
                 on_frame=lambda: progress.advance(task),
             )
+        except ConfigError as exc:  # mp4 without the export extra
+            progress.stop()
+            fail(str(exc), 2)
         except DreamWindowError as exc:
             progress.stop()
             fail(str(exc))
