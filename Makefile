@@ -29,13 +29,14 @@ $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 run: $(VENV)/.core
 	$(VENV)/bin/dream-window run --config config.yaml $(ARGS)
 
-# Browser tests use Debian's chromium; fullscreen tests use Xvfb. Installed once when missing.
+# Browser tests use Debian's chromium; fullscreen tests use Xvfb; the screen-lock and screensaver
+# tests a private dbus-daemon. Installed once when missing.
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1 || ! command -v Xvfb >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v Xvfb >/dev/null 2>&1 || ! command -v dbus-daemon >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = "0" ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium xvfb >/dev/null; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium xvfb dbus-daemon >/dev/null; \
 		else \
-			echo "note: chromium/xvfb missing and not root: browser and X11 tests will be skipped"; \
+			echo "note: chromium/xvfb/dbus-daemon missing and not root: browser, X11 and D-Bus tests will be skipped"; \
 		fi; \
 	fi
 

@@ -240,6 +240,8 @@ class GameDetectionConfig(_Section):
     gpu_index: Int = Field(0, ge=0, le=1024)
     fullscreen: bool = True
     pause_on_battery: bool = False
+    # Pause while nobody can see the dream: session locked, screensaver running, displays off.
+    pause_when_unseen: bool = True
     check_interval: Float = Field(2.0, gt=0.0, le=600.0)
     # Pausing is immediate; a condition must stay clear this long before we resume (no thrashing).
     cooldown_seconds: Float = Field(5.0, ge=0.0, le=86_400.0)

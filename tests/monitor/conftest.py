@@ -157,3 +157,216 @@ class FakeGpuReader:
 
 
 PYTHON = sys.executable
+
+
+# --- D-Bus: a private bus daemon and services answered from a thread (jeepney) -------------------
+
+_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={dir}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@dataclass
+class PrivateBus:
+    address: str
+    proc: subprocess.Popen[bytes]
+    directory: Path
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_dbus_daemon(directory: Path) -> PrivateBus:
+    """A real dbus-daemon of our own: no service activation, anyone may own any name."""
+    exe = shutil.which("dbus-daemon")
+    if exe is None:
+        pytest.skip("dbus-daemon is not installed (Debian: apt-get install dbus-daemon)")
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "bus.conf"
+    config.write_text(_BUS_CONFIG.format(dir=directory), encoding="utf-8")
+    proc = subprocess.Popen(
+        [exe, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    address = proc.stdout.readline().decode().strip()  # printed once it listens
+    if not address:
+        stop_process(proc)
+        pytest.skip("dbus-daemon did not start")
+    return PrivateBus(address, proc, directory)
+
+
+def _short_dir() -> Path:
+    # unix socket paths are limited to ~108 bytes; pytest's tmp_path can be longer than that
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="dwbus", dir="/tmp"))
+
+
+@pytest.fixture
+def private_bus() -> Iterator[PrivateBus]:
+    bus = start_dbus_daemon(_short_dir())
+    try:
+        yield bus
+    finally:
+        bus.stop()
+        shutil.rmtree(bus.directory, ignore_errors=True)
+
+
+Reply = tuple[str, tuple[Any, ...]]  # (signature, body) of a method return
+
+
+class DbusError(Exception):
+    """Raised by a handler: sent back as a D-Bus error reply."""
+
+    def __init__(self, name: str, text: str = "") -> None:
+        super().__init__(name)
+        self.name, self.text = name, text
+
+
+class DbusService:
+    """Owns bus names on a real bus and answers method calls from a thread.
+
+    ``handler(path, interface, member, body)`` returns (signature, body) or raises DbusError.
+    """
+
+    def __init__(self, address: str, names: tuple[str, ...], handler: Any) -> None:
+        import threading
+
+        from jeepney.bus_messages import message_bus
+        from jeepney.io.blocking import open_dbus_connection
+
+        self.handler = handler
+        self.calls: list[tuple[str, str, str]] = []
+        self.conn = open_dbus_connection(address)
+        for name in names:
+            reply = self.conn.send_and_get_reply(
+                message_bus.RequestName(name, 4), timeout=5
+            )  # 4: DO_NOT_QUEUE
+            assert reply.body == (1,), f"could not own {name}: {reply.body}"  # 1: PRIMARY_OWNER
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="test-dbus-service", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        from jeepney import HeaderFields, MessageType, new_error, new_method_return
+
+        while not self._stop.is_set():
+            try:
+                msg = self.conn.receive(timeout=0.05)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if msg.header.message_type is not MessageType.method_call:
+                continue
+            f = msg.header.fields
+            path, iface, member = (
+                f[HeaderFields.path],
+                f.get(HeaderFields.interface, ""),
+                f[HeaderFields.member],
+            )
+            self.calls.append((path, iface, member))
+            try:
+                signature, body = self.handler(path, iface, member, msg.body)
+                out = new_method_return(msg, signature, body)
+            except DbusError as exc:
+                out = new_error(msg, exc.name, "s", (exc.text,)) if exc.text else new_error(msg, exc.name)
+            self.conn.send(out)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.conn.close()
+
+
+PROPS = "org.freedesktop.DBus.Properties"
+UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
+UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+
+
+class FakeLogind:
+    """What logind answers about sessions and users: Manager.GetSession/GetSessionByPID/GetUser,
+    Session.LockedHint and User.Display, as ``org.freedesktop.login1`` on a private bus."""
+
+    def __init__(self) -> None:
+        self.locked: dict[str, bool] = {}  # session path -> LockedHint
+        self.ids: dict[str, str] = {}  # session id -> path
+        self.pids: dict[int, str] = {}  # pid -> session path
+        self.displays: dict[int, tuple[str, str]] = {}  # uid -> (session id, path); ("", "/") = none
+
+    def add_session(self, sid: str, *, pid: int | None = None, uid: int | None = None) -> str:
+        path = f"/org/freedesktop/login1/session/_3{sid}"
+        self.locked[path], self.ids[sid] = False, path
+        if pid is not None:
+            self.pids[pid] = path
+        if uid is not None:
+            self.displays[uid] = (sid, path)
+        return path
+
+    def __call__(self, path: str, iface: str, member: str, body: tuple[Any, ...]) -> Reply:
+        if path == "/org/freedesktop/login1" and iface == "org.freedesktop.login1.Manager":
+            if member == "GetSession":
+                if body[0] not in self.ids:
+                    raise DbusError("org.freedesktop.login1.NoSuchSession", f"No session '{body[0]}' known")
+                return "o", (self.ids[body[0]],)
+            if member == "GetSessionByPID":
+                if body[0] not in self.pids:
+                    raise DbusError(
+                        "org.freedesktop.login1.NoSessionForPID", f"PID {body[0]} not in a session"
+                    )
+                return "o", (self.pids[body[0]],)
+            if member == "GetUser":
+                return "o", (f"/org/freedesktop/login1/user/_{body[0]}",)
+        if iface == PROPS and member == "Get":
+            interface, prop = body
+            if path in self.locked and interface == "org.freedesktop.login1.Session":
+                if prop != "LockedHint":
+                    raise DbusError("org.freedesktop.DBus.Error.UnknownProperty", prop)
+                return "v", (("b", self.locked[path]),)
+            if path.startswith("/org/freedesktop/login1/user/_") and prop == "Display":
+                uid = int(path.rsplit("_", 1)[1])
+                return "v", (("(so)", self.displays.get(uid, ("", "/"))),)
+            raise DbusError(UNKNOWN_OBJECT, f"no object {path}")
+        raise DbusError(UNKNOWN_METHOD, f"{iface}.{member}")
+
+
+class FakeScreenSaver:
+    """A screensaver's ``GetActive()`` at one object path and interface."""
+
+    def __init__(
+        self, path: str = "/org/freedesktop/ScreenSaver", iface: str = "org.freedesktop.ScreenSaver"
+    ) -> None:
+        self.path, self.iface = path, iface
+        self.active = False
+
+    def __call__(self, path: str, iface: str, member: str, body: tuple[Any, ...]) -> Reply:
+        if path == self.path and iface == self.iface and member == "GetActive":
+            return "b", (self.active,)
+        raise DbusError(UNKNOWN_METHOD, f"{path} {iface}.{member}")
+
+
+@pytest.fixture
+def dbus_service() -> Iterator[Any]:
+    """Start DbusServices on a bus; all are closed after the test."""
+    services: list[DbusService] = []
+
+    def start(address: str, names: tuple[str, ...], handler: Any) -> DbusService:
+        s = DbusService(address, names, handler)
+        services.append(s)
+        return s
+
+    yield start
+    for s in services:
+        s.close()

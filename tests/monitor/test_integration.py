@@ -41,7 +41,15 @@ async def wait_for(cond: Callable[[], bool], what: str, limit: float = 15.0) -> 
 
 
 def monitor_config(tmp_path: Path, **extra: Any) -> Any:
-    gd = {"enabled": True, "check_interval": INTERVAL, "cooldown_seconds": 0.3, "fullscreen": False, **extra}
+    # pause_when_unseen off: a developer's own locked screen must not pause these tests.
+    gd = {
+        "enabled": True,
+        "check_interval": INTERVAL,
+        "cooldown_seconds": 0.3,
+        "fullscreen": False,
+        "pause_when_unseen": False,
+        **extra,
+    }
     return fast_config(tmp_path, game_detection=gd)
 
 

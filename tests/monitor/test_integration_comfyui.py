@@ -59,6 +59,7 @@ async def paused_by_a_game(tmp_path: Path, game_process: Any) -> AsyncIterator[P
                 "check_interval": INTERVAL,
                 "cooldown_seconds": 0.3,
                 "fullscreen": False,
+                "pause_when_unseen": False,  # a developer's own locked screen must not pause it
             },
         )
         backend = create_comfyui_backend(cfg)

@@ -1,4 +1,5 @@
-"""The system monitor: pause the dream by itself for games, a busy GPU, a fullscreen app (or battery).
+"""The system monitor: pause the dream by itself for games, a busy GPU, a fullscreen app, nobody
+looking (a locked session, a screensaver, displays off), or battery.
 
 Module map::
 
@@ -10,6 +11,11 @@ Module map::
     fullscreen_windows.py  ctypes reader + pure decision (Windows)
     fullscreen_x11.py      python-xlib reader (Linux X11)
     battery.py             psutil battery (optional)
+    presence.py            lock / screensaver / displays: the platform choice
+    presence_names.py      their names and pause reasons, shared by the readers
+    presence_windows.py    ctypes reader + pure decisions (Windows)
+    presence_dbus.py       logind LockedHint + screensaver GetActive over D-Bus (jeepney, Linux)
+    presence_x11.py        DPMS + X screen saver (python-xlib, Linux X11)
     system_monitor.py      SystemMonitor: the loop, pause-at-once / resume-after-cooldown policy
 
 :class:`MonitorService` is what the app registers: it runs the SystemMonitor beside the dream
@@ -43,6 +49,7 @@ def build_detectors(config: DreamConfig) -> list[Detector]:
     from dream_window.monitor.fullscreen import create_fullscreen_detector
     from dream_window.monitor.games import GameScanner
     from dream_window.monitor.gpu import GpuDetector, OwnProcesses, open_nvml
+    from dream_window.monitor.presence import create_presence_detectors
 
     gd: GameDetectionConfig = config.game_detection
     detectors: list[Detector] = [
@@ -85,6 +92,8 @@ def build_detectors(config: DreamConfig) -> list[Detector]:
         detectors.append(create_fullscreen_detector())
     if gd.pause_on_battery:
         detectors.append(BatteryDetector())
+    if gd.pause_when_unseen:
+        detectors.extend(create_presence_detectors())
     return detectors
 
 
@@ -178,6 +187,14 @@ class MonitorService:
                     )
             if not gd.fullscreen:
                 out.append(Check("monitor: fullscreen", "info", "off (game_detection.fullscreen: false)"))
+            if not gd.pause_when_unseen:
+                out.append(
+                    Check(
+                        "monitor: lock, screensaver, displays",
+                        "info",
+                        "off (game_detection.pause_when_unseen: false)",
+                    )
+                )
             return out
         finally:
             for d in detectors:
