@@ -29,6 +29,20 @@ from dream_window.errors import FrameWriteError
 
 RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
+
+def _umask() -> int:
+    # There is no way to read the umask without setting it; done once, at import, before any
+    # thread of ours creates files.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+# What a plain open() would give a new file. mkstemp's temporary files are 0600, and os.replace
+# keeps that, so without a chmod every frame, status file and package we write would be private
+# to the owner: a widget or web server running as another user could not read them.
+SHARED_MODE = 0o666 & ~_umask()
+
 # Windows reports ERROR_DISK_FULL / ERROR_HANDLE_DISK_FULL as ENOSPC too; it has no EDQUOT.
 DISK_FULL_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
 
@@ -54,8 +68,12 @@ def atomic_write_bytes(
     retry_delays: tuple[float, ...] = RETRY_DELAYS,
     sleep: Callable[[float], None] = time.sleep,
     replace: Callable[[str, Path], None] = os.replace,
+    mode: int = SHARED_MODE,
 ) -> None:
-    """Replace ``path`` with ``data`` atomically (blocking; call from a thread on the frame path)."""
+    """Replace ``path`` with ``data`` atomically (blocking; call from a thread on the frame path).
+
+    ``mode``: the new file's permissions (POSIX; Windows keeps only "read-only"); 0o600 for a
+    file only its owner may read."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +81,8 @@ def atomic_write_bytes(
     except OSError as exc:
         raise write_error(path, exc) from exc
     try:
+        if mode != 0o600:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -198,7 +198,8 @@ class Registration:
 def register(registration: Registration) -> Path:
     """Write ``registration`` (atomically); returns its file. FrameWriteError when it cannot."""
     path = registration_path(registration.output_dir)
-    atomic_write_json(path, registration.to_json(), fsync=False)
+    # Private: it says where this user's dream listens and which token file it uses.
+    atomic_write_json(path, registration.to_json(), fsync=False, mode=0o600)
     return path
 
 
