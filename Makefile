@@ -9,7 +9,7 @@ ARGS ?=
 # torch: the CPU build on this machine's disk; any torch>=2.1 works for users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: run test check lint bench system-deps clean
+.PHONY: run test check lint bench system-deps clean rmskin
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ check: $(VENV)/.test
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The Rainmeter skin as a .rmskin package (Rainmeter's installer format), for config.yaml's folders.
+rmskin: $(VENV)/.core
+	$(VENV)/bin/dream-window rainmeter package dist/ --config config.yaml
 
 bench: $(VENV)/.test
 	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

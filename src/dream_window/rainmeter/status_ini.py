@@ -1,10 +1,12 @@
-"""What the core writes for the Rainmeter skin (``rainmeter/DreamWindow``), and any other widget
-that cannot parse JSON comfortably.
+"""What the core writes for the Rainmeter skin (``rainmeter/skin/DreamWindow``), and any other
+widget that cannot parse JSON comfortably.
 
-Two things, both written atomically, whether or not the browser viewer is enabled::
+Three things, all written atomically, whether or not the browser viewer is enabled::
 
     output/
       status.ini                 [DreamWindow] State=…, FrameName=…, StatusLine=… (UTF-8, no BOM)
+      rainmeter/status.lua       the same fields as a Lua table, UTF-16 LE with a BOM: what the skin
+                                 reads (with Rainmeter's dofile; see encoding.py for why)
       rainmeter/frame_000042.png the newest few frames under names never reused
 
 Why numbered names: Rainmeter caches images by path, so a skin pointing at ``current_frame.png``
@@ -18,8 +20,9 @@ the newest ``KEEP`` stay, independent of ``generation.history_size``.
 event; progress ticks rewrite it at most once per ``PROGRESS_EVERY_S``; and with nothing to say it
 is rewritten anyway every ``heartbeat_s`` (status.json's heartbeat), so that ``UpdatedEpoch`` tells
 a living dream from one whose process is gone: the skin shows "stopped" when it is older than three
-intervals. The skin reads it from a Lua script (``@Resources/Scripts/DreamWindow.lua``), whose key
-list the tests check against this writer (and whose logic they run, in lupa).
+intervals. The skin reads ``status.lua`` from a Lua script (``@Resources/Scripts/DreamWindow.lua``),
+whose key list the tests check against this writer (and whose logic they run, in lupa). The
+frames are written before the status that names them, so the skin never names a missing frame.
 
 The writer is a service (``dream/service.py``) listening to the dream's events. Listeners run on
 the event loop, so they only note what changed; one task writes it in a worker thread, the files
@@ -43,12 +46,14 @@ from dream_window.dream.service import Dream
 from dream_window.errors import FrameWriteError
 from dream_window.events import Event, FramePublished, Injection, Progress, PromptChanged, StateChanged
 from dream_window.file_ops import atomic_write_bytes, atomic_write_text, clean_stale_temps
+from dream_window.rainmeter.encoding import lua_string, rainmeter_text
 from dream_window.values.check import Check
 
 log = logging.getLogger(__name__)
 
 STATUS_INI = "status.ini"
 FRAMES_DIR = "rainmeter"
+STATUS_LUA = "status.lua"  # in FRAMES_DIR: the skin's own folder of files
 SECTION = "DreamWindow"
 KEEP = 4
 PROGRESS_EVERY_S = 1.0
@@ -107,7 +112,9 @@ def status_line(s: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def render_ini(s: Mapping[str, Any], frame: str | None) -> str:
+def status_fields(s: Mapping[str, Any], frame: str | None) -> dict[str, str]:
+    """The fields of status.ini and status.lua (one owner: the two files say the same), each one
+    line of text."""
     progress = s.get("progress") or {}
     fraction = (progress.get("value", 0) / progress["max"]) if progress.get("max") else 0.0
     health = _health(s)
@@ -138,12 +145,31 @@ def render_ini(s: Mapping[str, Any], frame: str | None) -> str:
         "UpdatedEpoch": _epoch(s.get("updated_at")),
         "Heartbeat": f"{float(s.get('heartbeat_s') or DEFAULT_HEARTBEAT_S):g}",
     }
+    return {k: _clean(v) for k, v in fields.items()}
+
+
+def render_ini(s: Mapping[str, Any], frame: str | None) -> str:
     lines = [
         "; Written by Dream Window for the Rainmeter skin. Rewritten atomically; do not edit.",
         f"[{SECTION}]",
     ]
-    lines += [f"{k}={_clean(v)}" for k, v in fields.items()]
+    lines += [f"{k}={v}" for k, v in status_fields(s, frame).items()]
     return "\n".join(lines) + "\n"
+
+
+def render_lua(fields: Mapping[str, str]) -> str:
+    """status.lua's text: one table of string literals, nothing else (the skin runs it)."""
+    lines = [
+        "-- Written by Dream Window for the Rainmeter skin. Rewritten atomically; do not edit.",
+        "return {",
+    ]
+    lines += [f"  {k} = {lua_string(v)}," for k, v in fields.items()]
+    return "\n".join(lines) + "\n}\n"
+
+
+def lua_bytes(s: Mapping[str, Any], frame: str | None) -> bytes:
+    """status.lua as written: UTF-16 LE with a BOM, so Rainmeter's dofile reads it as Unicode."""
+    return rainmeter_text(render_lua(status_fields(s, frame)))
 
 
 class RainmeterWriter:
@@ -155,6 +181,7 @@ class RainmeterWriter:
         self.dir = config.output_dir
         self.frames_dir = self.dir / FRAMES_DIR
         self.ini_path = self.dir / STATUS_INI
+        self.lua_path = self.frames_dir / STATUS_LUA
         self._dream: Dream | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -271,6 +298,9 @@ class RainmeterWriter:
         try:
             atomic_write_text(
                 self.ini_path, render_ini(status, self._frame), fsync=False, retry_delays=_INI_RETRIES
+            )
+            atomic_write_bytes(
+                self.lua_path, lua_bytes(status, self._frame), fsync=False, retry_delays=_INI_RETRIES
             )
         except FrameWriteError as exc:
             self._report(exc)

@@ -24,14 +24,18 @@ from dream_window.rainmeter import (
     KEEP,
     SECTION,
     STATUS_INI,
+    STATUS_LUA,
     RainmeterWriter,
+    lua_bytes,
     render_ini,
     status_line,
 )
+from dream_window.rainmeter.install import skin_source
 from tests.conftest import FakeClock
+from tests.rainmeter.rainmeter_like import BOM
 from tests.web.conftest import dream_config
 
-SKIN = Path(__file__).resolve().parents[1] / "rainmeter" / "DreamWindow"
+SKIN = skin_source()
 INI = SKIN / "DreamWindow.ini"
 RESOURCES = SKIN / "@Resources"
 LUA = RESOURCES / "Scripts" / "DreamWindow.lua"
@@ -50,6 +54,7 @@ BUILTIN_VARIABLES = {
     "PLUGINSPATH",
     "CURRENTSECTION",
     "CRLF",
+    "CONFIGEDITOR",  # the user's editor (ConfigParser::GetBuiltInVariable)
 }
 BANG_SECTION = re.compile(
     r"!(?:UpdateMeter|UpdateMeasure|CommandMeasure|SetOption|ShowMeter|HideMeter)\s+\"?(\w+)"
@@ -80,8 +85,8 @@ def variables_defined(skin: configparser.ConfigParser) -> set[str]:
     return names
 
 
-def test_skin_files_are_ascii() -> None:
-    # Rainmeter reads non-ASCII .ini/.inc only as UTF-16 LE; keep the shipped files plain ASCII.
+def test_skin_sources_are_ascii() -> None:
+    # The sources stay readable in a diff; install/package encode them as UTF-16 LE with a BOM.
     for path in (INI, RESOURCES / "Settings.inc", LUA):
         path.read_text(encoding="ascii")
 
@@ -133,12 +138,20 @@ def test_lua_names_only_what_exists() -> None:
     for var in re.findall(r"GetVariable\('(\w+)'\)", lua):
         assert var.lower() in defined, var
     sections = {s.lower() for s in skin.sections()}
-    for name in re.findall(r"'!(?:UpdateMeter|CommandMeasure)',\s*'(\w+)'", lua):
+    for name in re.findall(r"'!(?:UpdateMeter|CommandMeasure)',\s*'(\w+)'\s*[,)]", lua):
         assert name.lower() in sections, name
+    # Click('X') runs [MeasureX], whose FinishAction reports back with Finished('X').
+    clicks = set(re.findall(r"Click\('(\w+)'\)", INI.read_text(encoding="ascii")))
+    assert clicks == {"Pause", "Skip", "Like"}
+    for name in clicks:
+        measure = skin[f"Measure{name}"]
+        assert measure["Plugin"] == "RunCommand" and measure["OutputType"] == "ANSI"
+        assert measure["FinishAction"] == f"[!CommandMeasure MeasureDream \"Finished('{name}')\"]"
+        assert '-w "HTTP %{http_code}"' in measure["Parameter"]
     options = {k.lower() for k in skin["MeasureDream"]}
     for opt in re.findall(r"SELF:GetOption\('(\w+)'\)", lua):
         assert opt.lower() in options, opt
-    assert skin["MeasureDream"]["StatusFile"] == f"#OutputDir#{STATUS_INI}"
+    assert skin["MeasureDream"]["StatusFile"] == f"#OutputDir#{FRAMES_DIR}\\{STATUS_LUA}"
     assert skin["MeasureDream"]["FramesFolder"] == f"#OutputDir#{FRAMES_DIR}\\"
 
 
@@ -155,12 +168,13 @@ async def test_core_writes_what_the_skin_reads(tmp_path: Path) -> None:
     await rainmeter.close()  # what the controller does with its services once stopped
 
     status = _read(ini_path)
+    assert _read_lua(cfg.output_dir / FRAMES_DIR / STATUS_LUA) == status  # the two files agree
     lua = LUA.read_text(encoding="ascii")
     for key in re.findall(r"field\(status, '(\w+)'\)", lua):
         assert key in status, f"the skin reads {key}, the core does not write it"
     assert status["State"] == "stopped"
     assert status["FrameIndex"] == str(controller.output.last_index) == "7"
-    frames = sorted(p.name for p in (cfg.output_dir / FRAMES_DIR).iterdir())
+    frames = sorted(p.name for p in (cfg.output_dir / FRAMES_DIR).glob("frame_*"))
     # The newest KEEP frames, under their own numbers, whatever the history keeps (2 here).
     assert frames == [f"frame_{i:06d}.png" for i in range(7 - KEEP + 1, 8)]
     assert status["FrameName"] == "frame_000007.png"
@@ -247,8 +261,26 @@ def _read(path: Path) -> dict[str, str]:
     return _parse_ini(path.read_text(encoding="utf-8"))
 
 
+def _read_lua(path: Path) -> dict[str, str]:
+    """status.lua run as Rainmeter's dofile runs it: UTF-16 LE (BOM) to UTF-8, then Lua."""
+    data = path.read_bytes()
+    assert data.startswith(BOM)
+    table = LuaRuntime().execute(data[2:].decode("utf-16-le"))
+    return {str(k): str(v) for k, v in table.items()}
+
+
+def test_status_lua_carries_any_text_as_a_literal() -> None:
+    tricky = 'château · 夢 [oil] "quoted" \\ back\\slash ]] --[[ 1\x07'
+    s = {"state": "running", "current_prompt": tricky, "updated_at": "2026-12-01T18:00:05+01:00"}
+    data = lua_bytes(s, "frame_000001.png")
+    table = LuaRuntime().execute(data[2:].decode("utf-16-le"))
+    assert table["Prompt"] == " ".join(tricky.split())
+    assert table["StatusLine"] == status_line(s)
+    assert table["FrameName"] == "frame_000001.png"
+
+
 def test_every_setting_is_documented() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "rainmeter.md").read_text(encoding="utf-8").lower()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "rainmeter.md").read_text(encoding="utf-8").lower()
     for key in parse(RESOURCES / "Settings.inc")["Variables"]:
         assert f"`{key.lower()}`" in doc, f"docs/rainmeter.md does not explain {key}"
 
@@ -376,146 +408,3 @@ async def test_status_ini_is_rewritten_every_heartbeat_without_events(tmp_path: 
     assert s["UpdatedEpoch"] != first
     assert s["Heartbeat"] == "0.05"
     assert s["StatusLine"] == "paused (user)"
-
-
-# --- the skin's Lua, run (lupa, Lua 5.1 like Rainmeter's) -----------------------------------------
-
-# Rainmeter's side of the script: SKIN:GetVariable / SKIN:Bang (!SetVariable sets what GetVariable
-# reads), SELF:GetOption. Every bang is kept, as one string, for the test to read.
-RAINMETER = """
-SKIN = {vars = {}, bangs = {}}
-function SKIN:GetVariable(name) return self.vars[name] end
-function SKIN:Bang(...)
-  local args = {...}
-  self.bangs[#self.bangs + 1] = table.concat(args, ' ')
-  if args[1] == '!SetVariable' then self.vars[args[2]] = args[3] end
-end
-SELF = {options = {}}
-function SELF:GetOption(name) return self.options[name] end
-"""
-NOW = 1_800_000_000  # os.time() in the skin, Unix seconds
-
-
-def _cased(path: Path) -> configparser.ConfigParser:
-    """The skin's INI with its keys as written (the script asks for 'FadeSteps', not 'fadesteps')."""
-    cp = configparser.ConfigParser(
-        interpolation=None, delimiters=("=",), comment_prefixes=(";",), inline_comment_prefixes=None
-    )
-    cp.optionxform = str  # type: ignore[assignment,method-assign]
-    cp.read_string(path.read_text(encoding="utf-8"))
-    return cp
-
-
-def _expand(value: str, variables: dict[str, str]) -> str:
-    """#Name# as Rainmeter expands it (variables are case-insensitive)."""
-    by_lower = {k.lower(): v for k, v in variables.items()}
-    for _ in range(5):  # nested: StatusColor=#TextColor#
-        value = re.sub(r"#(\w+)#", lambda m: by_lower.get(m.group(1).lower(), m.group(0)), value)
-    return value
-
-
-class Skin:
-    """DreamWindow.lua loaded as Rainmeter would: Initialize(), then Update() once per tick."""
-
-    def __init__(self, output_dir: Path, **settings: str) -> None:
-        self.now = NOW
-        self.lua = LuaRuntime()
-        self.lua.execute(RAINMETER)
-        g = self.lua.globals()
-        g.os["time"] = lambda: self.now
-        ini = _cased(INI)
-        variables = dict(_cased(RESOURCES / "Settings.inc")["Variables"])
-        variables |= {k: v for k, v in ini["Variables"].items() if k != "@Include"}
-        variables |= settings
-        variables["OutputDir"] = f"{output_dir}/"
-        self.variables = {k: _expand(v, variables) for k, v in variables.items()}
-        for k, v in self.variables.items():
-            g.SKIN.vars[k] = v
-        for k, v in ini["MeasureDream"].items():
-            g.SELF.options[k] = _expand(v, variables).replace("\\", "/")
-        self.lua.execute(LUA.read_text(encoding="ascii"))
-        g.Initialize()
-
-    def update(self) -> str:
-        return str(self.lua.globals().Update())
-
-    def var(self, name: str) -> str | None:
-        return self.lua.globals().SKIN.vars[name]  # type: ignore[no-any-return]
-
-    @property
-    def bangs(self) -> list[str]:
-        return list(self.lua.globals().SKIN.bangs.values())
-
-
-def write_status(
-    output_dir: Path, *, age: int | None, frame: str | None = None, **status: Any
-) -> dict[str, str]:
-    """status.ini as the core writes it, ``age`` seconds old by the skin's clock (None: no time)."""
-    if age is not None:
-        status["updated_at"] = datetime.fromtimestamp(NOW - age, UTC).isoformat(timespec="seconds")
-    text = render_ini(status, frame)
-    (output_dir / STATUS_INI).write_text(text, encoding="utf-8")
-    return _parse_ini(text)
-
-
-def test_skin_says_stopped_when_status_ini_is_stale(tmp_path: Path) -> None:
-    (tmp_path / FRAMES_DIR).mkdir()
-    (tmp_path / FRAMES_DIR / "frame_000009.png").write_bytes(b"png")
-    written = write_status(
-        tmp_path, age=3600, frame="frame_000009.png", state="running", current_prompt="mist", heartbeat_s=5.0
-    )
-    assert written["State"] == "running"  # the file says running; its age says otherwise
-    skin = Skin(tmp_path)
-    assert skin.update() == "stopped - dream-window is not running (last update 60 min ago)"
-    assert skin.var("DreamState") == "stopped"
-    assert skin.var("StatusColor") == skin.variables["AlertColor"]
-    # The last picture stays on screen: only the words change.
-    assert f"!SetVariable FrameB {tmp_path}/rainmeter/frame_000009.png" in skin.bangs
-
-    # The service writes again: the skin believes the file once more, reason and all.
-    written = write_status(
-        tmp_path,
-        age=1,
-        state="degraded",
-        backend_is_ai=False,
-        backend_health=health("degraded", FALLBACK),
-        heartbeat_s=5.0,
-    )
-    assert skin.update() == written["StatusLine"] == f"degraded · {FALLBACK} · not AI"
-    assert skin.var("DreamState") == "degraded"
-    assert skin.var("StatusColor") == skin.variables["AlertColor"]
-    write_status(tmp_path, age=0, state="running", current_prompt="mist", heartbeat_s=5.0)
-    assert skin.update() == "running · mist"
-    assert (skin.var("DreamState"), skin.var("StatusColor")) == ("running", skin.variables["TextColor"])
-
-
-@pytest.mark.parametrize(
-    ("age", "heartbeat", "update_ms", "stale"),
-    [
-        # 3 intervals = 3 x max(Heartbeat, the skin's tick): 15 s by default ...
-        (0, 5.0, "500", False),
-        (15, 5.0, "500", False),
-        (16, 5.0, "500", True),
-        (7, 2.0, "500", True),  # 3 x 2 s
-        # ... and a skin ticking slower than the heartbeat waits for three of its own ticks.
-        (59, 5.0, "20000", False),
-        (61, 5.0, "20000", True),
-        (-600, 5.0, "500", False),  # written "in the future": the clock was set back; fresh
-        (None, 5.0, "500", False),  # an older core writes no UpdatedEpoch: State is trusted
-    ],
-)
-def test_skin_staleness_is_three_intervals(
-    tmp_path: Path, age: int | None, heartbeat: float, update_ms: str, stale: bool
-) -> None:
-    write_status(tmp_path, age=age, state="paused", pause_reasons=["user"], heartbeat_s=heartbeat)
-    skin = Skin(tmp_path, UpdateMs=update_ms)
-    line = skin.update()
-    assert skin.var("DreamState") == ("stopped" if stale else "paused"), line
-    assert line.startswith("stopped - dream-window is not running") is stale, line
-    assert skin.var("PauseAction") == "resume"  # (read from the file either way)
-
-
-def test_skin_without_status_ini_says_not_running(tmp_path: Path) -> None:
-    skin = Skin(tmp_path)
-    assert skin.update() == f"dream-window is not running (no {tmp_path}/status.ini)"
-    assert skin.var("DreamState") == "stopped"
