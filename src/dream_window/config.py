@@ -152,9 +152,43 @@ class CacheConfig(_Section):
     like_boost: Float = Field(3.0, ge=1.0, le=100.0)
 
 
+# generation.size: named frame sizes in aspects the models handle well (16:9 landscape for a
+# wallpaper or a widescreen viewer, 1:2 portrait for a tall widget). Every one is a multiple of 16,
+# so it suits every model family. "WIDTHxHEIGHT" (e.g. "640x360") works too.
+SIZE_PRESETS: dict[str, tuple[int, int]] = {
+    "portrait": (256, 512),
+    "landscape": (512, 288),
+    "landscape-large": (768, 432),
+    "square": (512, 512),
+}
+# What a model's latent needs of the picture's sides: SD 1.5 / SDXL latents are 1/8 of the picture;
+# Flux's latent is also patched 2x2, so its sides must be multiples of 16 (ComfyUI's
+# EmptySD3LatentImage steps by 16).
+SIZE_MULTIPLE: dict[ModelFamily, int] = {
+    ModelFamily.FLUX_SCHNELL: 16,
+    ModelFamily.SD15: 8,
+    ModelFamily.SDXL_TURBO: 8,
+}
+
+
+def _parse_size(v: Any) -> tuple[int, int]:
+    if not isinstance(v, str):
+        raise ValueError(f"generation.size must be a name or WIDTHxHEIGHT text, got {_fmt(v)}")
+    name = v.strip().lower()
+    if name in SIZE_PRESETS:
+        return SIZE_PRESETS[name]
+    w, sep, h = name.partition("x")
+    if sep and w.strip().isdigit() and h.strip().isdigit():
+        return int(w), int(h)
+    names = ", ".join(repr(n) for n in SIZE_PRESETS)
+    raise ValueError(f"generation.size must be {names} or WIDTHxHEIGHT (e.g. '768x432'), got {_fmt(v)}")
+
+
 class GenerationConfig(_Section):
     mode: str = "hybrid"
     model: ModelFamily = ModelFamily.FLUX_SCHNELL
+    # A named size (SIZE_PRESETS) or "WIDTHxHEIGHT"; sets width and height (give one or the other).
+    size: str | None = None
     width: Int = Field(256, ge=64, le=4096)
     height: Int = Field(512, ge=64, le=4096)
     steps: Int = Field(4, ge=1, le=200)
@@ -186,12 +220,31 @@ class GenerationConfig(_Section):
             raise ValueError(f"generation.mode must be one of {_one_of(MODE_NAMES)}, got {_fmt(v)}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _size_sets_width_and_height(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("size") is None:
+            return data
+        width, height = _parse_size(data["size"])
+        # A config dumped and loaded again (with_overrides) carries both: they agree.
+        if data.get("width", width) != width or data.get("height", height) != height:
+            raise ValueError(
+                "generation.size sets width and height: give size, or width and height, not both"
+            )
+        return {**data, "width": width, "height": height}
+
     @model_validator(mode="after")
-    def _multiple_of_8(self) -> GenerationConfig:
+    def _multiple_for_the_model(self) -> GenerationConfig:
         for name in ("width", "height"):
             v = getattr(self, name)
             if v % 8:
                 raise ValueError(f"generation.{name} must be a multiple of 8, got {v}")
+            step = SIZE_MULTIPLE[self.model]
+            if v % step:
+                raise ValueError(
+                    f"generation.{name} must be a multiple of {step} for {self.model.value} "
+                    f"(its latent is patched 2x2), got {v}; e.g. {v - v % step} or {v + step - v % step}"
+                )
         return self
 
 

@@ -1,5 +1,10 @@
 // Dream Window viewer: live frames with crossfades, status overlay and controls.
 // Vanilla JS, no dependencies; talks to the service over one WebSocket (/api/live) and POSTs.
+//
+// URL options: ?wallpaper=1 (a live wallpaper: no controls, no overlay, no cursor, cover by
+// default) and ?fit=cover|contain. The viewer's own fit choice is remembered in localStorage.
+// While the page is hidden (Page Visibility API) no frame is fetched and nothing animates; the
+// newest frame is shown as soon as it is visible again.
 "use strict";
 
 (() => {
@@ -7,6 +12,11 @@
   const layers = [$("layer-a"), $("layer-b")];
   // The states in which the backend cannot do what was chosen: the page says why in a banner.
   const TROUBLE = ["waiting", "degraded"];
+  const params = new URLSearchParams(location.search);
+  const WALLPAPER = ["1", "true", "yes", "on"].includes((params.get("wallpaper") || "").toLowerCase());
+  // cover: the picture fills the screen (edges cropped); contain: all of it, letterboxed.
+  const FITS = ["cover", "contain"];
+  const FIT_KEY = "dream-window.fit";
 
   const view = {
     fadeMs: 1200,
@@ -23,7 +33,56 @@
     nextPrompt: null,
     hold: null,        // null, or {forever: bool, deadline: ms since epoch | null}
     modeWanted: null,  // a mode switch on its way to the server: statuses sent before it are stale
+    fit: "contain",
+    unseen: null,      // the newest frame that arrived while the page was hidden (not fetched yet)
   };
+
+  // --- fit and wallpaper mode ----------------------------------------------------------------
+
+  function storedFit() {
+    try { return localStorage.getItem(FIT_KEY); } catch { return null; }  // storage may be off
+  }
+
+  function initialFit() {
+    const asked = (params.get("fit") || "").toLowerCase();
+    if (FITS.includes(asked)) return asked;
+    if (WALLPAPER) return "cover";
+    const saved = storedFit();
+    return FITS.includes(saved) ? saved : "contain";
+  }
+
+  function setFit(fit, { remember = false } = {}) {
+    if (!FITS.includes(fit)) return;
+    view.fit = fit;
+    document.documentElement.dataset.fit = fit;
+    const btn = $("btn-fit");
+    btn.textContent = fit === "cover" ? "Cover" : "Contain";
+    btn.setAttribute("aria-pressed", String(fit === "cover"));
+    if (remember && !WALLPAPER) {
+      try { localStorage.setItem(FIT_KEY, fit); } catch { /* not remembered: still applied */ }
+    }
+  }
+
+  function toggleFit() {
+    setFit(view.fit === "cover" ? "contain" : "cover", { remember: true });
+    toast(view.fit === "cover" ? "Cover: the picture fills the window" : "Contain: the whole picture, letterboxed");
+  }
+
+  // The wallpaper hosts' own settings panels: Wallpaper Engine calls applyUserProperties with
+  // {fit: {value: "cover"}}, Lively calls livelyPropertyListener("fit", index of the dropdown item).
+  function fitFromHost(value) {
+    if (typeof value === "number") setFit(FITS[value]);
+    else if (typeof value === "string") setFit(value.toLowerCase());
+  }
+
+  if (WALLPAPER) {
+    document.documentElement.classList.add("wallpaper");
+    window.wallpaperPropertyListener = {
+      applyUserProperties(props) { if (props && props.fit) fitFromHost(props.fit.value); },
+    };
+    window.livelyPropertyListener = (name, value) => { if (name === "fit") fitFromHost(value); };
+  }
+  setFit(initialFit());
 
   // --- frames and the crossfade -------------------------------------------------------------
 
@@ -39,6 +98,11 @@
 
   async function showFrame(frame, instant = false) {
     if (!frame || frame.index <= view.shownIndex) return;
+    if (document.hidden) {
+      // Nobody can see it: fetch nothing, keep only the newest for when the page is shown again.
+      if (!view.unseen || frame.index > view.unseen.index) view.unseen = frame;
+      return;
+    }
     if (view.fading) { view.pending = frame; return; }
     view.fading = true;
     try {
@@ -198,7 +262,7 @@
     return `${Math.round(min / (24 * 60))} d`;
   }
 
-  setInterval(renderHold, 10000);  // a coarse countdown; each status sets the deadline afresh
+  setInterval(() => { if (!document.hidden) renderHold(); }, 10000);  // a coarse countdown
 
   // --- modes --------------------------------------------------------------------------------
 
@@ -259,7 +323,8 @@
   function banner(text, { bad = false, ms = 0 } = {}) {
     const b = $("conn");
     clearTimeout(bannerTimer);
-    if (!text) { b.hidden = true; return; }
+    // A wallpaper says only what needs doing: that the service is not running.
+    if (!text || (WALLPAPER && !bad)) { b.hidden = true; return; }
     b.textContent = text;
     b.classList.toggle("bad", bad);
     b.hidden = false;
@@ -293,7 +358,12 @@
       $("state").textContent = "not running";
       $("state").className = "badge offline";
       setHealth(null);
-      banner("Dream Window is not running (service not running) — reconnecting…", { bad: true });
+      banner(
+        WALLPAPER
+          ? "Dream Window is not running (service not running) — start it with `dream-window run`; reconnecting…"
+          : "Dream Window is not running (service not running) — reconnecting…",
+        { bad: true },
+      );
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 5000);
     };
@@ -354,7 +424,7 @@
         setProgress(msg);
         break;
       case "preview":
-        if (view.showPreviews) {
+        if (view.showPreviews && !document.hidden) {
           const p = $("preview");
           p.src = `data:${msg.mime};base64,${msg.data}`;
           p.hidden = false;
@@ -432,6 +502,7 @@
   $("btn-info").addEventListener("click", () => toggle("overlay"));
   $("btn-full").addEventListener("click", toggleFullscreen);
   $("btn-help").addEventListener("click", () => toggle("help"));
+  $("btn-fit").addEventListener("click", toggleFit);
   $("mode-select").addEventListener("change", (ev) => {
     ev.target.blur();  // back to the shortcuts, and let the controls hide again
     switchMode(ev.target.value);
@@ -450,6 +521,7 @@
   });
 
   document.addEventListener("keydown", (ev) => {
+    if (WALLPAPER) return;  // a wallpaper has no controls
     const t = ev.target;
     if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) {
       if (ev.key === "Escape") t.blur();
@@ -459,6 +531,7 @@
     const actions = {
       " ": togglePause, n: nextPrompt, ArrowRight: nextPrompt, l: () => rate("like"), d: () => rate("dislike"),
       i: () => toggle("overlay"), f: toggleFullscreen, "?": () => toggle("help"), h: () => toggle("help"),
+      c: toggleFit,
       p: () => { wake(); $("prompt-input").focus(); }, m: cycleMode,
       Escape: () => { toggle("help", false); toggle("overlay", false); },
     };
@@ -476,6 +549,16 @@
     }, 3000);
   }
   for (const ev of ["mousemove", "mousedown", "touchstart", "keydown"]) document.addEventListener(ev, wake, { passive: true });
+
+  // Hidden (minimised, another tab, a wallpaper host that hides it): showFrame fetches nothing.
+  // Visible again: the newest frame that came meanwhile fades in at once, no backlog.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) return;
+    const frame = view.unseen;
+    view.unseen = null;
+    renderHold();
+    if (frame) showFrame(frame);
+  });
 
   wake();
   banner("Connecting…");
