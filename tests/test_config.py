@@ -327,25 +327,3 @@ def test_init_writes_a_valid_default_and_refuses_to_overwrite(tmp_path: Path) ->
     assert cfg.generation.mode == "hybrid"
     r2 = _cli("init", "my.yaml", cwd=tmp_path)
     assert r2.returncode == 2 and "already exists" in r2.stderr
-
-
-def test_home_dir_is_the_platform_data_folder_unless_the_old_one_exists(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import platformdirs
-
-    from dream_window.config import home_dir
-
-    monkeypatch.delenv("DREAM_WINDOW_HOME")
-    for var in ("HOME", "USERPROFILE"):  # Path.home() on POSIX and Windows
-        monkeypatch.setenv(var, str(tmp_path))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert home_dir() == Path(platformdirs.user_data_dir("dream-window", appauthor=False))
-    if sys.platform.startswith("linux"):
-        assert home_dir() == tmp_path / "data" / "dream-window"
-
-    (tmp_path / ".dream-window").mkdir()  # an existing user keeps the folder they have
-    assert home_dir() == tmp_path / ".dream-window"
-
-    monkeypatch.setenv("DREAM_WINDOW_HOME", str(tmp_path / "elsewhere"))
-    assert home_dir() == tmp_path / "elsewhere"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
-import os
+import re
 import reprlib
 from collections.abc import Mapping
 from enum import StrEnum
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import annotated_types
-import platformdirs
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -32,25 +31,7 @@ from pydantic import (
 
 from dream_window.errors import ConfigError
 from dream_window.text_files import clip, load_yaml, read_text_file
-
-HOME_ENV = "DREAM_WINDOW_HOME"
-
-
-def home_dir() -> Path:
-    """Dream Window's own per-user directory (logs, control token, running instances).
-
-    ``DREAM_WINDOW_HOME`` overrides it. Otherwise it is the platform's per-user data folder
-    (``~/.local/share/dream-window``, ``%LOCALAPPDATA%\\dream-window``, ``~/Library/Application
-    Support/dream-window``), unless ``~/.dream-window`` exists: users who have one keep it.
-    """
-    env = os.environ.get(HOME_ENV)
-    if env:
-        return Path(env).expanduser()
-    legacy = Path.home() / ".dream-window"
-    if legacy.is_dir():
-        return legacy
-    return Path(platformdirs.user_data_dir("dream-window", appauthor=False))
-
+from dream_window.user_dirs import UserDirs, user_dirs
 
 # The names ``generation.mode`` accepts. The modes themselves live in ``dream/modes`` (above this
 # module); each registers its name here through ``dream.modes.register_mode`` so a config naming an
@@ -410,7 +391,7 @@ class DreamConfig(_Section):
 
     @property
     def log_dir(self) -> Path:
-        return self.resolve(self.system.log_dir) if self.system.log_dir else home_dir() / "logs"
+        return self.resolve(self.system.log_dir) if self.system.log_dir else user_dirs().logs
 
     def with_overrides(self, **dotted: Any) -> DreamConfig:
         """Return a copy with ``{"generation.mode": "img2img"}``-style overrides, validated again."""
@@ -593,3 +574,25 @@ def default_config_text() -> str:
     from importlib.resources import files
 
     return (files("dream_window") / "data" / "config.yaml").read_text(encoding="utf-8")
+
+
+def user_config_text(dirs: UserDirs) -> str:
+    """The packaged config with absolute per-user folders: what ``dream-window init`` writes as the
+    user's config (``dirs.config_file``).
+
+    ``output_dir`` is ``dirs.output`` and ``cache_dir`` ``dirs.cache``: a config in the user's config
+    folder must not send frames beside it (on macOS and Windows that is the app's own data folder,
+    on Linux ~/.config), nor beside wherever the command ran.
+    """
+    text = _set_folder(default_config_text(), "output_dir", "output", dirs.output)
+    return _set_folder(text, "cache_dir", "cache", dirs.cache)
+
+
+def _set_folder(text: str, key: str, default: str, folder: Path) -> str:
+    # Single-quoted YAML: a Windows path's backslashes stay backslashes; a quote is doubled.
+    quoted = "'" + str(folder).replace("'", "''") + "'"
+    line = re.compile(rf'^(?P<lead>\s+{key}:\s*)"{default}"[ \t]*$', re.MULTILINE)
+    text, n = line.subn(lambda m: m.group("lead") + quoted, text, count=1)
+    if n != 1:  # the packaged config changed shape: a test catches it before a user does
+        raise RuntimeError(f'the packaged config has no line `{key}: "{default}"` to point at {folder}')
+    return text

@@ -19,6 +19,8 @@ The tree is shallow on purpose; catch the root to handle "anything of ours":
     │   │                            oversized body, an unsafe file name ("../", an absolute path)
     │   └── ModelLoadError       local model weights (VAE, CLIP) missing or unloadable
     ├── CacheError               the frame cache database or its images (``disk_full``: not damage)
+    ├── AutostartError           starting at logon could not be set up: schtasks / systemctl /
+    │                            launchctl missing or refusing; carries the command and its output
     └── FrameWriteError          a frame or status file could not be written, even after retries
                                  (``disk_full``: ENOSPC / EDQUOT; it passes when space is freed)
 
@@ -161,6 +163,16 @@ class CacheError(DreamWindowError):
     def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.disk_full = disk_full
+
+
+class AutostartError(DreamWindowError):
+    """Registering (or removing) the start at logon failed. ``command`` is the argv that failed
+    (empty when the file could not be written), ``output`` what it printed."""
+
+    def __init__(self, message: str, *, command: list[str] | None = None, output: str = "") -> None:
+        super().__init__(message)
+        self.command = command or []
+        self.output = output
 
 
 class FrameWriteError(DreamWindowError):

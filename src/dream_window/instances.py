@@ -9,7 +9,7 @@ Two files, two jobs:
   same folder fails with :class:`~dream_window.errors.AlreadyRunning`, naming the holder's pid and
   viewer. The lock file's content is never read: on Windows a locked file cannot be.
 * **The registry**, one JSON file per running instance in ``<home>/instances/`` (see
-  :func:`dream_window.config.home_dir`: the per-user folder that already holds the control token
+  :func:`dream_window.user_dirs.home_dir`: the per-user folder that already holds the control token
   and the logs, so every process of the same user finds it, from any working directory).
   :class:`RegistryService` writes the entry once the viewer is up (its URL is known then) and
   removes it on close: pid, output folder, viewer URL, where the control token is, the config
@@ -45,10 +45,11 @@ from urllib.parse import urlsplit
 import psutil
 from filelock import FileLock, Timeout
 
-from dream_window.config import DreamConfig, home_dir
+from dream_window.config import DreamConfig
 from dream_window.dream.status import STATUS_FILE
 from dream_window.errors import AlreadyRunning, ConfigError, FrameWriteError
 from dream_window.file_ops import atomic_write_json
+from dream_window.user_dirs import home_dir
 from dream_window.values.check import Check
 
 if TYPE_CHECKING:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -207,11 +208,15 @@ async def test_a_run_that_made_no_frame_names_no_file(tmp_path: Path) -> None:
             "game_detection": {"enabled": True, "known_games": ["dwquietgame"], "use_default_games": False},
         },
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dream_window", "run", "--config", str(cfg)],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dream_window",
+        "run",
+        "--config",
+        str(cfg),
         cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"},
     )
     status_path = tmp_path / "output" / "status.json"
@@ -222,10 +227,12 @@ async def test_a_run_that_made_no_frame_names_no_file(tmp_path: Path) -> None:
             limit=60,
         )
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)  # a hang guard
+        _, err = await asyncio.wait_for(proc.communicate(), 30)  # a hang guard
     finally:
-        proc.kill()
+        if proc.returncode is None:
+            proc.kill()
         stop_process(game)
+    stderr = err.decode()
     assert proc.returncode == 0, stderr
     assert json.loads(status_path.read_text())["frame_count"] == 0
     assert "stopped before the first frame was made" in stderr
@@ -241,3 +248,19 @@ def test_the_stop_line_counts_frames_in_words() -> None:
     )
     assert stopped_line(3, Path("c.png")).startswith("stopped after 3 frames;")
     assert "c.png" not in stopped_line(0, Path("c.png"))
+
+
+def test_runs_with_no_console_at_all_as_under_pythonw(tmp_path: Path) -> None:
+    # pythonw.exe (the Windows autostart task) gives the process sys.stdout = sys.stderr = None:
+    # nothing may print to them unguarded, or the dream dies at logon with no one to see why.
+    cfg = write_config(tmp_path, FAST)
+    code = (
+        "import sys; sys.stdout = sys.stderr = None; "
+        f"sys.argv = ['dream-window', 'run', '--config', {str(cfg)!r}, '--max-frames', '2']; "
+        "from dream_window.__main__ import main; main()"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "output" / "frames").glob("frame_*.png"))) == 2

@@ -8,10 +8,13 @@ traceback.
 Module map::
 
     __init__.py   the ``main`` group: run, init, status, doctor; every other command added here
-    common.py     the --config option, config loading, one-line failures (shared by all commands)
+    common.py     the --config option, finding and loading the config, one-line failures (shared)
     cache.py      ``dream-window cache stats|list|similar|prune|export|rebuild``
     control.py    ``dream-window pause|resume|skip|prompt|mode|like|dislike`` (the running service's control API)
     export.py     ``dream-window export`` (the timelapse itself is :mod:`dream_window.export`)
+    autostart.py  ``dream-window autostart enable|disable|status`` (:mod:`dream_window.autostart`)
+    rainmeter.py  ``dream-window rainmeter install|package`` (:mod:`dream_window.rainmeter`)
+    wallpaper.py  ``dream-window wallpaper lively|wallpaper-engine OUT`` (:mod:`dream_window.wallpaper`)
 """
 
 from __future__ import annotations
@@ -30,17 +33,29 @@ from rich.text import Text
 
 from dream_window import __version__
 from dream_window.app import run_dream
+from dream_window.cli.autostart import autostart_group
 from dream_window.cli.cache import cache_group
-from dream_window.cli.common import config_error, config_option, fail, load, output_option, running_instance
+from dream_window.cli.common import (
+    config_error,
+    config_option,
+    fail,
+    find_config,
+    load,
+    output_option,
+    running_instance,
+)
 from dream_window.cli.control import dislike, like, mode_cmd, pause, prompt_cmd, resume, skip
 from dream_window.cli.export import export_command
-from dream_window.config import BackendChoice, default_config_text
+from dream_window.cli.rainmeter import rainmeter_group
+from dream_window.cli.wallpaper import wallpaper_group
+from dream_window.config import BackendChoice, default_config_text, user_config_text
 from dream_window.doctor import run_checks
 from dream_window.dream.modes import mode_names
 from dream_window.dream.status import STATUS_FILE, read_status
 from dream_window.errors import AlreadyRunning, ConfigError, DreamWindowError
 from dream_window.instances import status_staleness
 from dream_window.logging_setup import setup_logging
+from dream_window.user_dirs import user_dirs
 from dream_window.values.check import Check
 
 log = logging.getLogger("dream_window")
@@ -94,7 +109,13 @@ def run(
         log.debug("log file: %s", log_file)
     try:
         code = asyncio.run(
-            run_dream(cfg, backend_choice=cfg.system.backend, max_frames=max_frames, config_path=config_path)
+            run_dream(
+                cfg,
+                backend_choice=cfg.system.backend,
+                max_frames=max_frames,
+                # the file found, not only the one named: the registry tells instances apart by it
+                config_path=find_config(config_path),
+            )
         )
     except AlreadyRunning as exc:  # a usage error, but not one about the config file
         fail(str(exc), 2)
@@ -112,18 +133,31 @@ def run(
 
 
 @main.command()
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="config.yaml")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), required=False)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: Path, force: bool) -> None:
-    """Write a commented default config file (default: ./config.yaml)."""
-    if path.exists() and not force:
-        fail(f"{path} already exists (use --force to overwrite it)", 2)
+def init(path: Path | None, force: bool) -> None:
+    """Write a commented default config file.
+
+    With no PATH it is your own config, in your per-user config folder, with frames going to your
+    per-user data folder (commands use it when there is no ./config.yaml). With PATH, folders in it
+    are relative to PATH's folder.
+    """
+    if path is None:
+        dirs = user_dirs()
+        target, text = dirs.config_file, user_config_text(dirs)
+        after = f"frames go to {dirs.output}; `dream-window doctor` checks the setup"
+    else:
+        target, text, after = path, default_config_text(), ""
+    if target.exists() and not force:
+        fail(f"{target} already exists (use --force to overwrite it)", 2)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(default_config_text(), encoding="utf-8")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
-    click.echo(f"wrote {path}")
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+    click.echo(f"wrote {target}")
+    if after:
+        click.echo(after)
 
 
 @main.command()
@@ -236,7 +270,10 @@ def check_line(check: Check) -> Text:
 
 
 # Commands that live in their own module, added by name.
+main.add_command(autostart_group)
 main.add_command(cache_group)
 main.add_command(export_command)
+main.add_command(rainmeter_group)
+main.add_command(wallpaper_group)
 for command in (pause, resume, skip, prompt_cmd, mode_cmd, like, dislike):
     main.add_command(command)

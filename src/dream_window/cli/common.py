@@ -1,6 +1,10 @@
 """What every ``dream-window`` command shares: the ``--config`` and ``--output`` options, loading
 the config, finding the running instance a command is about, one-line failures.
 
+Which config a command uses without ``--config``: ./config.yaml when there is one (a checkout,
+``make run``), else the user's config file when there is one (``dream-window init`` writes it in
+the per-user config folder, see ``dream_window.user_dirs``), else the built-in defaults.
+
 A module of its own so the command modules (``cache``, ``control``, ``export``) can use it without
 importing the package that registers them.
 """
@@ -16,6 +20,7 @@ import click
 from dream_window.config import DreamConfig, load_config
 from dream_window.errors import ConfigError
 from dream_window.instances import Registration, live_instances, same_path
+from dream_window.user_dirs import user_dirs
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -31,12 +36,21 @@ def config_error(exc: ConfigError) -> NoReturn:
     sys.exit(2)
 
 
+def find_config(config_path: Path | None) -> Path | None:
+    """The config file a command uses: ``--config``, else ./config.yaml, else the user's config
+    file, each when present; None: the built-in defaults."""
+    if config_path is not None:
+        return config_path
+    for candidate in (DEFAULT_CONFIG, user_dirs().config_file):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load(config_path: Path | None, **overrides: Any) -> DreamConfig:
-    """Config from ``--config``, else ./config.yaml when present, else the defaults; then overrides."""
+    """The config ``find_config`` names (the defaults when none), then ``overrides``."""
     try:
-        if config_path is None and DEFAULT_CONFIG.exists():
-            config_path = DEFAULT_CONFIG
-        cfg = load_config(config_path)
+        cfg = load_config(find_config(config_path))
         if any(v is not None for v in overrides.values()):
             cfg = cfg.with_overrides(**overrides)
         return cfg
@@ -49,7 +63,8 @@ config_option = click.option(
     "-c",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Config file (default: ./config.yaml when present, else built-in defaults).",
+    help="Config file (default: ./config.yaml when present, else your config from `dream-window init`, "
+    "else built-in defaults).",
 )
 
 output_option = click.option(
@@ -65,7 +80,7 @@ def running_instance(config_path: Path | None, output: Path | None) -> Registrat
 
     ``--output`` or ``--config`` given: the one writing into that folder (or started with that
     config file), None when none is. Neither: the only one running; when several are, the one
-    ./config.yaml names, else exit 2 listing them. None when none is registered: the caller falls
+    config ``find_config`` names, else exit 2 listing them. None when none is registered: the caller falls
     back to the config, as before instances registered themselves.
     """
     live = live_instances()
@@ -75,8 +90,9 @@ def running_instance(config_path: Path | None, output: Path | None) -> Registrat
         return _one(_started_with(live, config_path))
     if len(live) <= 1:
         return live[0] if live else None
-    if DEFAULT_CONFIG.exists():
-        here = _started_with(live, DEFAULT_CONFIG)
+    found = find_config(None)
+    if found is not None:
+        here = _started_with(live, found)
         if len(here) == 1:
             return here[0]
     _several(live)

@@ -26,8 +26,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dream_window.config import home_dir
 from dream_window.errors import ConfigError
+from dream_window.user_dirs import home_dir
 
 log = logging.getLogger(__name__)
 

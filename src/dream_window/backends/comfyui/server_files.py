@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from dream_window.backends.comfyui.client import OutputFile
-from dream_window.config import home_dir
+from dream_window.user_dirs import home_dir
 
 # Remembered frames: only the last one or two are ever fed back; the rest is slack for speculation.
 _REMEMBER = 32
