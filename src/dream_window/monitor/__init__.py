@@ -16,6 +16,7 @@ Module map::
     presence_windows.py    ctypes reader + pure decisions (Windows)
     presence_dbus.py       logind LockedHint + screensaver GetActive over D-Bus (jeepney, Linux)
     presence_x11.py        DPMS + X screen saver (python-xlib, Linux X11)
+    x11_link.py            the X connection both X11 readers keep, reopened when the server goes away
     system_monitor.py      SystemMonitor: the loop, pause-at-once / resume-after-cooldown policy
 
 :class:`MonitorService` is what the app registers: it runs the SystemMonitor beside the dream

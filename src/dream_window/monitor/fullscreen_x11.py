@@ -8,16 +8,14 @@ asking the window manager are caught too. Desktop and dock windows never count, 
 the window manager maximized (under a thin panel they cover ~97 % of the monitor).
 
 One X connection is kept open and reopened (at most every ``retry_seconds``) when the server goes
-away; errors about a window that closed between two requests are a normal race, not a failure.
+away (``x11_link.X11Link``); errors about a window that closed between two requests are a normal race, not a failure.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from Xlib import X, Xatom
-from Xlib import display as xdisplay
 from Xlib import error as xerror
 
 from dream_window.monitor.detector import CheckContext, Condition, Reading
@@ -28,8 +26,7 @@ from dream_window.monitor.fullscreen_geometry import (
     is_own_title,
     monitor_of,
 )
-
-log = logging.getLogger(__name__)
+from dream_window.monitor.x11_link import CONNECTION_LOST, X11Link
 
 _IGNORED_TYPES = ("_NET_WM_WINDOW_TYPE_DESKTOP", "_NET_WM_WINDOW_TYPE_DOCK")
 # The window closed or the server went away between two requests.
@@ -41,28 +38,13 @@ class X11Fullscreen:
 
     def __init__(self, display_name: str, *, retry_seconds: float = 30.0) -> None:
         self.display_name = display_name
-        self.retry_seconds = retry_seconds
-        self._d: Any = None
-        self._failed_at: float | None = None
-        self._failure = ""
-        self._atoms: dict[str, int] = {}
+        self._x = X11Link(display_name, retry_seconds=retry_seconds)
+        self._atoms: dict[str, int] = {}  # of the open connection: cleared when it is lost
         self._current: tuple[int, str] | None = None  # (window id, reason) of this episode
 
-    # --- connection ---------------------------------------------------------------------------
-
-    def _connect(self, now: float) -> Any:
-        if self._d is not None:
-            return self._d
-        if self._failed_at is not None and now - self._failed_at < self.retry_seconds:
-            return None
-        try:
-            self._d = xdisplay.Display(self.display_name)
-        except (xerror.DisplayError, xerror.ConnectionClosedError, OSError) as exc:
-            self._failed_at, self._failure = now, f"cannot open X display {self.display_name}: {exc}"
-            return None
-        self._failed_at = None
-        self._atoms.clear()
-        return self._d
+    @property
+    def _d(self) -> Any:
+        return self._x.display
 
     def _atom(self, name: str) -> int:
         if name not in self._atoms:
@@ -130,16 +112,17 @@ class X11Fullscreen:
         return Rect.from_size(origin.x, origin.y, g.width, g.height)
 
     def check(self, ctx: CheckContext) -> Reading:
-        if self._connect(ctx.now) is None:
-            return Reading.unavailable(self._failure)
+        if self._x.connect(ctx.now) is None:
+            return Reading.unavailable(self._x.failure)
         try:
             return self._check()
         except _WINDOW_GONE:
             self._current = None
             return Reading.clear("the active window closed while we looked")
-        except (xerror.ConnectionClosedError, OSError) as exc:
-            self._drop(ctx.now, f"X display {self.display_name} went away: {exc}")
-            return Reading.unavailable(self._failure)
+        except CONNECTION_LOST as exc:
+            self._x.lost(ctx.now, exc)
+            self._atoms.clear()
+            return Reading.unavailable(self._x.failure)
         except xerror.XError as exc:
             return Reading(Condition.UNKNOWN, None, f"X error: {exc}")
 
@@ -174,22 +157,9 @@ class X11Fullscreen:
         how = "_NET_WM_STATE_FULLSCREEN" if by_state else "covers its monitor"
         return Reading.active(self._current[1], f"{self._current[1]} ({how})")
 
-    def _drop(self, now: float, why: str) -> None:
-        log.debug("dropping X connection: %s", why)
-        try:
-            if self._d is not None:
-                self._d.close()
-        except Exception:  # closing a dead connection may raise anything Xlib has
-            pass
-        self._d, self._failed_at, self._failure = None, now, why
-
     def describe(self) -> str:
         return f"X11 display {self.display_name}"
 
     def close(self) -> None:
-        if self._d is not None:
-            try:
-                self._d.close()
-            except Exception:
-                pass
-            self._d = None
+        self._x.close()
+        self._atoms.clear()

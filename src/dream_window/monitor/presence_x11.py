@@ -9,21 +9,16 @@ Two things the X server knows say the screen shows nothing:
 
 :func:`decide` turns the two answers into a :class:`Reading`; it is pure and tested on its own,
 since Xvfb has no DPMS extension. The connection is kept open and reopened (at most every
-``retry_seconds``) when the server goes away, as the fullscreen reader does.
+``retry_seconds``) when the server goes away (``x11_link.X11Link``, shared with the fullscreen reader).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from Xlib import display as xdisplay
 from Xlib import error as xerror
 
 from dream_window.monitor.detector import CheckContext, Condition, Reading
 from dream_window.monitor.presence_names import DISPLAYS, DISPLAYS_OFF
-
-log = logging.getLogger(__name__)
+from dream_window.monitor.x11_link import CONNECTION_LOST, X11Link
 
 # DPMS power levels (the DPMS extension specification)
 DPMS_ON, DPMS_STANDBY, DPMS_SUSPEND, DPMS_OFF = 0, 1, 2, 3
@@ -58,26 +53,10 @@ class X11Displays:
 
     def __init__(self, display_name: str, *, retry_seconds: float = 30.0) -> None:
         self.display_name = display_name
-        self.retry_seconds = retry_seconds
-        self._d: Any = None
-        self._failed_at: float | None = None
-        self._failure = ""
-
-    def _connect(self, now: float) -> Any:
-        if self._d is not None:
-            return self._d
-        if self._failed_at is not None and now - self._failed_at < self.retry_seconds:
-            return None
-        try:
-            self._d = xdisplay.Display(self.display_name)
-        except (xerror.DisplayError, xerror.ConnectionClosedError, OSError) as exc:
-            self._failed_at, self._failure = now, f"cannot open X display {self.display_name}: {exc}"
-            return None
-        self._failed_at = None
-        return self._d
+        self._x = X11Link(display_name, retry_seconds=retry_seconds)
 
     def read(self) -> tuple[tuple[bool, int] | None, int | None]:
-        d = self._d
+        d = self._x.display
         dpms = None
         if d.has_extension("DPMS"):
             info = d.dpms_info()
@@ -88,28 +67,18 @@ class X11Displays:
         return dpms, saver
 
     def check(self, ctx: CheckContext) -> Reading:
-        if self._connect(ctx.now) is None:
-            return Reading.unavailable(self._failure)
+        if self._x.connect(ctx.now) is None:
+            return Reading.unavailable(self._x.failure)
         try:
             return decide(*self.read())
-        except (xerror.ConnectionClosedError, OSError) as exc:
-            self._drop(ctx.now, f"X display {self.display_name} went away: {exc}")
-            return Reading.unavailable(self._failure)
+        except CONNECTION_LOST as exc:
+            self._x.lost(ctx.now, exc)
+            return Reading.unavailable(self._x.failure)
         except xerror.XError as exc:
             return Reading(Condition.UNKNOWN, None, f"X error: {exc}")
-
-    def _drop(self, now: float, why: str) -> None:
-        log.debug("dropping X connection: %s", why)
-        self.close()
-        self._failed_at, self._failure = now, why
 
     def describe(self) -> str:
         return f"X11 display {self.display_name}"
 
     def close(self) -> None:
-        if self._d is not None:
-            d, self._d = self._d, None
-            try:
-                d.close()
-            except Exception:  # closing a dead connection may raise anything Xlib has
-                pass
+        self._x.close()
