@@ -51,6 +51,13 @@ def _plan(deps: AutostartDeps, dirs: UserDirs, config: Path) -> AutostartPlan:
         fail(str(exc))
 
 
+def _installed_plan(deps: AutostartDeps) -> AutostartPlan:
+    """The plan ``disable`` and ``status`` act on: they need only its names (task, unit, agent,
+    file), which do not depend on the config it runs."""
+    dirs = user_dirs(deps.host.platform)
+    return _plan(deps, dirs, dirs.config_file)
+
+
 def _show_steps(plan: AutostartPlan, steps: tuple[Step, ...]) -> None:
     for step in steps:
         note = f"   ({step.why})" if step.why else ""
@@ -114,8 +121,7 @@ def enable_cmd(config_path: Path | None, dry_run: bool) -> None:
 def disable_cmd(dry_run: bool) -> None:
     """Stop starting the dream at logon."""
     deps = _deps()
-    dirs = user_dirs(deps.host.platform)
-    plan = _plan(deps, dirs, dirs.config_file)
+    plan = _installed_plan(deps)
     if dry_run:
         click.echo("would run:")
         _show_steps(plan, plan.disable)
@@ -136,8 +142,7 @@ def disable_cmd(dry_run: bool) -> None:
 def status_cmd(dry_run: bool) -> None:
     """Whether the dream starts at logon (exit 0) or not (exit 1)."""
     deps = _deps()
-    dirs = user_dirs(deps.host.platform)
-    plan = _plan(deps, dirs, dirs.config_file)
+    plan = _installed_plan(deps)
     if dry_run:
         click.echo("would run:")
         _show_steps(plan, plan.query)
