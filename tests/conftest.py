@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,21 @@ async def until(pred: Callable[[], Any], what: str = "the condition", limit: flo
         await asyncio.wait_for(wait(), limit)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def dream_window(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m dream_window ARGS`` as a user runs it, in ``cwd``, to its end (``env`` is added
+    to this process's environment; ``timeout`` is a hang guard)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dream_window", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 async def run_cli(*args: str, cwd: Path, limit: float = 60.0) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import until, write_config
+from tests.conftest import dream_window, until, write_config
 from tests.monitor.conftest import start_named_process, stop_process
 
 FAST = {
@@ -26,17 +26,7 @@ FAST = {
 }
 
 
-def cli(
-    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dream_window", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+cli = dream_window  # the command as a user runs it (tests/conftest.py)
 
 
 @pytest.mark.parametrize("mode", ["img2img", "interpolate", "hybrid"])

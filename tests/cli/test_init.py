@@ -4,7 +4,6 @@ find it when there is no ./config.yaml."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from dream_window.cli import main
 from dream_window.cli.common import find_config, load
 from dream_window.config import load_config, user_config_text
 from dream_window.user_dirs import UserDirs
+from tests.conftest import dream_window
 
 
 def test_init_without_a_path_writes_the_user_config_with_absolute_folders(
@@ -81,13 +81,7 @@ def test_run_from_anywhere_uses_the_user_config(dream_home: Path, tmp_path: Path
     elsewhere.mkdir()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dream_window", *args],
-            cwd=elsewhere,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return dream_window(*args, cwd=elsewhere)
 
     assert cli("init").returncode == 0
     path = dream_home / "config.yaml"

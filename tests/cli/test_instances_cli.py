@@ -11,19 +11,14 @@ from pathlib import Path
 
 import yaml
 
+import tests.conftest
 from dream_window.instances import live_instances
 
 STARTUP_S = 120.0  # a deadline for a slow machine, not a measurement
 
 
 def dream_window(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dream_window", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_S,
-    )
+    return tests.conftest.dream_window(*args, cwd=cwd, timeout=STARTUP_S)
 
 
 def start_run(config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,6 +16,7 @@ from PIL import Image
 from dream_window.config import ViewerConfig
 from dream_window.errors import ConfigError
 from dream_window.wallpaper import WallpaperKind, build_package, check_url, viewer_url
+from tests.conftest import dream_window
 
 URL = "http://127.0.0.1:8765/"
 PAGE = {"index.html", "launcher.js", "launcher.css"}
@@ -158,14 +158,7 @@ def test_bad_urls(url: str) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dream_window", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**__import__("os").environ, "COLUMNS": "60"},
-    )
+    return dream_window(*args, cwd=cwd, env={"COLUMNS": "60"})  # a narrow terminal: no wrapping
 
 
 def test_command_builds_both_and_prints_paths_whole(tmp_path: Path) -> None:

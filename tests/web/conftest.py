@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
@@ -120,3 +121,27 @@ async def publish_frames(tmp_path: Path, n: int, **sections: dict[str, Any]) -> 
     controller = build_controller(cfg, backend, fsync=False, max_frames=n)
     await asyncio.wait_for(controller.run(), 30)
     return controller
+
+
+# --- a real browser: Debian's chromium through Playwright (never `playwright install`) -----------
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """One Chromium per test module (the modules' tests run on its loop)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        await b.close()

@@ -20,17 +20,7 @@ from PIL import Image
 
 from dream_window.dream.controller import State
 from dream_window.dream.supervisor import Health
-from tests.web.conftest import Dream, make_dream
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.web.conftest import CHROMIUM, Dream, make_dream
 
 pytestmark = [
     pytest.mark.browser,
@@ -72,16 +62,6 @@ async def wait_until(page: Any, fn: str, arg: Any = None, *, within: float = 5.0
 
 SHOWS_AT_LEAST = f"(n) => ({FRONT_INDEX})() >= n"
 TEXT_IS = "([id, text]) => document.getElementById(id).textContent.includes(text)"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        await b.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from PIL import Image
 
 from dream_window.wallpaper import WallpaperKind, build_package
 from dream_window.web.server import ViewerServer
-from tests.web.conftest import Dream, make_dream
-from tests.web.test_browser import ARGS, CHROMIUM, FRONT_INDEX, SHOWS_AT_LEAST, wait_until
+from tests.conftest import free_port
+from tests.web.conftest import CHROMIUM, Dream, make_dream
+from tests.web.test_browser import FRONT_INDEX, SHOWS_AT_LEAST, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -62,22 +62,6 @@ def shot_path(name: str, tmp_path: Path) -> Path:
     if os.environ.get("DREAM_WINDOW_SCREENSHOTS") == "1":
         return DOCS / name
     return tmp_path / name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        await b.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
