@@ -35,6 +35,7 @@ from dream_window.events import EventBus, Note
 from dream_window.instances import InstanceLock, RegistryService
 from dream_window.interpolation.latent_encoder import create_latent_encoder
 from dream_window.monitor import MonitorService
+from dream_window.quality import QualityService
 from dream_window.rainmeter import RainmeterWriter
 from dream_window.values.seeds import SeedSource
 from dream_window.web import ViewerService
@@ -56,6 +57,7 @@ def build_services(
         # After the viewer: it registers the viewer's address for commands run from elsewhere.
         RegistryService(config, config_path=config_path, token_path=token_path),
         RainmeterWriter(config),
+        QualityService(config),
     ]
 
 

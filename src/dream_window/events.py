@@ -16,6 +16,11 @@ WebSocket message under the name :attr:`Event.name`::
     injection   Injection        label
     note        Note             text
 
+and one event the viewer does not send (its payload is for logs and tests; the vector stays in
+process)::
+
+    embedded    FrameEmbedded    index, embedder, clip
+
 Listeners run in the thread that emits, which is the event loop's: the controller hands the
 backend's progress and preview callbacks (a worker thread, for the built-in engine) to the loop
 before emitting them. Listeners must be quick; one that raises is logged and kept, so one bad
@@ -34,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TypeVar
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +157,22 @@ class Note(Event):
 
     def payload(self) -> dict[str, object]:
         return {"text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameEmbedded(Event):
+    """The frame cache embedded published frame ``index`` (a generated one): ``vector`` is its
+    L2-normalised embedding by ``embedder`` (its label); ``clip`` says whether that is CLIP's image
+    tower (else colour/layout features). The quality metrics measure drift in CLIP space with it."""
+
+    name: ClassVar[str] = "embedded"
+    index: int
+    vector: np.ndarray = field(repr=False, compare=False)
+    embedder: str = ""
+    clip: bool = False
+
+    def payload(self) -> dict[str, object]:
+        return {"index": self.index, "embedder": self.embedder, "clip": self.clip}
 
 
 E = TypeVar("E", bound=Event)

@@ -36,6 +36,7 @@ from dream_window.cache.manager import CacheManager
 from dream_window.cache.matcher import AestheticMatcher
 from dream_window.config import CacheConfig
 from dream_window.errors import CacheError, DreamWindowError, ModelLoadError
+from dream_window.events import EventBus, FrameEmbedded
 from dream_window.file_ops import WriteFailures
 from dream_window.values.frame import Frame
 
@@ -66,8 +67,11 @@ class CachedFrameCache:
         rng: random.Random,
         embedder_reason: str = "",
         batch_size: int = BATCH,
+        events: EventBus | None = None,
     ) -> None:
+        """``events``: where each published frame's embedding is announced (``FrameEmbedded``)."""
         self.manager = manager
+        self._events = events
         self.embedder = embedder
         self.embedder_reason = embedder_reason
         self.config = config
@@ -310,6 +314,9 @@ class CachedFrameCache:
                 )
             if j.score is not None:
                 self.matcher.set_score(cid, j.score)
+            elif v is not None and self._events is not None:
+                clip = isinstance(self.embedder, CLIPEmbedder)
+                self._events.emit(FrameEmbedded(j.index, v, self.embedder.label, clip))
             if j.done is not None and not j.done.done():
                 j.done.set_result(None)
 

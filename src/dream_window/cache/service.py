@@ -25,6 +25,7 @@ from dream_window.config import DreamConfig
 from dream_window.dream.frame_cache import NoFrameCache
 from dream_window.dream.service import Dream
 from dream_window.errors import CacheError
+from dream_window.events import EventBus
 from dream_window.values.check import Check
 from dream_window.values.frame import Frame
 
@@ -43,8 +44,11 @@ def open_cache(config: DreamConfig, *, reconcile: bool = True) -> CacheManager:
     return manager
 
 
-async def open_frame_cache(config: DreamConfig, *, rng: random.Random) -> CachedFrameCache | NoFrameCache:
-    """The frame cache for the dream, started; ``NoFrameCache`` with the reason when it cannot open."""
+async def open_frame_cache(
+    config: DreamConfig, *, rng: random.Random, events: EventBus | None = None
+) -> CachedFrameCache | NoFrameCache:
+    """The frame cache for the dream, started; ``NoFrameCache`` with the reason when it cannot open.
+    ``events``: the dream's bus, told each published frame's embedding (``FrameEmbedded``)."""
     cfg = config.generation.cache
     try:
         manager = await asyncio.to_thread(open_cache, config)
@@ -56,7 +60,7 @@ async def open_frame_cache(config: DreamConfig, *, rng: random.Random) -> Cached
         logging.WARNING if cfg.embedder == "clip" and isinstance(embedder, FeatureEmbedder) else logging.INFO
     )
     log.log(level, "frame cache embedder: %s; %s", embedder.label, reason)
-    cache = CachedFrameCache(manager, embedder, cfg, rng=rng, embedder_reason=reason)
+    cache = CachedFrameCache(manager, embedder, cfg, rng=rng, embedder_reason=reason, events=events)
     try:
         await cache.start()
     except CacheError as exc:
@@ -80,7 +84,7 @@ class FrameCacheService:
 
     async def start(self, dream: Dream) -> None:
         if self.config.generation.cache.enabled:
-            self.cache = await open_frame_cache(self.config, rng=self._rng)
+            self.cache = await open_frame_cache(self.config, rng=self._rng, events=dream.events)
 
     async def close(self) -> None:
         """Lets the worker store what it was given (a few seconds at most); status keeps the counts."""

@@ -21,6 +21,10 @@ and one section per service (``Service.describe()``, under its name)::
     cache           {enabled, size, embedder, last_injection ...}; {enabled: false} when off
     monitor         {interval_s, paused_for, detectors ...}; only when game_detection is on
     viewer          {url, clients, token_required ...}, or {url: null, error}; only when enabled
+    quality         {measured, skipped, latest {metrics of the newest measured frame}, recent
+                    {change_p50, change_p95, sharpness_min, clipped_p95, ... over the last 100},
+                    reference {index, prompt}, clip {distance, index, embedder} or {distance: null,
+                    reason}, log}: see quality/service.py
 """
 
 from __future__ import annotations
