@@ -21,6 +21,7 @@ from dream_window.cache.service import FrameCacheService
 from dream_window.clock import Clock, SystemClock
 from dream_window.config import BackendChoice, DreamConfig
 from dream_window.console import attach_console
+from dream_window.dream.coherence import ColourCoherence
 from dream_window.dream.controller import DreamController
 from dream_window.dream.frame_cache import FrameCache
 from dream_window.dream.modes import create_mode
@@ -93,6 +94,7 @@ def build_controller(
         note=lambda text: events.emit(Note(text)),
         encoder=encoder,
         decode_batch_size=config.interpolation.decode_batch_size,
+        coherence=ColourCoherence(max_strength=g.colour_coherence_strength) if g.colour_coherence else None,
     )
     return DreamController(
         config=config,

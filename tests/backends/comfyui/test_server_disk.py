@@ -31,7 +31,14 @@ async def _run_frames(tmp_path: Path, server: ComfyTestServer, mode: str, frames
     config = comfy_config(
         tmp_path,
         server.url,
-        generation={"mode": mode, "keyframe_interval": 3, "interpolation_frames": 2},
+        # Colour coherence off: a frame it corrects is a new picture, uploaded rather than named on
+        # the server, and a corrected keyframe's latent is encoded again (dream/coherence.py).
+        generation={
+            "mode": mode,
+            "keyframe_interval": 3,
+            "interpolation_frames": 2,
+            "colour_coherence": False,
+        },
     )
     backend = create_comfyui_backend(config)
     await backend.start()

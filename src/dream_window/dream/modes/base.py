@@ -17,6 +17,7 @@ from PIL import Image
 
 from dream_window.backends.base import GenerationBackend
 from dream_window.config import GenerationConfig
+from dream_window.dream.coherence import ColourCoherence
 from dream_window.interpolation.inbetweens import InBetweens, Keyframe
 from dream_window.interpolation.latent_encoder import LatentEncoder
 from dream_window.values.frame import Frame, FrameKind
@@ -37,6 +38,16 @@ class ModeContext:
     encoder: LatentEncoder | None = None
     # In-betweens decoded per batch (interpolation.decode_batch_size).
     decode_batch_size: int = 4
+    # Colour coherence (generation.colour_coherence); None: frames are shown as the backend made them.
+    coherence: ColourCoherence | None = None
+
+    def cohere(self, image: Image.Image, prompt: str) -> Image.Image:
+        """A generated frame held to the colours of the first frame made for ``prompt`` on this
+        backend (see ``dream/coherence.py``): before it is fed back, its latent taken or it is
+        shown. The very same ``image`` when nothing needed correcting."""
+        if self.coherence is None:
+            return image
+        return self.coherence.cohere(image, (prompt, self.backend.name))
 
     def request(
         self, prompt: str, *, denoise: float = 1.0, seed: int | None = None, return_latent: bool = False

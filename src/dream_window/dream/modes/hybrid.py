@@ -93,8 +93,11 @@ class HybridMode:
         prompt = ctx.prompt()
         previous = self._key
         result, kind, label = await self._next_keyframe(prompt, previous)
-        key = Keyframe(result.image)
-        self._maker.adopt(key, result.latent)
+        # Held to the prompt's colours before its latent is taken: a corrected keyframe is encoded
+        # from the corrected picture, so the in-betweens into it and out of it inherit the correction.
+        image = ctx.cohere(result.image, prompt)
+        key = Keyframe(image)
+        self._maker.adopt(key, result.latent if image is result.image else None)
         params = result.request.params()
         if label is not None:
             params["injected_from"] = label
@@ -105,6 +108,6 @@ class HybridMode:
             ts = inbetween_ts(n)
             made = await self._maker.make(previous, key, ts)
             frames = inbetween_frames(made, prompt, params, ts, transition=transition)
-        frames.append(Frame(result.image, prompt, kind, result.elapsed_ms, params, key.latent))
+        frames.append(Frame(image, prompt, kind, result.elapsed_ms, params, key.latent))
         self._key, self._key_prompt, self._transition = key, prompt, False
         return frames

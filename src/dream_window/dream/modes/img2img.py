@@ -55,8 +55,8 @@ class Img2ImgMode:
             kind = "txt2img"
         else:
             result = await ctx.backend.img2img(source, request, plan=plan)
-        self._last = result.image
+        # What is fed back is what is shown: the frame held to the prompt's colours.
+        image = self._last = ctx.cohere(result.image, prompt)
+        latent = result.latent if image is result.image else None
         frame_kind: FrameKind = kind  # type: ignore[assignment]
-        return [
-            Frame(result.image, prompt, frame_kind, result.elapsed_ms, result.request.params(), result.latent)
-        ]
+        return [Frame(image, prompt, frame_kind, result.elapsed_ms, result.request.params(), latent)]

@@ -84,7 +84,13 @@ class InterpolateMode:
             image, label = self._injected
             self._injected = None
             return await self._slerp_to(
-                Keyframe(image), prompt, ts, "injected", 0.0, {"injected_from": label}, None
+                Keyframe(ctx.cohere(image, prompt)),
+                prompt,
+                ts,
+                "injected",
+                0.0,
+                {"injected_from": label},
+                None,
             )
 
         walker = latent_walker(ctx.backend)
@@ -117,7 +123,7 @@ class InterpolateMode:
         ms = (time.perf_counter() - t0) * 1000.0 / len(walk)
         frames = [
             Frame(
-                g.image,
+                ctx.cohere(g.image, prompt),
                 prompt,
                 "inbetween",
                 ms,
@@ -126,16 +132,19 @@ class InterpolateMode:
             for g, t in zip(walk[:-1], ts, strict=True)
         ]
         last = walk[-1]
-        key = Keyframe(last.image)
-        self._maker.adopt(key, last.latent)
+        image = ctx.cohere(last.image, prompt)
+        key = Keyframe(image)
+        self._maker.adopt(key, last.latent if image is last.image else None)
         # The request really used (a Flux walk keeps one seed): the next segment starts from it.
-        frames.append(Frame(last.image, prompt, "keyframe", ms, last.request.params(), key.latent))
+        frames.append(Frame(image, prompt, "keyframe", ms, last.request.params(), key.latent))
         self._key, self._key_request = key, last.request
         return frames
 
     async def _keyframe(self, result: GeneratedImage, prompt: str, ts: np.ndarray) -> list[Frame]:
-        key = Keyframe(result.image)
-        self._maker.adopt(key, result.latent)
+        # Held to the prompt's colours before its latent is taken, so the in-betweens inherit it.
+        image = self._ctx.cohere(result.image, prompt)
+        key = Keyframe(image)
+        self._maker.adopt(key, result.latent if image is result.image else None)
         return await self._slerp_to(
             key, prompt, ts, "keyframe", result.elapsed_ms, result.request.params(), result.request
         )
