@@ -1,8 +1,10 @@
 """In-between frames for the hybrid and interpolate modes: slerp in latent space, decode in
-batches, and fall back to a pixel crossfade (once, said in status) when no latent path exists."""
+batches, match them to their keyframes' look (``look.py``), and fall back to a pixel crossfade
+(once, said in status) when no latent path exists."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from PIL import Image
 from dream_window.errors import ModelLoadError
 from dream_window.interpolation.crossfade import crossfade
 from dream_window.interpolation.latent_encoder import LatentEncoder
+from dream_window.interpolation.look import match_look
 from dream_window.values.slerp import spherical_lerp
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,9 @@ class InBetweenMaker:
                 zb = await self.latent_of(b)
                 lat = spherical_lerp(za[0], zb[0], ts).astype(np.float32, copy=False)
                 images = await self.encoder.decode_batch(lat, self.batch_size)
+                # Decoded in-betweens can be softer than the keyframes they join: matched here, off
+                # the event loop, so keyframes do not flash crisp between soft neighbours.
+                images = await asyncio.to_thread(match_look, images, list(ts), a.image, b.image)
                 return InBetweens(images, "inbetween", _per(t0, len(ts)))
             except ModelLoadError as exc:
                 self.latent_ok = False
