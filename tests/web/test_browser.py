@@ -117,45 +117,56 @@ async def test_page_loads_offline_and_shows_frames(page: Any, dream: Dream) -> N
     assert await page.locator("#empty").is_hidden()
 
 
-async def test_new_frame_appears_within_a_second(page: Any, dream: Dream) -> None:
+async def test_each_new_frame_is_shown_without_a_reload(page: Any, dream: Dream) -> None:
+    # How fast is bench/latency.py's business; here only that every frame arrives, pushed.
     await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
     for _ in range(3):
         index = await dream.next_frame()
-        t0 = time.monotonic()
-        await wait_until(page, SHOWS_AT_LEAST, index, within=1)
-        assert time.monotonic() - t0 < 1.0
+        await wait_until(page, SHOWS_AT_LEAST, index, within=10)  # a hang guard, not a timing
     assert await page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
 
 
-async def test_crossfade_animates_both_layers(page: Any, dream: Dream) -> None:
+# Watches the next opacity transition of a layer to its end: its duration, and both layers'
+# opacity sampled on every animation frame while it runs (however few frames a loaded machine
+# draws, each sample must hold).
+WATCH_FADE = """() => new Promise(resolve => {
+  const layers = [...document.querySelectorAll('.layer')];
+  const samples = [];
+  let running = null;
+  function tick() {
+    samples.push(layers.map(l => Number(getComputedStyle(l).opacity)));
+    if (running) requestAnimationFrame(tick);
+  }
+  for (const [i, layer] of layers.entries()) {
+    layer.addEventListener('transitionrun', ev => {
+      if (ev.propertyName !== 'opacity' || running) return;
+      running = {layer: i, duration: getComputedStyle(layer).transitionDuration};
+      requestAnimationFrame(tick);
+    });
+    layer.addEventListener('transitionend', ev => {
+      if (ev.propertyName !== 'opacity' || !running || running.layer !== i) return;
+      const done = running;
+      running = null;
+      samples.push(layers.map(l => Number(getComputedStyle(l).opacity)));
+      resolve({layer: done.layer, duration: done.duration, samples});
+    });
+  }
+})"""
+
+
+async def test_crossfade_fades_the_new_frame_in_over_the_old_one(page: Any, dream: Dream) -> None:
     await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
+    await dream.next_frame()  # both layers hold a frame from here on
+    await wait_until(page, SHOWS_AT_LEAST, dream.controller.output.last_index, within=10)
+    watch = asyncio.ensure_future(page.evaluate(WATCH_FADE))
     await dream.next_frame()
-    samples = await page.evaluate(SAMPLE_OPACITY, 2500)
-    for layer in (0, 1):
-        opacity = [s[layer][0] for s in samples]
-        # Both layers change over the window (they alternate as the incoming layer) ...
-        assert max(opacity) - min(opacity) > 0.9, opacity
-        # ... and each fade-in passes through in-between values, rising: the fade really animates.
-        fades = _runs(opacity, lambda v: 0.02 < v < 0.98)
-        assert fades and max(map(len, fades)) >= 3, opacity
-        for run in fades:
-            assert run == sorted(run), run
+    fade = await asyncio.wait_for(watch, 20)  # a hang guard
+    assert fade["duration"] == "0.6s"  # viewer.crossfade_ms, as a CSS transition: it animates
+    incoming = [s[fade["layer"]] for s in fade["samples"]]
+    assert incoming == sorted(incoming), incoming  # rising, never back
+    assert incoming[-1] == 1.0
     # The outgoing layer stays opaque under the incoming one: the picture never dims mid-fade.
-    assert min(max(o for o, _ in s) for s in samples) > 0.98
-
-
-def _runs(values: list[float], inside: Any) -> list[list[float]]:
-    out: list[list[float]] = []
-    current: list[float] = []
-    for v in values:
-        if inside(v):
-            current.append(v)
-        elif current:
-            out.append(current)
-            current = []
-    if current:
-        out.append(current)
-    return out
+    assert min(max(s) for s in fade["samples"]) > 0.98, fade["samples"]
 
 
 async def test_pause_button_pauses_and_no_frames_are_published(page: Any, dream: Dream) -> None:

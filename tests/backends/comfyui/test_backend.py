@@ -28,7 +28,7 @@ from dream_window.errors import (
 )
 from dream_window.values.generation import GenerationRequest, Plan
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock, free_port
+from tests.conftest import FakeClock, free_port, until
 
 
 def req(
@@ -180,8 +180,8 @@ async def test_a_cancelled_caller_takes_its_speculation_off_the_server(
                 await asyncio.sleep(0.01)
         pid = spec.handle.prompt_id
         caller = asyncio.create_task(b.img2img(r.image, req(seed=101, denoise=0.4)))
-        await asyncio.sleep(0.1)
-        assert b.plans.started == [] or b.plans.started[0] is not spec  # the caller took it over
+        # The caller takes the speculation over (it leaves the plan's started list).
+        await until(lambda: b.plans.started == [] or b.plans.started[0] is not spec, "the take-over")
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
             await caller
@@ -201,7 +201,7 @@ async def test_interrupt_and_free(tmp_path: Path, comfy_server: ComfyTestServer)
     try:
         comfy_server.stall()
         gen = asyncio.create_task(b.txt2img(req()))
-        await asyncio.sleep(0.2)
+        await until(lambda: comfy_server.running is not None, "the prompt running on the server")
         await b.interrupt()
         with pytest.raises(ExecutionFailed) as info:
             await gen

@@ -16,7 +16,7 @@ from dream_window.backends.comfyui.messages import Preview
 from dream_window.config import ComfyUIConfig
 from dream_window.errors import ComfyUITimeout, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
 from dream_window.values.generation import GenerationRequest
-from tests.conftest import free_port
+from tests.conftest import free_port, until
 
 BUILDER = SD15WorkflowBuilder(ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors"))
 
@@ -118,11 +118,17 @@ async def test_a_failing_interrupt_still_deletes_the_timed_out_prompt(
     comfy_server.release()
 
 
+async def running_on(server: ComfyTestServer, pid: str) -> None:
+    """Until ``pid`` executes on ``server`` (a stalled sampler holds it there); the task waiting for
+    it has started by then (until() yields to the loop)."""
+    await until(lambda: server.running is not None and server.running.prompt_id == pid, f"{pid} running")
+
+
 async def test_interrupt_raises_interrupted(client: ComfyUIClient, comfy_server: ComfyTestServer) -> None:
     comfy_server.stall()
     pid = await client.queue_prompt(graph())
     waiter = asyncio.create_task(client.wait_for_completion(pid, timeout=10))
-    await asyncio.sleep(0.1)
+    await running_on(comfy_server, pid)
     await client.interrupt()  # no body: whatever runs
     with pytest.raises(ExecutionFailed) as info:
         await waiter
@@ -170,7 +176,7 @@ async def test_server_restart_mid_run_is_reported_not_hung(
     comfy_server.stall()
     pid = await client.queue_prompt(graph())
     waiter = asyncio.create_task(client.wait_for_completion(pid, timeout=30))
-    await asyncio.sleep(0.1)
+    await running_on(comfy_server, pid)
     comfy_server.release()
     comfy_server.stall()
     await comfy_server.restart()
@@ -199,7 +205,9 @@ async def test_history_race_is_tolerated(client: ComfyUIClient, comfy_server: Co
     comfy_server.stall()
     pid = await client.queue_prompt(graph())
     late = asyncio.create_task(client.get_output_images(pid, attempts=10))
-    await asyncio.sleep(0.1)  # history is {} meanwhile
+    # It has asked at least once while the history is still {} (the prompt is stalled).
+    await until(lambda: comfy_server.seen(f"/history/{pid}"), "a history request while it runs")
+    assert pid not in comfy_server.history
     comfy_server.release()
     assert (await late)["31"]
     await client.wait_for_completion(pid, timeout=10)
