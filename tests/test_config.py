@@ -9,6 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dream_window.config import DreamConfig, load_config
 from dream_window.errors import ConfigError
@@ -264,8 +265,13 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
 
 def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path, "{}"))
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is an implementation detail
+    with pytest.raises(ValidationError, match="Instance is frozen") as section:
         cfg.generation.denoise = 0.9  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="Instance is frozen") as whole:
+        cfg.generation = cfg.generation  # type: ignore[misc]
+    assert [(e["type"], e["loc"]) for e in section.value.errors()] == [("frozen_instance", ("denoise",))]
+    assert [(e["type"], e["loc"]) for e in whole.value.errors()] == [("frozen_instance", ("generation",))]
+    assert cfg.generation.denoise == load_config(write_config(tmp_path, "{}")).generation.denoise
 
 
 def test_overrides_are_validated(tmp_path: Path) -> None:

@@ -221,12 +221,40 @@ async def test_open_frame_cache_with_a_damaged_database_keeps_dreaming(tmp_path:
     await mem.close()
 
 
-def test_describe_shape_is_json_ready(tmp_path: Path) -> None:
+async def test_describe_says_what_the_cache_holds_and_what_it_injected(tmp_path: Path) -> None:
     import json
 
-    mem = _memory(tmp_path, random.Random(0))
+    mem = _memory(tmp_path, random.Random(0), max_size=7, top_k=1)
+    fresh = {
+        "enabled": True,
+        "size": 0,
+        "max_size": 7,
+        "embedder": FeatureEmbedder.label,
+        "embedder_reason": "",
+        "embedded": 0,
+        "pending": 0,
+        "injections": 0,
+        "last_injection": None,
+        "writes": {"ok": True},
+    }
+    assert json.loads(json.dumps(mem.describe())) == fresh  # JSON-ready as it is
+    await mem.start()
+    red, blue, now = _frame(0, RED, "red a"), _frame(1, BLUE, "blue"), _frame(9, RED, "red now")
+    for f in (red, blue):
+        await mem.remember(f, tmp_path)
+    await mem.flush()
+    assert await mem.pick_injection(now) is not None
+    va, vq = FeatureEmbedder().embed([red.image, now.image])
+    last = {
+        "cache_id": pixel_hash(red.image),  # top_k=1: the most similar, the other red frame
+        "similarity": round(float(va @ vq), 3),
+        "prompt": "red a",
+        "at_frame": 9,
+        "candidates": 1,
+    }
     d = json.loads(json.dumps(mem.describe()))
-    assert {"size", "embedder", "last_injection"} <= set(d)
+    assert d == {**fresh, "size": 2, "embedded": 2, "injections": 1, "last_injection": last}
+    await mem.close()
 
 
 async def test_close_does_not_swallow_its_own_cancellation(tmp_path: Path) -> None:

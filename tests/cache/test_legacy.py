@@ -88,11 +88,28 @@ def test_seed_index_is_imported_once(tmp_path: Path) -> None:
     index = tmp_path / "cache" / "cache_index.json"
     assert not index.exists() and index.with_name("cache_index.json.imported").exists()
     assert (tmp_path / "cache" / "images" / "cache_00000.png").exists(), "originals are left in place"
-    # A second start does not import again, even if the old index is put back.
+
+
+def test_a_second_start_does_not_import_the_seed_index_again(tmp_path: Path) -> None:
+    _seed_cache(tmp_path)
+    cfg = fast_config(tmp_path, generation={"cache": {"enabled": True}})
+    m = open_cache(cfg)
+    m.touch(m.get_all()[-1].cache_id)  # "first" is used: now the most recently used
+    before = [(e.cache_id, e.last_used_seq, e.last_used_at, e.use_count) for e in m.get_all()]
+    record = m.get_meta("legacy_import")
+    m.close()
+    # The old index is put back (a user restoring a backup): it is recorded as imported, so it is
+    # neither read nor renamed again.
+    index = tmp_path / "cache" / "cache_index.json"
     index.with_name("cache_index.json.imported").rename(index)
     m2 = open_cache(cfg)
-    assert m2.count() == 3
+    # The same pixels imported again would refresh each row's use time (in timestamp order, undoing
+    # the use above) without adding a row: the count alone cannot tell.
+    assert [(e.cache_id, e.last_used_seq, e.last_used_at, e.use_count) for e in m2.get_all()] == before
+    assert [e.prompt for e in m2.get_all()] == ["first", "third", "second"]
+    assert m2.get_meta("legacy_import") == record
     m2.close()
+    assert index.exists() and not index.with_name("cache_index.json.imported").exists()
 
 
 def test_unreadable_seed_index_is_a_clear_error(tmp_path: Path) -> None:

@@ -81,15 +81,16 @@ def test_liked_frames_are_evicted_last(tmp_path: Path) -> None:
     assert m.get(liked) is not None
 
 
-def test_remove_random_and_prune(tmp_path: Path) -> None:
+def test_remove_random_and_prune_the_least_recently_used(tmp_path: Path) -> None:
     m = CacheManager(tmp_path, max_size=10, fsync=False)
     ids = [m.add(picture(i)).entry.cache_id for i in range(5)]
     assert m.remove(ids[2]) and not m.remove(ids[2])
     assert not m.store.path_for(ids[2]).exists()
     picks = {m.get_random(random.Random(s)).cache_id for s in range(40)}  # type: ignore[union-attr]
     assert picks == set(ids) - {ids[2]}
-    assert m.evict_to(2) == [ids[0], ids[1]]
-    assert m.count() == 2 and sorted(m.store.ids()) == sorted([ids[3], ids[4]])
+    m.touch(ids[0])  # use order now 1, 3, 4, 0: oldest-added-first (FIFO) would evict ids[0]
+    assert m.evict_to(2) == [ids[1], ids[3]]
+    assert m.count() == 2 and sorted(m.store.ids()) == sorted([ids[4], ids[0]])
     assert CacheManager(tmp_path / "empty", max_size=1).get_random(random.Random(0)) is None
 
 

@@ -70,10 +70,13 @@ def test_similar_ranks_alike_frames_first(filled: tuple[Path, list[str]], tmp_pa
 
 def test_prune_keeps_the_most_recently_used(filled: tuple[Path, list[str]]) -> None:
     cfg, ids = filled
+    m = CacheManager(cfg.parent / "cache", max_size=10, fsync=False)
+    m.touch(ids[0])  # the first added is now the most recently used: use order 1, 3, 2, 0
+    m.close()
     r = run("cache", "prune", "-c", str(cfg), "--keep", "2")
     assert r.exit_code == 0 and "removed 2 frame(s); 2 left" in r.output
-    left = {e.cache_id for e in CacheManager(cfg.parent / "cache", max_size=10).get_all()}
-    assert left == {ids[2], ids[3]}
+    left = [e.cache_id for e in CacheManager(cfg.parent / "cache", max_size=10).get_all()]
+    assert left == [ids[0], ids[2]], "oldest-added-first (FIFO) would keep ids[2] and ids[3]"
 
 
 def test_export_writes_the_seed_format_and_images(filled: tuple[Path, list[str]], tmp_path: Path) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from dream_window import __version__
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.cache import FrameCacheService
@@ -98,20 +101,27 @@ async def test_max_frames_publishes_exactly_n_and_writes_status(tmp_path: Path) 
     s = status(c)
     assert s["state"] == "stopped" and s["frame_count"] == 7 and s["frame_index"] == 7
     assert s["backend"] == "built-in engine (not AI)" and s["backend_is_ai"] is False
-    for key in (
-        "mode",
-        "model",
-        "current_prompt",
-        "last_generation_ms",
-        "frames_per_minute",
-        "backend_health",
-        "cache",
-        "started_at",
-        "updated_at",
-        "version",
-        "pause_reason",
-    ):
-        assert key in s
+    assert (s["mode"], s["model"], s["pause_reason"], s["pause_reasons"]) == (
+        "hybrid",
+        "procedural",
+        None,
+        [],
+    )
+    health = s["backend_health"]
+    assert (health["ok"], health["state"], health["detail"]) == (
+        True,
+        "running",
+        "built-in engine (not AI) ok",
+    )
+    assert s["cache"] == {"enabled": False}  # generation.cache.enabled is off in fast_config
+    with Image.open(tmp_path / "output" / "frames" / "frame_000007.png") as last:
+        assert s["current_prompt"] == last.text["prompt"]  # the prompt of the frame on screen
+    assert s["last_frame_kind"] == s["on_screen"]["kind"] and s["on_screen"]["index"] == 7
+    # Measured on the real clock: only their sign is known here (fake time pins frames_per_minute).
+    assert s["last_generation_ms"] > 0 and s["frames_per_minute"] > 0
+    started, updated = (datetime.fromisoformat(s[k]) for k in ("started_at", "updated_at"))
+    assert started.tzinfo is not None and started <= updated
+    assert s["version"] == __version__ and s["pid"] == os.getpid()
     assert len(list((tmp_path / "output" / "frames").glob("frame_*.png"))) == 7
     saved = json.loads((tmp_path / "output" / "state.json").read_text())
     assert saved["frame_index"] == 7
@@ -124,6 +134,20 @@ async def test_frames_are_published_at_the_configured_interval(tmp_path: Path, c
     await asyncio.wait_for(c.run(), 30)
     gaps = np.diff(published)
     assert len(published) == 6 and np.allclose(gaps, 2.5), gaps
+
+
+async def test_frames_per_minute_counts_frames_per_minute_of_the_injected_clock(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # 7 frames 2.5 fake seconds apart: 6 gaps in 15 s, 24 a minute. Real time barely moves here,
+    # so a rate taken from the system clock (or per second) cannot come out at 24.
+    c = controller_for(tmp_path, clock=clock, max_frames=7, generation={"frame_interval": 2.5})
+    published: list[float] = []
+    c.events.subscribe(FramePublished, lambda e: published.append(clock.monotonic()))
+    await asyncio.wait_for(c.run(), 30)
+    assert np.allclose(np.diff(published), 2.5), published
+    assert c.frames_per_minute() == 24.0
+    assert status(c)["frames_per_minute"] == 24.0
 
 
 class FlakyBackend(BuiltinEngine):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from dream_window.dream.controller import DreamController, State
 from dream_window.events import Progress, StateChanged
 from dream_window.monitor.detector import Condition, Reading
 from dream_window.monitor.system_monitor import SystemMonitor
-from tests.conftest import FakeClock, fast_config
+from tests.conftest import FakeClock, fast_config, until
 from tests.monitor.conftest import ScriptedDetector
 
 
@@ -43,7 +45,9 @@ def make(
     generating: bool = False,
 ) -> tuple[SystemMonitor, DreamController, RecordingEngine]:
     engine = RecordingEngine()
-    controller = build_controller(fast_config(tmp_path), engine, clock=clock, fsync=False)
+    # Small frames: some tests run the dream (``running``) on a 2-core box.
+    cfg = fast_config(tmp_path, generation={"width": 128, "height": 192})
+    controller = build_controller(cfg, engine, clock=clock, fsync=False)
     monitor = SystemMonitor(
         list(detectors),
         controller,
@@ -54,6 +58,21 @@ def make(
         generating=lambda: generating,
     )
     return monitor, controller, engine
+
+
+@contextlib.asynccontextmanager
+async def running(controller: DreamController) -> AsyncIterator[None]:
+    """The dream's own loop running (publishing frames) for the body; stopped and awaited after it.
+    A controller that never runs stays STARTING whatever its pause reasons: its state proves nothing."""
+    task = asyncio.create_task(controller.run())
+    try:
+        await until(
+            lambda: controller.state is State.RUNNING and controller.frame_count > 0, "the dream to run"
+        )
+        yield
+    finally:
+        controller.stop()
+        await asyncio.wait_for(task, 30)  # a hang guard
 
 
 async def test_pauses_at_once_and_resumes_only_after_the_cooldown(tmp_path: Path, clock: FakeClock) -> None:
@@ -110,20 +129,28 @@ async def test_cooldown_zero_resumes_on_the_first_clear_check(tmp_path: Path, cl
     assert controller.pause_reasons == []
 
 
-async def test_two_conditions_each_hold_their_own_reason_and_only_the_first_frees_memory(
+async def test_two_conditions_keep_the_dream_paused_until_both_clear_and_only_the_first_frees_memory(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     games, gpu = ScriptedDetector("games"), ScriptedDetector("gpu")
     monitor, controller, engine = make(tmp_path, clock, games, gpu, cooldown=0.0)
-    games.reading = Reading.active("game: eldenring.exe")
-    await monitor.check_once()
-    gpu.reading = Reading.active("gpu 0 at 97%")
-    await monitor.check_once()
-    assert controller.pause_reasons == ["game: eldenring.exe", "gpu 0 at 97%"]
-    assert engine.calls == ["interrupt", "free"]  # the second reason found the GPU already free
-    games.reading = Reading.clear()
-    await monitor.check_once()
-    assert controller.pause_reasons == ["gpu 0 at 97%"]
+    async with running(controller):
+        games.reading = Reading.active("game: eldenring.exe")
+        await monitor.check_once()
+        gpu.reading = Reading.active("gpu 0 at 97%")
+        await monitor.check_once()
+        assert controller.state is State.PAUSED
+        assert controller.pause_reasons == ["game: eldenring.exe", "gpu 0 at 97%"]
+        assert engine.calls == ["interrupt", "free"]  # the second reason found the GPU already free
+        games.reading = Reading.clear()
+        await monitor.check_once()
+        assert controller.state is State.PAUSED, "one condition cleared, the other still holds"
+        assert controller.pause_reasons == ["gpu 0 at 97%"]
+        frames = controller.frame_count
+        gpu.reading = Reading.clear()
+        await monitor.check_once()
+        assert controller.state is State.RUNNING and controller.pause_reasons == []
+        await until(lambda: controller.frame_count > frames, "a frame after the resume")
 
 
 async def test_free_vram_off_interrupts_without_freeing(tmp_path: Path, clock: FakeClock) -> None:
@@ -145,15 +172,21 @@ async def test_a_new_game_swaps_the_reason_without_a_gap(tmp_path: Path, clock: 
     assert all(reasons for reasons in seen), "the dream must never run between the two games"
 
 
-async def test_the_users_pause_stacks_and_survives_our_resume(tmp_path: Path, clock: FakeClock) -> None:
+async def test_the_users_pause_stacks_and_keeps_the_dream_paused_after_our_resume(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     games = ScriptedDetector("games")
     monitor, controller, _ = make(tmp_path, clock, games, cooldown=0.0)
-    await controller.pause("user")
-    games.reading = Reading.active("game: eldenring.exe")
-    await monitor.check_once()
-    games.reading = Reading.clear()
-    await monitor.check_once()
-    assert controller.pause_reasons == ["user"]
+    async with running(controller):
+        await controller.pause("user")
+        games.reading = Reading.active("game: eldenring.exe")
+        await monitor.check_once()
+        games.reading = Reading.clear()
+        await monitor.check_once()
+        assert controller.pause_reasons == ["user"]
+        assert controller.state is State.PAUSED, "the game ended, but the user's pause still holds"
+        await controller.resume("user")
+        assert controller.state is State.RUNNING
 
 
 async def test_reason_resumed_by_someone_else_is_forgotten_quietly(tmp_path: Path, clock: FakeClock) -> None:

@@ -31,7 +31,7 @@ from dream_window.rainmeter import (
     status_line,
 )
 from dream_window.rainmeter.install import skin_source
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, until
 from tests.rainmeter.rainmeter_like import BOM
 from tests.web.conftest import dream_config
 
@@ -185,7 +185,7 @@ async def test_core_writes_what_the_skin_reads(tmp_path: Path) -> None:
     assert not list((cfg.output_dir / FRAMES_DIR).glob(".*.tmp"))
 
 
-async def test_pause_and_prompt_reach_status_ini(tmp_path: Path) -> None:
+async def test_a_prompt_typed_before_the_first_frame_reaches_status_ini(tmp_path: Path) -> None:
     cfg = dream_config(tmp_path)
     backend = BuiltinEngine()
     await backend.start()
@@ -193,21 +193,47 @@ async def test_pause_and_prompt_reach_status_ini(tmp_path: Path) -> None:
     rainmeter = RainmeterWriter(cfg)
     await rainmeter.start(controller)
     ini_path = cfg.output_dir / STATUS_INI
-    await controller.pause("user")
-    await controller.pause("game: eldenring.exe")
-    await rainmeter.flush()  # written off the event loop: wait for it
-    s = _read(ini_path)
-    assert (s["Paused"], s["UserPaused"], s["PauseReason"]) == ("0", "1", "user; game: eldenring.exe")
     await controller.set_prompt("a prompt\nwith a line break = and [brackets]")
-    await rainmeter.flush()
+    await rainmeter.flush()  # written off the event loop: wait for it
     s = _read(ini_path)
     # Nothing is on screen yet: the typed prompt is what comes next, held against rotation.
     assert (s["Prompt"], s["PromptHeld"]) == ("", "1")
     assert s["NextPrompt"] == "a prompt with a line break = and [brackets]"
-    await controller.resume("user")
     await rainmeter.close()
-    assert _read(ini_path)["UserPaused"] == "0"
-    assert controller.state is State.STARTING
+
+
+async def test_status_ini_shows_the_dream_paused_until_every_reason_is_resumed(tmp_path: Path) -> None:
+    cfg = dream_config(tmp_path)
+    backend = BuiltinEngine()
+    await backend.start()
+    controller = build_controller(cfg, backend, fsync=False)
+    rainmeter = RainmeterWriter(cfg)
+    await rainmeter.start(controller)
+    ini_path = cfg.output_dir / STATUS_INI
+
+    async def shown() -> tuple[str, str, str, str]:
+        await rainmeter.flush()  # written off the event loop: wait for it
+        s = _read(ini_path)
+        return s["State"], s["Paused"], s["UserPaused"], s["PauseReason"]
+
+    run = asyncio.create_task(controller.run())  # the dream's own loop: its state is what is shown
+    try:
+        await until(lambda: controller.state is State.RUNNING and controller.frame_count > 0, "a frame")
+        await controller.pause("user")
+        await controller.pause("game: eldenring.exe")
+        assert controller.state is State.PAUSED
+        assert await shown() == ("paused", "1", "1", "user; game: eldenring.exe")
+        await controller.resume("user")
+        assert controller.state is State.PAUSED, "the game still holds the pause"
+        assert await shown() == ("paused", "1", "0", "game: eldenring.exe")
+        await controller.resume("game: eldenring.exe")
+        assert controller.state is State.RUNNING
+        assert await shown() == ("running", "0", "0", "")
+    finally:
+        controller.stop()
+        await asyncio.wait_for(run, 30)  # a hang guard
+        await rainmeter.close()
+    assert _read(ini_path)["State"] == "stopped"
 
 
 class ThreadRecordingWriter(RainmeterWriter):

@@ -32,6 +32,42 @@ def test_endpoints_are_exact(a: np.ndarray, b: np.ndarray) -> None:
     assert np.array_equal(spherical_lerp(a, b, 1.0), b)
 
 
+def _at_angle(angle: float, size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Two float64 latents of norms 3 and 5 whose directions are ``angle`` radians apart."""
+    rng = np.random.default_rng(7)
+    u = rng.standard_normal(size)
+    u /= np.linalg.norm(u)
+    w = rng.standard_normal(size)
+    w -= (w @ u) * u
+    w /= np.linalg.norm(w)
+    return 3.0 * u, 5.0 * (np.cos(angle) * u + np.sin(angle) * w)
+
+
+# Each of slerp's paths: nearly parallel (normalised lerp), the general formula near both ends
+# (float64 weights), nearly and exactly opposite (the fixed detour, which never uses b itself).
+PATH_ANGLES = [
+    pytest.param(0.0, id="parallel"),
+    pytest.param(1e-9, id="nearly-parallel"),
+    pytest.param(1e-3, id="small-angle"),
+    pytest.param(np.pi - 1e-3, id="wide-angle"),
+    pytest.param(np.pi - 1e-9, id="nearly-opposite"),
+    pytest.param(np.pi, id="opposite"),
+]
+
+
+@pytest.mark.parametrize("angle", PATH_ANGLES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_endpoints_are_exact_on_every_path(angle: float, dtype: str) -> None:
+    a64, b64 = _at_angle(angle)
+    for a, b in [(a64.astype(dtype), b64.astype(dtype)), (b64.astype(dtype), a64.astype(dtype))]:
+        out = spherical_lerp(a, b, np.array([0.0, 0.5, 1.0]))
+        assert np.array_equal(out[0], a) and np.array_equal(out[2], b)
+        assert np.array_equal(spherical_lerp(a, b, 0.0), a) and np.array_equal(spherical_lerp(a, b, 1.0), b)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        out_t = spherical_lerp(ta, tb, np.array([0.0, 0.5, 1.0]))
+        assert torch.equal(out_t[0], ta) and torch.equal(out_t[2], tb)
+
+
 @fast
 @given(latents, latents, ts)
 def test_norm_stays_between_the_endpoint_norms(a: np.ndarray, b: np.ndarray, t: float) -> None:

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -502,7 +501,7 @@ class DreamController:
         self._on_screen, self._on_screen_label = frame, published.label
         if frame.generated:
             self._last_gen_ms = frame.generation_ms
-        self._publish_times.append(time.monotonic())
+        self._publish_times.append(self.clock.monotonic())
         self.prompts.frame_done()
         self.events.emit(
             FramePublished(
