@@ -56,12 +56,14 @@ def test_the_law_is_zero_inside_the_band_then_rises_to_full() -> None:
         ColourCoherence(max_strength=1.5)
 
 
-def test_full_strength_matching_gives_the_reference_lab_mean_and_spread() -> None:
+def test_full_strength_matching_gives_the_reference_lightness_and_colours() -> None:
     ref_img, img = picture(1), burn(burn(burn(picture(2))))
     ref, now = ColourStats.of(ref_img), ColourStats.of(img)
     out = ColourStats.of(match(img, now, ref, 1.0))
     assert out.lab_mean == pytest.approx(ref.lab_mean, abs=1.0)
-    assert out.lab_std == pytest.approx(ref.lab_std, rel=0.05)
+    assert out.lab_std[1:] == pytest.approx(ref.lab_std[1:], rel=0.05)  # the colours' spread
+    # Lightness by a gain: its spread scales with the mean, the ground is not stretched below black.
+    assert out.lab_std[0] == pytest.approx(now.lab_std[0] * ref.lab_mean[0] / now.lab_mean[0], rel=0.05)
     # Strength 0 changes nothing (up to 8-bit rounding through LAB).
     same = np.asarray(match(img, now, ref, 0.0), dtype=int)
     assert np.abs(same - np.asarray(img, dtype=int)).max() <= 1

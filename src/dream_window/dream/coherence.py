@@ -7,15 +7,18 @@ the first frame made for the prompt now being dreamed (a new prompt, rotated or 
 backend, starts a new reference from its first frame).
 
 Each frame is measured on a small copy (``values.quality.downscale``) and its **drift** from the
-reference is the largest of four relative deviations: saturation, brightness, contrast (each
-against the reference's value, held at least a small floor) and the colour cast (the shift of the
-mean a/b in LAB, per 100 units). The **controller** leaves a frame alone while the drift is inside
-``band``; from there the strength rises linearly to full at ``full`` (times ``max_strength``).
-A frame that needs no correction is returned as the very same object (a ComfyUI backend working
-ahead recognises it and keeps its chain); one that does is matched to the reference by mean and
-standard deviation per LAB channel, blended by the strength::
+reference is the largest of three relative deviations: saturation, brightness (each against the
+reference's value, held at least a small floor) and the colour cast (the shift of the mean a/b in
+LAB, per 100 units). Contrast is left to the picture: a dream's frames hold more or less light
+from frame to frame, and forcing one spread on them crushes their dark ground. The
+**controller** leaves a frame alone while the drift is inside ``band``; from there the strength
+rises linearly to full at ``full`` (times ``max_strength``). A frame that needs no correction is
+returned as the very same object (a ComfyUI backend working ahead recognises it and keeps its
+chain); one that does is matched to the reference, blended by the strength: lightness by a gain,
+the colour channels by mean and standard deviation::
 
-    mean' = mean + s (mean_ref - mean)        std' = std (std_ref / std) ** s
+    L' = L (mean_L_ref / mean_L) ** s
+    ab' = mean_ab + s (mean_ab_ref - mean_ab) + (ab - mean_ab) (std_ab_ref / std_ab) ** s
 
 Modes apply it through ``ModeContext.cohere`` to every frame they make by generation (img2img's
 fed-back frame, hybrid's and interpolate's keyframes before their latents are taken, so the
@@ -39,7 +42,6 @@ FULL_AT = 0.15
 # Floors for the relative deviations (a grey or flat reference must not make noise look like drift).
 _FLOOR_SATURATION = 0.05
 _FLOOR_BRIGHTNESS = 0.05
-_FLOOR_CONTRAST = 0.02
 # LAB a/b units that count as a drift of 1.0 (10 units, a visible cast, is 0.1).
 _CAST_SCALE = 100.0
 _STD_FLOOR = 1e-3
@@ -70,7 +72,6 @@ def drift(now: ColourStats, ref: ColourStats) -> float:
     return max(
         abs(relative(now.saturation, ref.saturation, _FLOOR_SATURATION)),
         abs(relative(now.brightness, ref.brightness, _FLOOR_BRIGHTNESS)),
-        abs(relative(now.contrast, ref.contrast, _FLOOR_CONTRAST)),
         cast,
     )
 
@@ -86,14 +87,21 @@ def strength_for(
 
 def match(image: Image.Image, now: ColourStats, ref: ColourStats, strength: float) -> Image.Image:
     """``image`` moved toward ``ref`` in LAB by ``strength`` (0: unchanged colours, 1: the
-    reference's mean and spread per channel)."""
+    reference's lightness and its colours' mean and spread).
+
+    Lightness is scaled by a gain (L * ref/now), not shifted and stretched: a picture of glowing
+    lines on a dark ground (most frames of a dream) has a bimodal L, and mean/std matching would
+    push its ground below 0, crushing it to black, whenever a frame holds more light than the
+    reference. A gain keeps black at black and the ground's depth in proportion.
+    """
     rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
     lab = srgb_to_lab(rgb)
     s = float(np.clip(strength, 0.0, 1.0))
-    mean_to = now.lab_mean + s * (ref.lab_mean - now.lab_mean)
-    scale = (np.maximum(ref.lab_std, _STD_FLOOR) / np.maximum(now.lab_std, _STD_FLOOR)) ** s
-    lab = (lab - now.lab_mean) * scale + mean_to
-    lab[..., 0] = np.clip(lab[..., 0], 0.0, 100.0)
+    gain = (max(float(ref.lab_mean[0]), 1.0) / max(float(now.lab_mean[0]), 1.0)) ** s
+    lab[..., 0] = np.clip(lab[..., 0] * gain, 0.0, 100.0)
+    ab_to = now.lab_mean[1:] + s * (ref.lab_mean[1:] - now.lab_mean[1:])
+    ab_scale = (np.maximum(ref.lab_std[1:], _STD_FLOOR) / np.maximum(now.lab_std[1:], _STD_FLOOR)) ** s
+    lab[..., 1:] = (lab[..., 1:] - now.lab_mean[1:]) * ab_scale + ab_to
     out = Image.fromarray(np.rint(lab_to_srgb(lab) * 255.0).astype(np.uint8), "RGB")
     # What a backend keeps with its picture rides along: the built-in engine's morph between
     # genomes is there, and an img2img dream without it would settle on one flame per prompt.
