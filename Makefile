@@ -9,7 +9,7 @@ ARGS ?=
 # torch: the CPU build on this machine's disk; any torch>=2.1 works for users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: run test check lint bench system-deps clean rmskin
+.PHONY: run test check lint bench system-deps clean rmskin mutation
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +54,28 @@ check: $(VENV)/.test
 rmskin: $(VENV)/.core
 	$(VENV)/bin/dream-window rainmeter package dist/ --config config.yaml
 
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml). Slow: not part of `test`.
+# `mutmut results` / `mutmut show NAME` afterwards list and explain the survivors.
+mutation: $(VENV)/.test
+	$(PIP) install -q "mutmut>=3.3"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run --max-children 2 || true
+	$(VENV)/bin/mutmut results
+
+# Every bench runs (a failure does not stop the rest); at the end one table: each bench's exit status
+# and its headline, the last line it printed other than its "took N s".
 bench: $(VENV)/.test
-	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@logs=$$(mktemp -d); \
+	for b in bench/[!_]*.py; do \
+		n=$$(basename $$b .py); echo "== $$b"; \
+		{ $(PY) $$b; echo $$? > $$logs/$$n.rc; } 2>&1 | tee $$logs/$$n.log; \
+	done; \
+	failed=0; printf '\n%-18s %-5s %s\n' bench exit headline; \
+	for b in bench/[!_]*.py; do \
+		n=$$(basename $$b .py); rc=$$(cat $$logs/$$n.rc); [ "$$rc" = 0 ] || failed=1; \
+		line=$$(grep -v '^[[:space:]]*$$' $$logs/$$n.log | grep -Ev '^\(?(bench )?took [0-9]' | tail -n 1); \
+		printf '%-18s %-5s %s\n' "$$n" "$$rc" "$$line"; \
+	done; \
+	rm -rf $$logs; exit $$failed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
