@@ -83,3 +83,37 @@ def rerun_on(ref: str, script: str, home: Path, args: list[str]) -> Any:
     env = {**os.environ, SOURCE_ENV: str(tree / "src"), "PYTHONPATH": str(tree / "src")}
     subprocess.run([*cmd, *args], env=env, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
+
+
+class TestServerProcess:
+    """The working tree's ComfyUI test server in its own process (for old and new code alike), so
+    its work is not counted as the measured process's. ``step_delay``: seconds per sampler step."""
+
+    def __init__(self, root: Path, *, step_delay: float = 0.0) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        cmd = [sys.executable, "-m", "comfyui_fake", "--port", str(port), "--root", str(root)]
+        if step_delay:
+            cmd += ["--step-delay", str(step_delay)]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def wait_up(self) -> None:
+        import asyncio
+
+        import aiohttp  # (after use_source(): any aiohttp will do to ask)
+
+        async with aiohttp.ClientSession() as http:
+            for _ in range(400):
+                try:
+                    async with http.get(f"{self.url}/history") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"ComfyUI test server at {self.url} did not come up")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

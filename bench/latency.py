@@ -35,9 +35,7 @@ import asyncio
 import itertools
 import json
 import logging
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -47,7 +45,7 @@ from typing import Any
 
 import aiohttp
 import yaml
-from _common import REPO, free_port, log, pct, rerun_on, temp_home, use_source
+from _common import TestServerProcess, free_port, log, pct, rerun_on, temp_home, use_source
 from PIL import Image
 
 use_source()
@@ -82,32 +80,6 @@ class SlowKeyframes:
     async def img2img(self, *args: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(self._delay)
         return await self._engine.img2img(*args, **kwargs)
-
-
-class TestServer:
-    """The ComfyUI test server in its own process (the working tree's, for old and new alike)."""
-
-    def __init__(self, step_delay: float, root: Path) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        cmd = [sys.executable, "-m", "comfyui_fake", "--port", self.url.rsplit(":", 1)[1]]
-        cmd += ["--step-delay", str(step_delay), "--root", str(root)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    async def wait_up(self, http: aiohttp.ClientSession) -> None:
-        for _ in range(300):
-            try:
-                async with http.get(f"{self.url}/history") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"ComfyUI test server at {self.url} did not come up")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @dataclass
@@ -276,15 +248,17 @@ class Steer:
 async def run_setup(backend: str, keyframe: float, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     interval = args.interval
     timeout = max(60.0, 30 * interval)  # old code: ~16 buffered frames before a change shows
-    server: TestServer | None = None
+    server: TestServerProcess | None = None
     http = aiohttp.ClientSession()
     history: dict[str, Any] = {}
     lat: dict[str, dict[str, list[float | None]]] = {a: {"event": [], "png": []} for a in ACTIONS}
     windows: list[tuple[float, float, str]] = []  # (call returned, next call, prompt), wall clock
     try:
         if backend == "comfyui":
-            server = TestServer(keyframe / 4, root / "server")  # generation.steps default: 4
-            await server.wait_up(http)
+            server = TestServerProcess(
+                root / "server", step_delay=keyframe / 4
+            )  # generation.steps default: 4
+            await server.wait_up()
         config = load_config(write_config(root, backend, server.url if server else "", interval))
         engine: Any = create_comfyui_backend(config) if server else SlowKeyframes(BuiltinEngine(), keyframe)
         await engine.start()

@@ -38,9 +38,7 @@ import importlib.util
 import io
 import json
 import logging
-import os
 import random
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,7 +48,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from _common import REPO, free_port, log, pct, rerun_on, temp_home, use_source
+from _common import REPO, TestServerProcess, log, pct, rerun_on, temp_home, use_source
 from PIL import Image, ImageDraw
 
 SRC = use_source()
@@ -205,41 +203,12 @@ async def run_one(
     return run, time.perf_counter() - t0
 
 
-class TestServer:
-    """The working tree's ComfyUI test server in its own process (no step delay)."""
-
-    def __init__(self, root: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        cmd = [sys.executable, "-m", "comfyui_fake", "--port", str(port), "--root", str(root)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    async def wait_up(self) -> None:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as http:
-            for _ in range(400):
-                try:
-                    async with http.get(f"{self.url}/history") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"ComfyUI test server at {self.url} did not come up")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 async def run_all(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for backend in args.backends:
         server = None
         if backend == "comfyui":
-            server = TestServer(HOME / "comfy")
+            server = TestServerProcess(HOME / "comfy")
             await server.wait_up()
         try:
             for mode in args.modes:
