@@ -94,7 +94,14 @@ def build_controller(
         note=lambda text: events.emit(Note(text)),
         encoder=encoder,
         decode_batch_size=config.interpolation.decode_batch_size,
-        coherence=ColourCoherence(max_strength=g.colour_coherence_strength) if g.colour_coherence else None,
+        coherence=(
+            ColourCoherence(
+                max_strength=g.colour_coherence_strength if g.colour_coherence else 0.0,
+                detail_floor=g.detail_floor,
+            )
+            if g.colour_coherence or g.detail_floor > 0.0
+            else None
+        ),
     )
     return DreamController(
         config=config,

@@ -197,6 +197,9 @@ class GenerationConfig(_Section):
     colour_coherence: bool = True
     # The most a drifting frame is pulled back toward that reference, 0..1.
     colour_coherence_strength: Float = Field(1.0, ge=0.0, le=1.0)
+    # Detail floor: frames softer than this fraction of their prompt's first frame's sharpness are
+    # sharpened up to it (unsharp mask; dream/coherence.py). 0 turns it off.
+    detail_floor: Float = Field(0.6, ge=0.0, le=1.0)
     cache: CacheConfig = CacheConfig()
 
     @field_validator("mode")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
@@ -19,13 +19,14 @@ from dream_window.dream.coherence import (
     ColourCoherence,
     ColourStats,
     drift,
+    lift_detail,
     match,
     strength_for,
 )
 from dream_window.dream.modes.base import ModeContext
 from dream_window.dream.modes.hybrid import HybridMode
 from dream_window.dream.modes.img2img import Img2ImgMode
-from dream_window.values.quality import downscale, measure
+from dream_window.values.quality import downscale, measure, sharpness
 from dream_window.values.seeds import SeedSource
 from tests.conftest import FakeClock, fast_config
 from tests.dream.drifting import DriftingBackend, burn
@@ -62,8 +63,11 @@ def test_full_strength_matching_gives_the_reference_lightness_and_colours() -> N
     out = ColourStats.of(match(img, now, ref, 1.0))
     assert out.lab_mean == pytest.approx(ref.lab_mean, abs=1.0)
     assert out.lab_std[1:] == pytest.approx(ref.lab_std[1:], rel=0.05)  # the colours' spread
-    # Lightness by a gain: its spread scales with the mean, the ground is not stretched below black.
-    assert out.lab_std[0] == pytest.approx(now.lab_std[0] * ref.lab_mean[0] / now.lab_mean[0], rel=0.05)
+    # Lightness matched at two anchors: the ground (5th percentile) and the mean take the
+    # reference's, the spread scales by the slope between them.
+    assert out.ground == pytest.approx(ref.ground, abs=1.5)
+    slope = (ref.lab_mean[0] - ref.ground) / (now.lab_mean[0] - now.ground)
+    assert out.lab_std[0] == pytest.approx(now.lab_std[0] * slope, rel=0.05)
     # Strength 0 changes nothing (up to 8-bit rounding through LAB).
     same = np.asarray(match(img, now, ref, 0.0), dtype=int)
     assert np.abs(same - np.asarray(img, dtype=int)).max() <= 1
@@ -98,13 +102,14 @@ def test_a_drifted_frame_is_pulled_back_and_a_new_prompt_starts_a_new_reference(
 # --- the closed loop: 1,000 frames of img2img on the drifting backend ----------------------------
 
 
-async def worst_drift(coherence: ColourCoherence | None, frames: int = 1000) -> tuple[float, float]:
-    """The largest |saturation| and |brightness| drift from the first frame over ``frames`` frames
-    of the img2img feedback loop (64x64, a gentle denoise: most of each frame is fed back, as in
-    the long runs where real models burn)."""
+async def img2img_frames(
+    coherence: ColourCoherence | None, frames: int, *, soften: float = 0.0
+) -> list[Image.Image]:
+    """``frames`` frames of the img2img feedback loop on the drifting backend (64x64, a gentle
+    denoise: most of each frame is fed back, as in the long runs where real models burn)."""
     engine = BuiltinEngine()
     await engine.start()
-    backend = DriftingBackend(engine)
+    backend = DriftingBackend(engine, soften=soften)
     cfg = GenerationConfig(mode="img2img", model="sd15", width=64, height=64, denoise=0.15)
     ctx = ModeContext(
         backend=backend,
@@ -114,17 +119,19 @@ async def worst_drift(coherence: ColourCoherence | None, frames: int = 1000) -> 
         coherence=coherence,
     )
     mode = Img2ImgMode(ctx)
-    ref = None
-    worst_s = worst_b = 0.0
+    out = []
     for _ in range(frames):
         (frame,) = await mode.next_frames()
-        m = measure(downscale(np.asarray(frame.image)))
-        if ref is None:
-            ref = m
-            continue
-        worst_s = max(worst_s, abs(m.saturation / ref.saturation - 1))
-        worst_b = max(worst_b, abs(m.brightness / ref.brightness - 1))
+        out.append(frame.image)
     await engine.close()
+    return out
+
+
+async def worst_drift(coherence: ColourCoherence | None, frames: int = 1000) -> tuple[float, float]:
+    """The largest |saturation| and |brightness| drift from the first frame over ``frames`` frames."""
+    ref, *rest = [measure(downscale(np.asarray(img))) for img in await img2img_frames(coherence, frames)]
+    worst_s = max(abs(m.saturation / ref.saturation - 1) for m in rest)
+    worst_b = max(abs(m.brightness / ref.brightness - 1) for m in rest)
     return worst_s, worst_b
 
 
@@ -135,6 +142,68 @@ async def test_with_coherence_1000_drifting_frames_stay_within_15_percent_and_wi
     print(f"with coherence:    saturation {held_s:+.1%} brightness {held_b:+.1%}")
     assert max(free_s, free_b) > BAND
     assert held_s <= BAND and held_b <= BAND
+
+
+# --- the detail floor ------------------------------------------------------------------------------
+
+
+def sharp(image: Image.Image) -> float:
+    return sharpness(downscale(np.asarray(image.convert("RGB"))))
+
+
+def flame(size: tuple[int, int] = (128, 256), seed: int = 3) -> Image.Image:
+    return Image.fromarray(BuiltinEngine().render(PROMPT, seed, *size))
+
+
+def test_a_soft_frame_is_sharpened_up_to_the_floor_and_a_sharp_one_is_left_alone() -> None:
+    ref = flame()
+    soft = ref.filter(ImageFilter.GaussianBlur(2.5))
+    soft.info["kept"] = "what the backend keeps with its picture"
+    target = 0.6 * sharp(ref)
+    assert sharp(soft) < 0.8 * target  # the blur took it well under the floor
+    coh = ColourCoherence(detail_floor=0.6)
+    assert coh.cohere(ref, "k") is ref  # the reference
+    lifted = coh.cohere(soft, "k")
+    assert lifted is not soft and coh.sharpened == 1 and coh.last is not None and coh.last.sharpened
+    # Sharpened to the floor (a single trial predicts the strength), not far past it.
+    assert 0.9 * target <= sharp(lifted) <= 1.4 * target
+    assert lifted.info["kept"] == soft.info["kept"]
+    # A frame above the floor, and any frame with the floor off, come back as the same object.
+    crisp = ref.filter(ImageFilter.GaussianBlur(0.3))
+    assert sharp(crisp) > target and coh.cohere(crisp, "k") is crisp
+    off = ColourCoherence(max_strength=0.0, detail_floor=0.0)  # (colour matching off too)
+    off.cohere(ref, "k")
+    assert off.cohere(soft, "k") is soft and off.sharpened == 0
+
+
+def test_in_betweens_get_the_floor_of_their_prompts_reference_only() -> None:
+    ref = flame()
+    soft = ref.filter(ImageFilter.GaussianBlur(2.5))
+    coh = ColourCoherence()
+    assert coh.hold_detail(soft, "k") is soft  # no reference yet: nothing to hold it to
+    coh.cohere(ref, "k")
+    assert sharp(coh.hold_detail(soft, "k")) >= 0.9 * 0.6 * sharp(ref)
+    assert coh.hold_detail(soft, "another prompt") is soft
+
+
+def test_a_flat_picture_is_not_sharpened_into_noise() -> None:
+    grey = Image.new("RGB", (64, 64), (90, 90, 90))
+    assert lift_detail(grey, 0.0, 0.05) is grey
+    with pytest.raises(ValueError, match=r"detail floor in 0\.\.1"):
+        ColourCoherence(detail_floor=1.5)
+
+
+async def test_a_loop_that_blurs_stays_above_half_the_first_frames_sharpness_with_the_floor() -> None:
+    # The drifting backend blurs every pass too (radius 0.6); colour coherence is on in both runs.
+    def lowest(frames: list[Image.Image]) -> float:
+        first, *rest = [sharp(f) for f in frames]
+        return min(rest) / first
+
+    free = lowest(await img2img_frames(ColourCoherence(detail_floor=0.0), 300, soften=0.6))
+    held = lowest(await img2img_frames(ColourCoherence(detail_floor=0.6), 300, soften=0.6))
+    print(f"lowest sharpness / first frame's over 300 blurring passes: without {free:.2f}, with {held:.2f}")
+    assert free < 0.5
+    assert held >= 0.5
 
 
 # --- through the real controller and modes --------------------------------------------------------

@@ -14,16 +14,26 @@ from frame to frame, and forcing one spread on them crushes their dark ground. T
 **controller** leaves a frame alone while the drift is inside ``band``; from there the strength
 rises linearly to full at ``full`` (times ``max_strength``). A frame that needs no correction is
 returned as the very same object (a ComfyUI backend working ahead recognises it and keeps its
-chain); one that does is matched to the reference, blended by the strength: lightness by a gain,
+chain); one that does is matched to the reference, blended by the strength: lightness by the line
+through two anchors, its ground (5th percentile) and its mean,
 the colour channels by mean and standard deviation::
 
-    L' = L (mean_L_ref / mean_L) ** s
+    L' = G' + (L - G) (M' - G') / (M - G),  G' = G + s (G_ref - G),  M' = M + s (M_ref - M)
     ab' = mean_ab + s (mean_ab_ref - mean_ab) + (ab - mean_ab) (std_ab_ref / std_ab) ** s
 
 Modes apply it through ``ModeContext.cohere`` to every frame they make by generation (img2img's
 fed-back frame, hybrid's and interpolate's keyframes before their latents are taken, so the
 slerped in-betweens inherit it, and the frames of a latent walk), before the frame is fed back or
 shown: the same for every backend.
+
+**Detail floor.** The other way a long dream dies is softness: feedback loops blur ("darken and
+blob"), a morph between two flames passes through a thin one, a slerp halfway between two pictures
+holds less edge than either. A frame whose sharpness (mean luma gradient, as the metrics measure
+it) is under ``detail_floor`` times its reference's is sharpened with an unsharp mask just enough
+to reach it: one trial mask measures how much this picture responds, the strength is then scaled
+to the gap (at most ``MAX_UNSHARP_PERCENT``, with a wider mask for a softer picture). Sharper
+frames are never softened. In-betweens get the floor too (``hold_detail``), since they are shown;
+Deforum's anti-blur is the same idea.
 """
 
 from __future__ import annotations
@@ -31,10 +41,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dream_window.dream.lab import lab_to_srgb, srgb_to_lab
-from dream_window.values.quality import downscale, measure, relative
+from dream_window.values.quality import MAX_SIDE, downscale, measure, relative, sharpness
 
 # The controller's band: no correction while the drift is within DEAD_BAND; full strength from FULL_AT.
 DEAD_BAND = 0.05
@@ -45,6 +55,12 @@ _FLOOR_BRIGHTNESS = 0.05
 # LAB a/b units that count as a drift of 1.0 (10 units, a visible cast, is 0.1).
 _CAST_SCALE = 100.0
 _STD_FLOOR = 1e-3
+# The lightness a gain may take the brightest percent of a frame to (L of near-white).
+_L_CEILING = 97.0
+# The detail floor's default (generation.detail_floor) and the strongest unsharp mask it uses.
+DETAIL_FLOOR = 0.6
+MAX_UNSHARP_PERCENT = 400
+_TRIAL_PERCENT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,8 @@ class ColourStats:
     saturation: float
     brightness: float
     contrast: float
+    sharpness: float
+    ground: float  # the 5th percentile of L: where a dream's dark ground sits
     lab_mean: np.ndarray  # [3]
     lab_std: np.ndarray  # [3]
 
@@ -63,7 +81,10 @@ class ColourStats:
         small = downscale(arr)
         m = measure(small)
         lab = srgb_to_lab(small).reshape(-1, 3)
-        return cls(m.saturation, m.brightness, m.contrast, lab.mean(axis=0), lab.std(axis=0))
+        ground = float(np.percentile(lab[:, 0], 5.0))
+        return cls(
+            m.saturation, m.brightness, m.contrast, m.sharpness, ground, lab.mean(axis=0), lab.std(axis=0)
+        )
 
 
 def drift(now: ColourStats, ref: ColourStats) -> float:
@@ -85,20 +106,38 @@ def strength_for(
     return max_strength * min(1.0, max(0.0, (d - band) / (full - band)))
 
 
+def _lightness_toward(light: np.ndarray, now: ColourStats, ref: ColourStats, s: float) -> np.ndarray:
+    """Lightness mapped by the line that moves two anchors ``s`` of the way to the reference's:
+    the ground (the 5th percentile: where the dark ground of a dream sits) and the mean. A frame
+    holding more light than the reference has its light dimmed and its ground kept (a gain about
+    black would crush the ground); a frame darkened all over has its ground lifted back too. The
+    slope stops where the brightest percent reaches near-white: clipping is worse than a dimmer
+    frame."""
+    mean_now, ground_now = float(now.lab_mean[0]), now.ground
+    mean_to = mean_now + s * (float(ref.lab_mean[0]) - mean_now)
+    ground_to = ground_now + s * (ref.ground - ground_now)
+    if mean_now - ground_now < 1.0 or mean_to - ground_to < 0.0:  # a flat frame: shift it
+        return np.clip(light + (mean_to - mean_now), 0.0, 100.0)
+    slope = (mean_to - ground_to) / (mean_now - ground_now)
+    top = float(np.percentile(light, 99.0))
+    if top > ground_now and ground_to + (top - ground_now) * slope > _L_CEILING:
+        slope = max(min(slope, (_L_CEILING - ground_to) / (top - ground_now)), 0.0)
+    return np.clip(ground_to + (light - ground_now) * slope, 0.0, 100.0)
+
+
 def match(image: Image.Image, now: ColourStats, ref: ColourStats, strength: float) -> Image.Image:
     """``image`` moved toward ``ref`` in LAB by ``strength`` (0: unchanged colours, 1: the
     reference's lightness and its colours' mean and spread).
 
-    Lightness is scaled by a gain (L * ref/now), not shifted and stretched: a picture of glowing
-    lines on a dark ground (most frames of a dream) has a bimodal L, and mean/std matching would
-    push its ground below 0, crushing it to black, whenever a frame holds more light than the
-    reference. A gain keeps black at black and the ground's depth in proportion.
+    Lightness is matched at two anchors, the ground and the mean (``_lightness_toward``), not by
+    mean and spread: a picture of glowing lines on a dark ground (most frames of a dream) has a
+    bimodal L, and mean/std matching would push its ground below 0, crushing it to black, whenever
+    a frame holds more light than the reference; a gain about black would darken the ground too.
     """
     rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
     lab = srgb_to_lab(rgb)
     s = float(np.clip(strength, 0.0, 1.0))
-    gain = (max(float(ref.lab_mean[0]), 1.0) / max(float(now.lab_mean[0]), 1.0)) ** s
-    lab[..., 0] = np.clip(lab[..., 0] * gain, 0.0, 100.0)
+    lab[..., 0] = _lightness_toward(lab[..., 0], now, ref, s)
     ab_to = now.lab_mean[1:] + s * (ref.lab_mean[1:] - now.lab_mean[1:])
     ab_scale = (np.maximum(ref.lab_std[1:], _STD_FLOOR) / np.maximum(now.lab_std[1:], _STD_FLOOR)) ** s
     lab[..., 1:] = (lab[..., 1:] - now.lab_mean[1:]) * ab_scale + ab_to
@@ -109,28 +148,81 @@ def match(image: Image.Image, now: ColourStats, ref: ColourStats, strength: floa
     return out
 
 
+def _sharpness_of(image: Image.Image) -> float:
+    return sharpness(downscale(np.asarray(image.convert("RGB"))))
+
+
+def lift_detail(image: Image.Image, now: float, target: float) -> Image.Image:
+    """``image`` (of sharpness ``now``) sharpened just enough to reach ``target``; the very same
+    ``image`` when it already does, or when a mask would not help (a flat picture).
+
+    The mask starts at the scale the metric reads (one pixel of the downscaled copy); a trial at
+    one strength predicts the others, since the gain in sharpness is close to linear in the
+    percent. A picture too soft for the strongest mask at that radius is tried at twice and three
+    times the radius (a wider blur needs a wider mask), else given the strongest at the widest."""
+    if now >= target or now <= 0.0:
+        return image
+    base = max(1.0, max(image.size) / MAX_SIDE)
+    rgb = image.convert("RGB")
+    out: Image.Image | None = None
+    for radius in (base, 2.0 * base, 3.0 * base):
+        trial = rgb.filter(ImageFilter.UnsharpMask(radius=radius, percent=_TRIAL_PERCENT, threshold=0))
+        gain = _sharpness_of(trial) / now - 1.0
+        if gain <= 1e-3:
+            continue
+        percent = round(_TRIAL_PERCENT * (target / now - 1.0) / gain)
+        if percent <= 0:
+            return image
+        if percent <= MAX_UNSHARP_PERCENT or radius == 3.0 * base:
+            percent = min(percent, MAX_UNSHARP_PERCENT)
+            out = (
+                trial
+                if percent == _TRIAL_PERCENT
+                else rgb.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=0))
+            )
+            break
+    if out is None:
+        return image
+    out.info.update(image.info)  # (what the backend keeps with its picture, as in match())
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Correction:
-    """The last decision: the drift measured and the strength applied (0: left alone)."""
+    """The last decision: the drift measured and the strength applied (0: left alone), and whether
+    the frame was sharpened up to the detail floor."""
 
     drift: float
     strength: float
+    sharpened: bool = False
 
 
 class ColourCoherence:
-    """Holds the frames of one prompt (and one backend) to the colours of its first frame."""
+    """Holds the frames of one prompt (and one backend) to the colours of its first frame, and
+    keeps them from going softer than ``detail_floor`` times its sharpness (0: no floor)."""
 
-    def __init__(self, *, max_strength: float = 1.0, band: float = DEAD_BAND, full: float = FULL_AT) -> None:
+    def __init__(
+        self,
+        *,
+        max_strength: float = 1.0,
+        band: float = DEAD_BAND,
+        full: float = FULL_AT,
+        detail_floor: float = DETAIL_FLOOR,
+    ) -> None:
         if not 0.0 <= max_strength <= 1.0:
             raise ValueError(f"expected a strength in 0..1, got {max_strength}")
+        if not 0.0 <= detail_floor <= 1.0:
+            raise ValueError(f"expected a detail floor in 0..1, got {detail_floor}")
         strength_for(0.0, band=band, full=full)  # checks the band up front
         self.max_strength = max_strength
         self.band = band
         self.full = full
+        self.detail_floor = detail_floor
         self._key: object = None
         self.reference: ColourStats | None = None
         self.last: Correction | None = None
         self.corrected = 0
+        self.sharpened = 0
 
     def reset(self) -> None:
         """Forget the reference: the next frame becomes it."""
@@ -139,15 +231,34 @@ class ColourCoherence:
     def cohere(self, image: Image.Image, key: object) -> Image.Image:
         """``image`` corrected toward the reference of ``key`` (the prompt and backend it was made
         for). The first frame for a new key becomes the reference and is returned as it is; so is
-        any frame within the band."""
+        any frame within the band and above the detail floor."""
         now = ColourStats.of(image)
         if self.reference is None or key != self._key:
             self._key, self.reference, self.last = key, now, Correction(0.0, 0.0)
             return image
         d = drift(now, self.reference)
         s = strength_for(d, max_strength=self.max_strength, band=self.band, full=self.full)
-        self.last = Correction(d, s)
-        if s <= 0.0:
+        out = image
+        if s > 0.0:
+            self.corrected += 1
+            out = match(image, now, self.reference, s)
+        sharp = now.sharpness if out is image else _sharpness_of(out)
+        lifted = self._lift(out, sharp)
+        self.last = Correction(d, s, lifted is not out)
+        return lifted
+
+    def hold_detail(self, image: Image.Image, key: object) -> Image.Image:
+        """The detail floor alone, for frames made from generated ones (slerped in-betweens): their
+        colours follow their keyframes', their sharpness may dip between them."""
+        if self.reference is None or key != self._key or self.detail_floor <= 0.0:
             return image
-        self.corrected += 1
-        return match(image, now, self.reference, s)
+        return self._lift(image, _sharpness_of(image))
+
+    def _lift(self, image: Image.Image, sharp: float) -> Image.Image:
+        assert self.reference is not None
+        if self.detail_floor <= 0.0:
+            return image
+        out = lift_detail(image, sharp, self.detail_floor * self.reference.sharpness)
+        if out is not image:
+            self.sharpened += 1
+        return out

@@ -9,7 +9,7 @@ backend arrive through :class:`ModeContext`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,6 +48,14 @@ class ModeContext:
         if self.coherence is None:
             return image
         return self.coherence.cohere(image, (prompt, self.backend.name))
+
+    def hold_detail(self, made: InBetweens, prompt: str) -> InBetweens:
+        """In-betweens kept above the detail floor of ``prompt``'s reference (``dream/coherence.py``):
+        a slerp halfway between two pictures can hold less edge than either."""
+        if self.coherence is None:
+            return made
+        key = (prompt, self.backend.name)
+        return replace(made, images=[self.coherence.hold_detail(img, key) for img in made.images])
 
     def request(
         self, prompt: str, *, denoise: float = 1.0, seed: int | None = None, return_latent: bool = False

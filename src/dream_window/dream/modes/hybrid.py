@@ -106,7 +106,7 @@ class HybridMode:
         n = ctx.config.transition_frames if transition else ctx.config.keyframe_interval - 1
         if previous is not None and n > 0:
             ts = inbetween_ts(n)
-            made = await self._maker.make(previous, key, ts)
+            made = ctx.hold_detail(await self._maker.make(previous, key, ts), prompt)
             frames = inbetween_frames(made, prompt, params, ts, transition=transition)
         frames.append(Frame(image, prompt, kind, result.elapsed_ms, params, key.latent))
         self._key, self._key_prompt, self._transition = key, prompt, False

@@ -161,7 +161,7 @@ class InterpolateMode:
     ) -> list[Frame]:
         frames: list[Frame] = []
         if self._key is not None:
-            made = await self._maker.make(self._key, key, ts)
+            made = self._ctx.hold_detail(await self._maker.make(self._key, key, ts), prompt)
             frames = inbetween_frames(made, prompt, params, ts, transition=self._transition)
         frames.append(Frame(key.image, prompt, kind, ms, dict(params), key.latent))
         self._key, self._key_request, self._transition = key, request, False
