@@ -29,9 +29,9 @@ def empty_latent(channels: int) -> Callable[[dict[str, Any], RunContext], Awaita
 
 
 async def vae_decode(i: dict[str, Any], ctx: RunContext) -> Result:
+    # From the samples only, even when the latent carries its pixels: a real VAE has nothing else,
+    # and keyframes shown sharper than the in-betweens decoded between them would pop.
     latent: Latent = i["samples"]
-    if latent.pixels is not None and len(latent.pixels) == latent.samples.shape[0]:
-        return (list(latent.pixels),), None
     return (await asyncio.to_thread(from_latent, ctx.engine, latent.samples),), None
 
 

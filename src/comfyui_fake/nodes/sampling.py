@@ -5,8 +5,9 @@ from its input latent's pixels otherwise, so the output depends on prompt, seed,
 Each step goes through the run's step hook first (progress, previews, stalls, interrupts).
 
 A sampler whose noise is disabled (``DisableNoise``, ``add_noise`` off) treats a non-empty
-starting latent as the noise ComfyUI would otherwise have made: its seed is derived from the
-latent's content, so the same uploaded noise gives the same picture. A conditioning that mixes
+starting latent as the noise ComfyUI would otherwise have made: the picture is drawn from it
+(``BuiltinEngine.render_noise``), the same noise giving the same picture and nearby noises nearby
+pictures, so a latent walk of slerped noise moves smoothly, as on a real model. A conditioning that mixes
 several prompts renders each and blends the pictures by weight.
 """
 
@@ -38,14 +39,19 @@ async def _sample(
     for i in range(1, steps + 1):
         await ctx.on_step(i, steps, latent)
 
-    def render(seed_k: int) -> Image.Image:
+    def render(k: int) -> Image.Image:
+        def one(text: str) -> np.ndarray:
+            if seed is None and np.any(latent.samples[k]):
+                # The noise it was handed decides the picture, continuously: a slerp between two
+                # noises walks between their pictures, as a real model's does.
+                return ctx.engine.render_noise(text, latent.samples[k], width, height)
+            seed_k = noise_seed(latent.samples[k]) if seed is None else (seed + k) % 2**63
+            return ctx.engine.render(text, seed_k, width, height)
+
         if len(parts) == 1:
-            return Image.fromarray(ctx.engine.render(parts[0][0], seed_k, width, height))
+            return Image.fromarray(one(parts[0][0]))
         total = sum(weight for _, weight in parts)
-        mix = sum(
-            ctx.engine.render(text, seed_k, width, height).astype(np.float32) * (weight / total)
-            for text, weight in parts
-        )
+        mix = sum(one(text).astype(np.float32) * (weight / total) for text, weight in parts)
         return Image.fromarray(np.clip(np.rint(mix), 0, 255).astype(np.uint8))
 
     def work() -> Latent:
@@ -53,7 +59,7 @@ async def _sample(
         for k in range(b):
             seed_k = noise_seed(latent.samples[k]) if seed is None else (seed + k) % 2**63
             if empty or denoise >= 0.999 or (seed is None and latent.pixels is None):
-                images.append(render(seed_k))
+                images.append(render(k))
                 continue
             src = latent.pixels[k] if latent.pixels else from_latent(ctx.engine, latent.samples[k : k + 1])[0]
             request = GenerationRequest(

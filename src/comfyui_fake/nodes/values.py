@@ -1,8 +1,10 @@
 """The values that flow between the fake's nodes, and what a node may use while it runs.
 
 They are small stand-ins with real behaviour. A LATENT is ComfyUI-shaped (``[B, C, H/8, W/8]``,
-4 channels, 16 for Flux) and carries its pixels along when it has them, so an img2img feedback
-loop does not degrade through the engine's coarse latent. A CONDITIONING carries weighted prompt
+4 channels, 16 for Flux) and carries its pixels along when it has them, so an img2img sampler
+works from them rather than the engine's coarse latent (a feedback loop would blur). VAEDecode
+never takes that shortcut: a real VAE decodes the samples alone, so a keyframe and a slerped
+in-between come out of the same decoder. A CONDITIONING carries weighted prompt
 texts, so ``ConditioningAverage`` can mix them as ComfyUI mixes tensors.
 """
 

@@ -22,6 +22,10 @@ Fine glowing filaments at the output size, on a dark ground tinted by the palett
   prompt's own genome toward the seed's by denoise. Fed back frame after frame at the usual
   0.3-0.5 the dream breathes around the prompt's flame instead of flickering between unrelated
   ones, and it cannot fade to mush: every step adds fresh, sharp filaments.
+* **Noise → flame, continuously.** ``render_noise`` draws a genome from a noise tensor's direction
+  (each number it needs is the normal CDF of the noise's projection on a fixed direction), so
+  nearby noises give nearby flames, as a diffusion model maps slerped noise to a smooth walk. The
+  ComfyUI test server's samplers use it when they are handed noise instead of a seed.
 * **A latent space at full resolution.** ``encode`` maps pixels to a ``[B, 4, H, W]`` float32
   latent (``LATENT_FACTOR`` 1): luma, two chroma channels and the luma's detail band (luma minus its
   3x3 mean); ``decode`` maps back exactly. Slerped latents decode to in-betweens as sharp as the
@@ -37,6 +41,7 @@ import asyncio
 import colorsys
 import functools
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -218,7 +223,48 @@ class Genome:
         )
 
 
-def _draw_genome(style: Style, rng: np.random.Generator) -> Genome:
+class _NoiseDraws:
+    """The few draws ``_draw_genome`` makes, read off a noise tensor instead of a generator: the
+    k-th uniform is the normal CDF of the noise's projection on the k-th of a fixed set of random
+    directions (for independent gaussian noise those projections are standard normal, so the
+    uniforms are uniform). Continuous in the noise; the colour order never permutes (a swap would
+    be a jump)."""
+
+    def __init__(self, noise: np.ndarray, count: int) -> None:
+        z = np.asarray(noise, dtype=np.float64).ravel()
+        norm = float(np.linalg.norm(z))
+        p = _directions(z.size, count) @ z / (norm if norm > 0.0 else 1.0)
+        self._u = 0.5 * (1.0 + np.vectorize(math.erf)(p / math.sqrt(2.0)))
+        self._i = 0
+
+    def _take(self, k: int) -> np.ndarray:
+        out = self._u[self._i : self._i + k]
+        self._i += k
+        return out
+
+    def uniform(self, lo: float, hi: float, size: int | tuple[int, ...]) -> np.ndarray:
+        shape = (size,) if isinstance(size, int) else size
+        return lo + (hi - lo) * self._take(math.prod(shape)).reshape(shape)
+
+    def random(self) -> float:
+        return float(self._take(1)[0])
+
+    def permutation(self, n: int) -> np.ndarray:
+        return np.arange(n)
+
+
+# How far from the prompt's own genome a noise can take ``render_noise``'s flame (0..1).
+NOISE_REACH = 0.5
+
+
+@functools.lru_cache(maxsize=4)
+def _directions(size: int, count: int) -> np.ndarray:
+    """``count`` fixed random directions in a noise of ``size`` numbers, gaussian entries: the
+    projection of a unit vector on one has a variance of about 1."""
+    return np.random.default_rng(_digest("noise-directions", size, count)).standard_normal((count, size))
+
+
+def _draw_genome(style: Style, rng: np.random.Generator | _NoiseDraws) -> Genome:
     n = len(style.variations)
     ang = rng.uniform(-np.pi, np.pi, n)
     scale = rng.uniform(0.45, 0.95, n)
@@ -605,6 +651,17 @@ class BuiltinEngine:
     def render(self, prompt: str, seed: int, width: int, height: int) -> np.ndarray:
         """txt2img: a [H, W, 3] uint8 flame for ``prompt`` and ``seed``."""
         return _to_uint8(self._render_f(prompt, _genome_for(prompt, seed), width, height))
+
+    def render_noise(self, prompt: str, noise: np.ndarray, width: int, height: int) -> np.ndarray:
+        """A [H, W, 3] uint8 flame whose genome is a continuous function of ``noise`` (any shape,
+        non-zero): a slerp between two noises walks between their flames."""
+        style = Style.from_prompt(prompt)
+        # Every draw _draw_genome can make for this style (10 per map, and one), once.
+        draws = _NoiseDraws(noise, 10 * len(style.variations) + 1)
+        # Halfway from the prompt's own genome: the prompt keeps the look, the noise moves the
+        # composition (as on a model), and a walk's frames stay relatives, never a collapsed map.
+        genome = _genome_for(prompt, None).lerp(_draw_genome(style, draws), NOISE_REACH)
+        return _to_uint8(self._render_f(prompt, genome, width, height))
 
     def _render_f(self, prompt: str, genome: Genome, width: int, height: int) -> np.ndarray:
         # The chaos game's own randomness is the prompt's, not the seed's (the seed has drawn the
