@@ -45,8 +45,8 @@ test: $(VENV)/.test system-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider $(ARGS)
 
 check: $(VENV)/.test
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -59,7 +59,7 @@ rmskin: $(VENV)/.core
 mutation: $(VENV)/.test
 	$(PIP) install -q "mutmut>=3.3"
 	HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run --max-children 2 || true
-	$(VENV)/bin/mutmut results
+	$(PY) tools/mutation_scores.py
 
 # Every bench runs (a failure does not stop the rest); at the end one table: each bench's exit status
 # and its headline, the last line it printed other than its "took N s".
