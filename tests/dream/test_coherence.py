@@ -227,7 +227,14 @@ async def test_the_corrected_frame_is_both_the_one_fed_back_and_the_one_publishe
     engine = BuiltinEngine()
     await engine.start()
     backend = DriftingBackend(engine)
-    controller = build_controller(cfg, backend, clock=clock, max_frames=60, fsync=False)  # type: ignore[arg-type]
+    controller = build_controller(
+        cfg,
+        backend,  # type: ignore[arg-type]
+        clock=clock,
+        rng=random.Random(0),  # the same seeds every run: a flame-dependent outcome is not a flake
+        max_frames=60,
+        fsync=False,
+    )
     await controller.run()
     await engine.close()
 
@@ -246,11 +253,12 @@ async def test_the_corrected_frame_is_both_the_one_fed_back_and_the_one_publishe
         if not np.array_equal(made, shown):
             corrected += 1
     assert corrected > 10, "coherence never corrected the drifting backend's frames"
-    # And what was shown stayed near the first frame's colours.
+    # And what was shown stayed near the first frame's colours: the last ten frames on average
+    # (one frame's HSV saturation swings with how much dark ground it shows).
     ref = measure(downscale(published[1]))
-    last = measure(downscale(published[60]))
-    assert abs(last.saturation / ref.saturation - 1) <= BAND
-    assert abs(last.brightness / ref.brightness - 1) <= BAND
+    last = [measure(downscale(published[k])) for k in range(51, 61)]
+    assert abs(np.mean([m.saturation for m in last]) / ref.saturation - 1) <= BAND
+    assert abs(np.mean([m.brightness for m in last]) / ref.brightness - 1) <= BAND
 
 
 async def test_hybrid_takes_a_corrected_keyframes_latent_from_the_corrected_picture() -> None:

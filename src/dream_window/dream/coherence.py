@@ -29,8 +29,8 @@ shown: the same for every backend.
 **Detail floor.** The other way a long dream dies is softness: feedback loops blur ("darken and
 blob"), a morph between two flames passes through a thin one, a slerp halfway between two pictures
 holds less edge than either. A frame whose sharpness (mean luma gradient, as the metrics measure
-it) is under ``detail_floor`` times its reference's is sharpened with an unsharp mask just enough
-to reach it: one trial mask measures how much this picture responds, the strength is then scaled
+it) is under ``detail_floor`` times its reference's is sharpened (an unsharp mask on its luma,
+after its colours are matched) just enough to reach it: one trial mask measures how much this picture responds, the strength is then scaled
 to the gap (at most ``MAX_UNSHARP_PERCENT``, with a wider mask for a softer picture). Sharper
 frames are never softened. In-betweens get the floor too (``hold_detail``), since they are shown;
 Deforum's anti-blur is the same idea.
@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from dream_window.dream.lab import lab_to_srgb, srgb_to_lab
-from dream_window.values.quality import MAX_SIDE, downscale, measure, relative, sharpness
+from dream_window.values.quality import MAX_SIDE, downscale, measure, relative, saturation, sharpness
 
 # The controller's band: no correction while the drift is within DEAD_BAND; full strength from FULL_AT.
 DEAD_BAND = 0.05
@@ -55,8 +55,6 @@ _FLOOR_BRIGHTNESS = 0.05
 # LAB a/b units that count as a drift of 1.0 (10 units, a visible cast, is 0.1).
 _CAST_SCALE = 100.0
 _STD_FLOOR = 1e-3
-# The lightness a gain may take the brightest percent of a frame to (L of near-white).
-_L_CEILING = 97.0
 # The detail floor's default (generation.detail_floor) and the strongest unsharp mask it uses.
 DETAIL_FLOOR = 0.6
 MAX_UNSHARP_PERCENT = 400
@@ -110,18 +108,15 @@ def _lightness_toward(light: np.ndarray, now: ColourStats, ref: ColourStats, s: 
     """Lightness mapped by the line that moves two anchors ``s`` of the way to the reference's:
     the ground (the 5th percentile: where the dark ground of a dream sits) and the mean. A frame
     holding more light than the reference has its light dimmed and its ground kept (a gain about
-    black would crush the ground); a frame darkened all over has its ground lifted back too. The
-    slope stops where the brightest percent reaches near-white: clipping is worse than a dimmer
-    frame."""
+    black would crush the ground); a frame darkened all over has its ground lifted back too."""
     mean_now, ground_now = float(now.lab_mean[0]), now.ground
     mean_to = mean_now + s * (float(ref.lab_mean[0]) - mean_now)
-    ground_to = ground_now + s * (ref.ground - ground_now)
+    # The ground is lifted back when a frame darkened, never pushed down: darkening a dark ground
+    # crushes it, and its colours' HSV saturation jumps as it nears black.
+    ground_to = ground_now + s * max(ref.ground - ground_now, 0.0)
     if mean_now - ground_now < 1.0 or mean_to - ground_to < 0.0:  # a flat frame: shift it
         return np.clip(light + (mean_to - mean_now), 0.0, 100.0)
     slope = (mean_to - ground_to) / (mean_now - ground_now)
-    top = float(np.percentile(light, 99.0))
-    if top > ground_now and ground_to + (top - ground_now) * slope > _L_CEILING:
-        slope = max(min(slope, (_L_CEILING - ground_to) / (top - ground_now)), 0.0)
     return np.clip(ground_to + (light - ground_now) * slope, 0.0, 100.0)
 
 
@@ -141,7 +136,16 @@ def match(image: Image.Image, now: ColourStats, ref: ColourStats, strength: floa
     ab_to = now.lab_mean[1:] + s * (ref.lab_mean[1:] - now.lab_mean[1:])
     ab_scale = (np.maximum(ref.lab_std[1:], _STD_FLOOR) / np.maximum(now.lab_std[1:], _STD_FLOOR)) ** s
     lab[..., 1:] = (lab[..., 1:] - now.lab_mean[1:]) * ab_scale + ab_to
-    out = Image.fromarray(np.rint(lab_to_srgb(lab) * 255.0).astype(np.uint8), "RGB")
+    srgb = lab_to_srgb(lab)
+    # The loop measures saturation as the metrics do (HSV, which also moves with lightness: the
+    # same chroma on a darker pixel is more saturated), so matching LAB spreads can leave it off
+    # target. One step closes the gap: the chroma scaled by target / measured.
+    target = now.saturation + s * (ref.saturation - now.saturation)
+    measured = saturation(downscale(srgb))
+    if measured > 1e-3 and abs(target / measured - 1.0) > 0.01:
+        lab[..., 1:] *= float(np.clip(target / measured, 0.5, 2.0))
+        srgb = lab_to_srgb(lab)
+    out = Image.fromarray(np.rint(srgb * 255.0).astype(np.uint8), "RGB")
     # What a backend keeps with its picture rides along: the built-in engine's morph between
     # genomes is there, and an img2img dream without it would settle on one flame per prompt.
     out.info.update(image.info)
@@ -150,6 +154,16 @@ def match(image: Image.Image, now: ColourStats, ref: ColourStats, strength: floa
 
 def _sharpness_of(image: Image.Image) -> float:
     return sharpness(downscale(np.asarray(image.convert("RGB"))))
+
+
+def _unsharp_luma(
+    ycc: tuple[Image.Image, Image.Image, Image.Image], radius: float, percent: int
+) -> Image.Image:
+    """An unsharp mask on the luma only: sharpening each RGB channel would also push the colours
+    apart (more saturation), which the colour loop would then have to pull back."""
+    y, cb, cr = ycc
+    sharp = y.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=0))
+    return Image.merge("YCbCr", (sharp, cb, cr)).convert("RGB")
 
 
 def lift_detail(image: Image.Image, now: float, target: float) -> Image.Image:
@@ -163,10 +177,10 @@ def lift_detail(image: Image.Image, now: float, target: float) -> Image.Image:
     if now >= target or now <= 0.0:
         return image
     base = max(1.0, max(image.size) / MAX_SIDE)
-    rgb = image.convert("RGB")
+    ycc = image.convert("RGB").convert("YCbCr").split()
     out: Image.Image | None = None
     for radius in (base, 2.0 * base, 3.0 * base):
-        trial = rgb.filter(ImageFilter.UnsharpMask(radius=radius, percent=_TRIAL_PERCENT, threshold=0))
+        trial = _unsharp_luma(ycc, radius, _TRIAL_PERCENT)
         gain = _sharpness_of(trial) / now - 1.0
         if gain <= 1e-3:
             continue
@@ -175,11 +189,7 @@ def lift_detail(image: Image.Image, now: float, target: float) -> Image.Image:
             return image
         if percent <= MAX_UNSHARP_PERCENT or radius == 3.0 * base:
             percent = min(percent, MAX_UNSHARP_PERCENT)
-            out = (
-                trial
-                if percent == _TRIAL_PERCENT
-                else rgb.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=0))
-            )
+            out = trial if percent == _TRIAL_PERCENT else _unsharp_luma(ycc, radius, percent)
             break
     if out is None:
         return image
@@ -242,8 +252,9 @@ class ColourCoherence:
         if s > 0.0:
             self.corrected += 1
             out = match(image, now, self.reference, s)
-        sharp = now.sharpness if out is image else _sharpness_of(out)
-        lifted = self._lift(out, sharp)
+        # Detail last: matching lightness can flatten a frame, so the floor is checked on what
+        # will be shown. The mask works on luma only, so the colours just matched stay put.
+        lifted = self._lift(out, now.sharpness if out is image else _sharpness_of(out))
         self.last = Correction(d, s, lifted is not out)
         return lifted
 
