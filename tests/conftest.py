@@ -168,3 +168,12 @@ async def comfy_server(tmp_path: Path) -> AsyncIterator[ComfyTestServer]:
     """A ComfyUI test server on a free loopback port (no step delay)."""
     async with running_comfy_server(root=tmp_path / "comfy") as server:
         yield server
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The random order's seed on the first line even under ``-q`` (pytest-randomly prints it in
+    the header, which ``-q`` hides): a failure that depends on order can then be replayed."""
+    seed = getattr(session.config.option, "randomly_seed", None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if seed is not None and reporter is not None and session.config.pluginmanager.has_plugin("randomly"):
+        reporter.write_line(f"random test order: replay it with --randomly-seed={seed}")

@@ -171,6 +171,7 @@ async def test_a_hostile_file_reference_is_refused_before_any_request(
     fake: FakeServer, filename: str, subfolder: str, kind: str
 ) -> None:
     ref = OutputFile(filename, subfolder, kind)
+    fake.paths.clear()  # (the server is the module's: other tests' requests are not this one's)
     async with _client(fake) as c:
         with pytest.raises(ComfyUIProtocolError):
             await c.download(ref)
