@@ -6,13 +6,25 @@ import codecs
 import subprocess
 import sys
 import tracemalloc
+from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from dream_window.config import DreamConfig, load_config
+from dream_window.config import (
+    DreamConfig,
+    _not_a_bool,
+    _one_of,
+    _set_folder,
+    _ValueRepr,
+    default_config_text,
+    load_config,
+    user_config_text,
+)
 from dream_window.errors import ConfigError
+from dream_window.user_dirs import UserDirs
 from tests.conftest import write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -333,3 +345,217 @@ def test_init_writes_a_valid_default_and_refuses_to_overwrite(tmp_path: Path) ->
     assert cfg.generation.mode == "hybrid"
     r2 = _cli("init", "my.yaml", cwd=tmp_path)
     assert r2.returncode == 2 and "already exists" in r2.stderr
+
+
+def test_overrides_left_unset_are_skipped_and_the_rest_applied(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, "{}"))
+    # The CLI passes every option, None for those not given: a None must not stop the ones after it.
+    again = cfg.with_overrides(**{"generation.mode": None, "generation.steps": 7, "viewer.port": 9000})
+    assert (again.generation.mode, again.generation.steps, again.viewer.port) == ("hybrid", 7, 9000)
+    assert again.base_dir == cfg.base_dir
+
+
+def test_a_bad_override_is_blamed_on_the_command_line(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, "{}"))
+    with pytest.raises(ConfigError) as info:
+        cfg.with_overrides(**{"generation.steps": 0})
+    assert info.value.path == "command line"
+    assert info.value.problems == ["generation.steps must be between 1 and 200, got 0"]
+
+
+def test_init_writes_the_shipped_config() -> None:
+    assert default_config_text() == (REPO / "config.yaml").read_text(encoding="utf-8")
+
+
+def _dirs(root: Path) -> UserDirs:
+    return UserDirs(
+        config=root / "conf",
+        data=root / "data",
+        cache=root / "cache",
+        logs=root / "logs",
+        runtime=root / "run",
+    )
+
+
+def test_the_user_config_sends_frames_and_cache_to_the_user_folders(tmp_path: Path) -> None:
+    dirs = _dirs(tmp_path / "it's a \\ home")  # a quote YAML must double, a backslash it must keep
+    path = dirs.config_file
+    path.parent.mkdir(parents=True)
+    path.write_text(user_config_text(dirs), encoding="utf-8")
+    cfg = load_config(path)
+    assert (cfg.output_dir, cfg.cache_dir) == (dirs.output, dirs.cache)
+    assert cfg.system.output_dir == dirs.output  # absolute: not beside the config file
+    # Apart from those two folders, the user's config is the shipped one, comments and all.
+    changed = [
+        (a, b)
+        for a, b in zip(default_config_text().splitlines(), user_config_text(dirs).splitlines(), strict=True)
+        if a != b
+    ]
+    home = f"{tmp_path}/it''s a \\ home"
+    assert changed == [
+        ('  output_dir: "output"', f"  output_dir: '{home}/data/output'"),
+        ('  cache_dir: "cache"', f"  cache_dir: '{home}/cache'"),
+    ]
+
+
+def test_only_the_first_line_setting_the_folder_is_pointed_at_it() -> None:
+    text = 'system:\n  output_dir: "output"\nother:\n  output_dir: "output"\n'
+    assert _set_folder(text, "output_dir", "output", Path("/frames")) == (
+        "system:\n  output_dir: '/frames'\nother:\n  output_dir: \"output\"\n"
+    )
+
+
+def test_a_packaged_config_without_the_folder_line_fails_naming_the_line() -> None:
+    text = "system:\n  output_dir: somewhere_else\n"
+    with pytest.raises(RuntimeError) as info:
+        _set_folder(text, "output_dir", "output", Path("/frames"))
+    assert str(info.value) == 'the packaged config has no line `output_dir: "output"` to point at /frames'
+
+
+def test_a_choice_of_one_or_two_names_reads_as_a_sentence() -> None:
+    assert _one_of(["img2img"]) == "'img2img'"
+    assert _one_of(["img2img", "hybrid"]) == "'img2img' or 'hybrid'"
+    assert _one_of(["a", "b", "c"]) == "'a', 'b' or 'c'"
+
+
+def test_a_yaml_boolean_is_not_taken_for_a_number() -> None:
+    # A guard built now, not the one built at import: what each kind of number says.
+    for kind, annotated in (("a whole number", int), ("a number", float)):
+        adapter = TypeAdapter(Annotated[annotated, _not_a_bool(kind)])
+        assert adapter.validate_python(3) == 3
+        with pytest.raises(ValidationError) as info:
+            adapter.validate_python(True)
+        assert info.value.errors()[0]["msg"] == f"Value error, must be {kind}, got true"
+
+
+def test_values_in_error_lines_show_only_the_start_of_long_or_deep_structures() -> None:
+    r = _ValueRepr()
+    assert r.repr(list(range(5))) == "[0, 1, 2, 3, 4]"
+    assert r.repr(list(range(6))) == "[0, 1, 2, 3, 4, ...]"
+    assert r.repr({i: i for i in range(5)}) == "{0: 0, 1: 1, 2: 2, 3: 3, 4: 4}"
+    assert r.repr({i: i for i in range(6)}) == "{0: 0, 1: 1, 2: 2, 3: 3, 4: 4, ...}"
+    assert r.repr([[[1]]]) == "[[[1]]]"
+    assert r.repr([[[[1]]]]) == "[[[[...]]]]"
+    assert r.repr(["a" * 38]) == f"['{'a' * 38}']"  # 40 characters with its quotes: shown whole
+    assert r.repr(["a" * 39]) == "['aaaaaaaaaaaaaaaaa...aaaaaaaaaaaaaaaaaa']"  # 41: cut
+    assert r.repr(Decimal("1." + "1" * 27)) == repr(Decimal("1." + "1" * 27))  # 40 characters
+    assert r.repr(Decimal("1." + "1" * 28)) == "Decimal('1.1111111...11111111111111111')"  # 41: cut
+
+
+ORIGINS = "{" + ", ".join(f"{k}: {k * 30}" for k in "abc") + "}"  # shown: 117 characters
+# (yaml text, the one whole problem line)
+EXACT: list[tuple[str, str]] = [
+    (
+        "zzz: 1\n",
+        "unknown key 'zzz'; allowed in the top level: system, generation, prompts, game_detection, "
+        "comfyui, interpolation, viewer",
+    ),
+    (
+        "generation:\n  cache:\n    max_sise: 10\n",
+        "unknown key 'generation.cache.max_sise' (did you mean 'generation.cache.max_size'?); allowed in "
+        "generation.cache: enabled, max_size, injection_probability, similarity_threshold, top_k, "
+        "temperature, reinject_cooldown_frames, embedder, clip_model, like_boost",
+    ),
+    (
+        "system:\n  log_level: verbose\n",
+        "system.log_level must be one of 'debug', 'info', 'warning' or 'error', got 'verbose'",
+    ),
+    ("system:\n  backend: gpu\n", "system.backend must be one of 'auto', 'comfyui' or 'builtin', got 'gpu'"),
+    (
+        "generation:\n  cache:\n    temperature: 11\n",
+        "generation.cache.temperature must be greater than 0 and at most 10, got 11",
+    ),
+    ("generation:\n  negative_prompt: 5\n", "generation.negative_prompt must be text, got 5"),
+    ("comfyui:\n  workflow_mapping: {a: 1}\n", "comfyui.workflow_mapping.a must be text, got 1"),
+    ("generation:\n  denoise: null\n", "generation.denoise must be a number, got null"),
+    ("generation:\n  denoise: 1.23456789\n", "generation.denoise must be between 0 and 1, got 1.23457"),
+    ("generation:\n  steps: 1.0e+400\n", "generation.steps must be a finite number, got inf"),
+    ("generation:\n  cache: [1]\n", "generation.cache must be a mapping of keys to values, got [1]"),
+    (
+        "interpolation:\n  encoder: local\n",
+        "interpolation.vae_path must be set when interpolation.encoder is 'local' (a VAE .safetensors file)",
+    ),
+    (
+        "system:\n  output_dir: 5\n",
+        "system.output_dir: Input is not a valid path for <class 'pathlib.Path'>, got 5",
+    ),
+    (
+        f"viewer:\n  allowed_origins: {ORIGINS}\n",
+        "viewer.allowed_origins must be a list, got {'a': 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'b': "
+        "'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', '… (117 characters)",
+    ),
+    # A whole number is shown whole up to 200 bits; past that, how long it is.
+    (
+        f"generation:\n  seed: {2**200 - 1}\n",
+        f"generation.seed must be between 0 and {2**63 - 1}, got {2**200 - 1}",
+    ),
+    (
+        f"generation:\n  seed: {2**200}\n",
+        f"generation.seed must be between 0 and {2**63 - 1}, got a number of about 61 digits",
+    ),
+    # Text is shown whole up to 80 characters, then cut to 79 and its length.
+    (
+        f"generation:\n  mode: {'x' * 80}\n",
+        f"generation.mode must be one of 'img2img', 'interpolate' or 'hybrid', got '{'x' * 80}'",
+    ),
+    (
+        f'generation:\n  mode: "{"x" * 81}\'"\n',  # the quote past the cut does not change the quoting
+        f"generation.mode must be one of 'img2img', 'interpolate' or 'hybrid', got '{'x' * 79}… "
+        "(82 characters)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EXACT, ids=[e[1][:40] for e in EXACT])
+def test_each_problem_is_one_whole_line(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, text))
+    assert info.value.problems == [expected]
+    assert str(info.value) == expected and info.value.path == str(tmp_path / "config.yaml")
+
+
+def test_a_config_that_is_not_a_mapping_names_what_it_is(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, "- just\n- a list\n"))
+    assert (
+        str(info.value) == f"{tmp_path / 'config.yaml'}: the config must be a mapping of sections, got list"
+    )
+
+
+def test_base_dir_is_not_a_key_a_config_may_set(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "base_dir: /elsewhere\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (str(info.value), info.value.path) == ("unknown key 'base_dir'", str(path))
+
+
+def test_an_empty_config_file_gives_the_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, "# nothing set\n"))
+    assert cfg == DreamConfig(base_dir=tmp_path.resolve())
+
+
+def test_no_config_file_gives_the_defaults_under_the_current_folder() -> None:
+    assert load_config(None) == DreamConfig(base_dir=Path.cwd())
+
+
+def test_twenty_problems_are_listed_and_the_rest_counted(tmp_path: Path) -> None:
+    items = ", ".join(["1"] * 21)
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, f"game_detection:\n  known_games: [{items}]\n"))
+    assert info.value.problems[19:] == [
+        "game_detection.known_games.19 must be text, got 1",
+        "... and 1 more problems",
+    ]
+    items = ", ".join(["1"] * 20)
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, f"game_detection:\n  known_games: [{items}]\n"))
+    assert len(info.value.problems) == 20
+
+
+def test_paths_are_resolved_against_the_config_folder_unless_absolute(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    text = f"system:\n  output_dir: {tmp_path / 'frames'}\n  cache_dir: ~/dream-cache\n"
+    cfg = load_config(write_config(conf, text))
+    assert cfg.output_dir == tmp_path / "frames"  # absolute: as written
+    assert cfg.cache_dir == Path("~/dream-cache").expanduser()  # the home folder, not conf/~

@@ -22,13 +22,23 @@ GOOD: list[tuple[str, tuple[int, int]]] = [
     ("generation:\n  width: 264\n  height: 512\n  model: sd15\n", (264, 512)),
 ]
 
+NOT_A_SIZE = (
+    "generation.size must be 'portrait', 'landscape', 'landscape-large', 'square' or WIDTHxHEIGHT "
+    "(e.g. '768x432')"
+)
 BAD: list[tuple[str, str]] = [
     (
         "generation:\n  size: wide\n",
-        "generation.size must be 'portrait', 'landscape', 'landscape-large', 'square' or WIDTHxHEIGHT",
+        f"{NOT_A_SIZE}, got 'wide'",
     ),
-    ("generation:\n  size: 640x\n", "generation.size must be"),
+    ("generation:\n  size: 640x\n", f"{NOT_A_SIZE}, got '640x'"),
+    ("generation:\n  size: x368\n", f"{NOT_A_SIZE}, got 'x368'"),
+    ("generation:\n  size: 64x64x64\n", f"{NOT_A_SIZE}, got '64x64x64'"),
     ("generation:\n  size: 5\n", "generation.size must be a name or WIDTHxHEIGHT text, got 5"),
+    (
+        "generation:\n  size: [640, 368]\n",
+        "generation.size must be a name or WIDTHxHEIGHT text, got [640, 368]",
+    ),
     (
         "generation:\n  size: landscape\n  width: 640\n",
         "generation.size sets width and height: give size, or width and height, not both",
@@ -54,7 +64,7 @@ def test_sizes_load(tmp_path: Path, text: str, size: tuple[int, int]) -> None:
 def test_bad_sizes_are_one_clear_line(tmp_path: Path, text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write_config(tmp_path, text))
-    assert fragment in info.value.problems[0]
+    assert fragment in info.value.problems[0], info.value.problems
     assert "\n" not in info.value.problems[0]
 
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,8 @@ from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.cache.manager import CacheManager
 from dream_window.dream.controller import DreamController
-from dream_window.dream.output import OutputWriter
-from dream_window.errors import CacheError, FrameWriteError
+from dream_window.dream.output import OutputWriter, check_output_dir
+from dream_window.errors import CacheError, ConfigError, FrameWriteError
 from dream_window.file_ops import WriteFailures, atomic_write_bytes
 from dream_window.values.frame import Frame
 from tests.cache.conftest import picture
@@ -306,3 +307,44 @@ async def test_a_real_full_output_disk_and_status_json(
     await asyncio.sleep(0)
     assert c.snapshot()["output"] == {"ok": True} and c.frame_count == 2
     assert '"ok": true' in (c.status_writer.path.read_text())
+
+
+def test_a_problem_that_changes_keeps_counting_and_a_failure_without_a_path_names_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures = WriteFailures(
+        logging.getLogger("test.writes"),
+        one="frame not published",
+        many="frames not published",
+        recovered="output writable again",
+        monotonic=FakeClock().monotonic,
+        now=lambda: "T0",
+    )
+    caplog.set_level(logging.INFO, "test.writes")
+    assert failures.failed("disk full") is True
+    assert failures.failed("Permission denied", count=2) is True  # changed: said at once
+    assert [r.getMessage() for r in caplog.records] == [
+        "frame not published: disk full",
+        "frame not published: Permission denied",
+    ]
+    # Counted since the trouble began, not since it changed.
+    assert failures.describe() == {
+        "ok": False,
+        "problem": "Permission denied",
+        "path": None,
+        "frames_lost": 3,
+        "since": "T0",
+    }
+
+
+def test_a_real_read_only_output_disk_is_refused_before_the_dream_starts(small_disk: Path) -> None:
+    (small_disk / "frames").mkdir()  # the folders exist: only writing a file can tell
+    done = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount the tmpfs read-only: {done.stderr.strip()}")
+    with pytest.raises(ConfigError) as info:
+        check_output_dir(small_disk)
+    # The probe it tried is named like our temp files (clean_stale_temps removes one a kill leaves).
+    probe = re.escape(f"{small_disk}{os.sep}") + r"\.write-check\.[^./]+\.tmp"
+    expected = re.escape(f"system.output_dir: cannot use {small_disk} as the output folder: ")
+    assert re.fullmatch(f"{expected}Read-only file system \\({probe}\\)", str(info.value)), info.value

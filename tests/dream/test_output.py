@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dream_window.dream.output import OutputWriter, check_output_dir, read_label
+from dream_window.dream.output import OutputWriter, check_output_dir, output_dir_error, read_label
 from dream_window.errors import ConfigError, FrameWriteError
 from dream_window.file_ops import atomic_write_bytes
 from dream_window.values.frame import Frame, FrameLabel
@@ -129,3 +129,43 @@ def test_check_output_dir_makes_the_folder_and_leaves_no_probe(tmp_path: Path) -
     out = tmp_path / "a" / "b"
     check_output_dir(out)
     assert sorted(p.name for p in out.iterdir()) == ["frames"]
+
+
+def test_check_output_dir_accepts_a_folder_made_before(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    check_output_dir(out)
+    check_output_dir(out)  # every start checks the folder the last run made
+    assert sorted(p.name for p in out.iterdir()) == ["frames"]
+
+
+def test_check_output_dir_names_the_key_for_a_file_in_the_folders_place(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    with pytest.raises(ConfigError) as err:
+        check_output_dir(out)
+    assert str(err.value) == f"system.output_dir: cannot use {out} as the output folder: File exists"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OSError(errno.EACCES, "Permission denied"), "Permission denied"),
+        (OSError(errno.EACCES, "Permission denied", "/srv/out"), "Permission denied"),
+        (
+            OSError(errno.EACCES, "Permission denied", "/srv/out/frames"),
+            "Permission denied (/srv/out/frames)",
+        ),
+        (OSError("the share went away"), "the share went away"),  # no strerror: the message
+    ],
+    ids=["no-file", "the-folder", "a-file-in-it", "message-only"],
+)
+def test_an_output_dir_error_names_the_key_the_folder_and_the_reason(error: OSError, reason: str) -> None:
+    err = output_dir_error(Path("/srv/out"), error)
+    assert str(err) == f"system.output_dir: cannot use /srv/out as the output folder: {reason}"
+
+
+def test_a_picture_in_another_format_has_no_label(tmp_path: Path) -> None:
+    path = tmp_path / "plain.bmp"
+    Image.new("RGB", (8, 4)).save(path)
+    image, label = read_label(path)
+    assert (image.size, label) == ((8, 4), None)

@@ -223,3 +223,20 @@ def test_a_prompt_that_cannot_be_one_is_refused_before_anything_changes(
     with pytest.raises(ValueError, match=message):
         m.set_prompt(text)
     assert m.current == "a" and m.held_for is None
+
+
+def test_a_bad_line_in_a_prompts_file_is_named_by_its_line_number(tmp_path: Path) -> None:
+    f = tmp_path / "prompts.txt"
+    f.write_text("# themes\nocean waves\nnebula :: lots\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_prompts_file(f)
+    assert str(info.value) == f"{f} line 3: weight must be a number, got 'lots'"
+
+
+def test_a_continued_prompt_is_announced_as_continued(clock: FakeClock) -> None:
+    events = EventBus()
+    m = PromptManager(PromptsConfig(list=["a", "b"]), clock=clock, rng=random.Random(0), events=events)
+    seen: list[PromptChanged] = []
+    events.subscribe(PromptChanged, seen.append)
+    m.continue_with("  the last run's prompt ")
+    assert [(e.prompt, e.why, e.held_s) for e in seen] == [("the last run's prompt", "continued", None)]
