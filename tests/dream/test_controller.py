@@ -18,12 +18,15 @@ from dream_window import __version__
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.cache import FrameCacheService
+from dream_window.clock import SystemClock
+from dream_window.config import BackendChoice
 from dream_window.dream.controller import DreamController, State
-from dream_window.errors import ComfyUIUnavailable, ExecutionFailed, LifecycleError
-from dream_window.events import FramePublished, Progress
+from dream_window.dream.supervisor import BackendSupervisor
+from dream_window.errors import ComfyUIUnavailable, ExecutionFailed, LifecycleError, ModelLoadError
+from dream_window.events import FramePublished, Note, Progress
 from dream_window.values.check import Check
 from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
-from tests.conftest import FakeClock, fast_config
+from tests.conftest import FakeClock, fast_config, until
 
 
 def controller_for(
@@ -370,3 +373,299 @@ async def test_progress_from_a_worker_thread_reaches_listeners_on_the_loop(tmp_p
     c.events.subscribe(Progress, lambda e: threads.append(threading.get_ident()))
     await asyncio.wait_for(c.run(), 30)
     assert threads and set(threads) == {threading.get_ident()}
+
+
+# --- switching mode ---------------------------------------------------------------------------
+
+
+def rebuilt(c: DreamController, **parts: object) -> DreamController:
+    """A controller built by hand from ``c``'s parts, with ``parts`` injected (what build_controller
+    makes itself: the encoder, or no mode factory)."""
+    made: dict[str, object] = {
+        "config": c.config,
+        "backend": c.backend,
+        "mode": c.mode,
+        "prompts": c.prompts,
+        "output": c.output,
+        "status": c.status_writer,
+        "clock": c.clock,
+        "events": c.events,
+    }
+    return DreamController(**{**made, **parts})  # type: ignore[arg-type]
+
+
+async def test_set_mode_refuses_unknown_modes_and_dreams_built_without_a_way_to_make_them(
+    tmp_path: Path,
+) -> None:
+    c = controller_for(tmp_path)
+    with pytest.raises(ValueError, match=r"mode must be one of .*hybrid.*, got 'warp'"):
+        await c.set_mode("warp")
+    fixed = rebuilt(c)
+    with pytest.raises(ValueError, match=r"^this dream cannot switch modes$"):
+        await fixed.set_mode("img2img")
+    assert fixed.mode.name == "hybrid"
+
+
+async def test_set_mode_switches_and_says_so_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dream_window.dream.controller")
+    c = controller_for(tmp_path)
+    await c.set_mode("img2img")
+    await c.set_mode("img2img")  # already in it: nothing to do
+    assert c.mode.name == "img2img" and c.snapshot()["mode"] == "img2img"
+    said = [r.getMessage() for r in caplog.records if r.name == "dream_window.dream.controller"]
+    assert said == ["mode: img2img"]
+
+
+# --- notes, status, pause reasons --------------------------------------------------------------
+
+
+async def test_notes_are_kept_once_each_in_status(tmp_path: Path) -> None:
+    cfg = fast_config(tmp_path)
+    c = build_controller(cfg, BuiltinEngine(offload=False), notes=["from the start"], fsync=False)
+    for text in ("in-betweens are pixel crossfades", "from the start", "in-betweens are pixel crossfades"):
+        c.events.emit(Note(text))
+    assert c.notes == ["from the start", "in-betweens are pixel crossfades"]
+    assert c.snapshot()["notes"] == c.notes
+
+
+async def test_a_blank_pause_reason_is_called_paused_and_reasons_are_trimmed(tmp_path: Path) -> None:
+    c = controller_for(tmp_path)
+    task = asyncio.create_task(c.run())
+    await until(lambda: c.state is State.RUNNING, "the dream to start")
+    await c.pause("   ")
+    await c.pause("  game: x.exe ")
+    assert c.pause_reasons == ["paused", "game: x.exe"]
+    s = c.snapshot()
+    assert (s["state"], s["pause_reason"], s["pause_reasons"]) == (
+        "paused",
+        "paused",
+        ["paused", "game: x.exe"],
+    )
+    await c.resume("")
+    await c.resume("game: x.exe  ")
+    assert c.state is State.RUNNING and c.snapshot()["pause_reason"] is None
+    c.stop()
+    await task
+
+
+async def test_status_before_the_first_frame(tmp_path: Path, clock: FakeClock) -> None:
+    c = controller_for(tmp_path, clock=clock, generation={"width": 512, "height": 384})
+    s = c.snapshot()
+    assert s["state"] == "starting" and sorted(s["modes"]) == ["hybrid", "img2img", "interpolate"]
+    assert (s["frame_count"], s["current_prompt"], s["on_screen"], s["last_frame_kind"]) == (
+        0,
+        None,
+        None,
+        None,
+    )
+    assert (s["last_generation_ms"], s["frames_per_minute"], s["progress"]) == (None, 0.0, None)
+    assert s["size"] == {"width": 512, "height": 384} and s["notes"] == []
+    assert s["buffer"] == {"size": 0, "target": 1, "capacity": 4, "p95_batch_s": None}
+    assert s["started_at"] == s["updated_at"] == "2026-01-01T12:16:40+00:00"
+    assert s["heartbeat_s"] == 5.0 and s["output"] == {"ok": True}
+    assert s["next_prompt"] == c.prompts.current and s["current_frame"] == str(c.output.current_path)
+
+
+async def test_an_ai_backend_reports_the_configured_model(tmp_path: Path) -> None:
+    c = controller_for(tmp_path, backend=FlakyBackend(failures=0))
+    s = c.snapshot()
+    assert s["backend_is_ai"] is True and s["model"] == c.config.generation.model.value != "procedural"
+
+
+# --- freeing memory ---------------------------------------------------------------------------
+
+
+class RecordingEncoder:
+    """A latent encoder holding GPU memory of its own (a local VAE); ``fails``: freeing it fails."""
+
+    def __init__(self, *, fails: bool = False) -> None:
+        self.fails = fails
+        self.freed = 0
+
+    async def free_memory(self) -> None:
+        self.freed += 1
+        if self.fails:
+            raise ModelLoadError("the VAE would not let go")
+
+
+class StubbornBackend(BuiltinEngine):
+    async def free_memory(self) -> None:
+        raise ComfyUIUnavailable("connection refused", server="http://127.0.0.1:1")
+
+
+async def test_free_memory_reaches_the_latent_encoder(tmp_path: Path) -> None:
+    encoder = RecordingEncoder()
+    c = rebuilt(controller_for(tmp_path), encoder=encoder)
+    await c.pause("user")
+    assert encoder.freed == 0
+    await c.pause("game: x.exe", free_memory=True)
+    assert encoder.freed == 1
+
+
+async def test_what_fails_to_free_memory_is_logged_by_name_and_the_rest_is_still_freed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    released: list[str] = []
+    encoder = RecordingEncoder(fails=True)
+    base = controller_for(tmp_path, backend=StubbornBackend(offload=False))
+    c = rebuilt(base, encoder=encoder, services=[GpuHoldingService(released)])
+    await c.pause("game: x.exe", free_memory=True)
+    assert c.pause_reasons == ["game: x.exe"] and encoder.freed == 1 and released == ["vae"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "free memory failed: connection refused",
+        "free memory (latent encoder) failed: the VAE would not let go",
+    ]
+
+
+# --- the supervisor switching backend ------------------------------------------------------------
+
+
+class HeldClock(FakeClock):
+    """Fake time whose long waits (the publisher's, between frames) wait for ``release`` first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.held = 0  # waits held so far
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds >= 10 and not self.release.is_set():
+            self.held += 1
+            await self.release.wait()
+        await super().sleep(seconds)
+
+
+class GatedEngine(BuiltinEngine):
+    """Makes ``free`` images (each ``takes`` seconds of fake time), then waits at ``gate``; records
+    the picture each img2img grows from."""
+
+    def __init__(self, *, free: int, clock: FakeClock | None = None, takes: float = 0.0) -> None:
+        super().__init__(offload=False)
+        self.free, self.clock, self.takes = free, clock, takes
+        self.calls = 0
+        self.sources: list[np.ndarray] = []
+        self.gate = asyncio.Event()
+
+    async def _turn(self) -> None:
+        self.calls += 1
+        if self.clock is not None:
+            self.clock.advance(self.takes)
+        if self.calls > self.free:
+            await self.gate.wait()
+
+    async def txt2img(self, request: GenerationRequest, *, plan: Plan = NO_PLAN) -> GeneratedImage:
+        await self._turn()
+        return await super().txt2img(request, plan=plan)
+
+    async def img2img(
+        self, image: Image.Image, request: GenerationRequest, *, plan: Plan = NO_PLAN
+    ) -> GeneratedImage:
+        self.sources.append(np.asarray(image.convert("RGB")))
+        await self._turn()
+        return await super().img2img(image, request, plan=plan)
+
+
+class StandInComfyUI(GatedEngine):
+    """What the supervisor adopts as ComfyUI: it answers once ``up`` is set."""
+
+    name = "ComfyUI (stand-in)"
+
+    def __init__(self, *, free: int) -> None:
+        super().__init__(free=free)
+        self.up = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.up.wait()
+
+    async def check_model(self) -> float:
+        return 0.1
+
+
+def switching_dream(tmp_path: Path, builtin: GatedEngine, comfy: StandInComfyUI, clock, **generation):  # type: ignore[no-untyped-def]
+    cfg = fast_config(tmp_path, generation=generation)
+    supervisor = BackendSupervisor(
+        builtin,
+        clock=clock,
+        choice=BackendChoice.AUTO,
+        make_comfyui=lambda: comfy,  # type: ignore[arg-type,return-value]
+        probe_interval=0.01,
+    )
+    return build_controller(cfg, builtin, clock=clock, supervisor=supervisor, fsync=False), supervisor
+
+
+@pytest.mark.parametrize(
+    ("free", "buffered", "newest"),
+    [
+        (1, 0, "on screen"),  # frame 1 shown, frame 2 being made: the switch cancels it
+        (2, 0, "held"),  # frame 2 made and waiting for its time, frame 3 being made
+        (99, 3, "buffered"),  # frame 2 waiting for its time, frames 3-5 made ahead
+    ],
+)
+async def test_after_a_backend_switch_the_dream_grows_from_the_newest_frame_made(
+    tmp_path: Path, free: int, buffered: int, newest: str
+) -> None:
+    clock = HeldClock()
+    builtin = GatedEngine(free=free, clock=clock, takes=20.0)
+    comfy = StandInComfyUI(free=0)
+    c, supervisor = switching_dream(
+        tmp_path, builtin, comfy, clock, mode="img2img", frame_interval=100, buffer_size=4
+    )
+    task = asyncio.create_task(c.run())
+    try:
+        # Each image takes 20 fake seconds: frame 1 is shown at once, frame 2 waits (held) for its
+        # time, 100 s after frame 1.
+        made, waiting = min(free, 5), int(newest != "on screen")
+        await until(
+            lambda: (
+                (c.frame_count, builtin.calls, len(c.buffer), clock.held)
+                == (1, made + (free < 99), buffered, waiting)
+            ),
+            f"the newest frame to be {newest}",
+        )
+        # The picture the next frame must grow from: the last one in the buffer, else the one
+        # waiting to be shown (the source of the batch after it), else the one on screen.
+        expected = np.asarray(c.buffer.items()[-1][1].image) if buffered else builtin.sources[free - 1]
+        assert p95(c) is not None
+        await c.pause("user")
+        comfy.up.set()
+        await until(lambda: c.backend.name == comfy.name, "the switch to ComfyUI")
+        await c.resume("user")
+        clock.release.set()
+        await until(lambda: comfy.sources, "the first frame made by ComfyUI")
+        assert np.array_equal(comfy.sources[0], expected)
+        if buffered:
+            assert not np.array_equal(expected, builtin.sources[-1])  # (not the one before it)
+        assert p95(c) is None  # the new backend's batch times are not known yet
+        assert c.snapshot()["backend_health"]["backend"] == comfy.name  # type: ignore[index]
+    finally:
+        c.stop()
+        await asyncio.wait_for(task, 10)
+        await supervisor.close()
+
+
+def p95(c: DreamController) -> object:
+    return c.snapshot()["buffer"]["p95_batch_s"]  # type: ignore[index]
+
+
+async def test_a_backend_switch_mid_dream_leads_into_the_new_backend_with_a_transition(
+    tmp_path: Path,
+) -> None:
+    clock = SystemClock()
+    comfy = StandInComfyUI(free=99)
+    c, supervisor = switching_dream(tmp_path, GatedEngine(free=99), comfy, clock, mode="hybrid")
+    shown: list[tuple[str, str]] = []
+    c.events.subscribe(FramePublished, lambda e: shown.append((e.kind, e.backend)))
+    task = asyncio.create_task(c.run())
+    try:
+        await until(lambda: c.frame_count >= 1, "a frame from the built-in engine")
+        comfy.up.set()
+        await until(lambda: ("keyframe", comfy.name) in shown, "a keyframe made by ComfyUI")
+    finally:
+        c.stop()
+        await asyncio.wait_for(task, 10)
+        await supervisor.close()
+    first = shown.index(("keyframe", comfy.name))
+    n = c.config.generation.transition_frames
+    assert [kind for kind, _ in shown[first - n : first]] == ["transition"] * n, shown
+    assert shown[first - n - 1][0] != "transition"

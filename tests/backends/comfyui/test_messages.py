@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +50,6 @@ def test_preview_round_trip_both_layouts() -> None:
 def test_text_messages(recorded: Path) -> None:
     transcript = load_json(recorded / "02_txt2img" / "transcript.json")
     texts = [e["json"] for e in transcript if e["dir"] == "ws_in" and e.get("kind") == "text"]
-    import json
-
     msgs = [parse_text(json.dumps(t)) for t in texts]
     assert msgs[-1].is_done and msgs[-1].prompt_id
     assert [m for m in msgs if m.is_done] == [msgs[-1]]
@@ -63,9 +63,6 @@ def test_latent_file_round_trip_and_legacy_scale() -> None:
     z = np.random.default_rng(0).standard_normal((3, 16, 8, 4)).astype(np.float32)
     assert np.array_equal(latent_file.loads(latent_file.dumps(z)), z)
     # Without the version marker, LoadLatent treats the file as the legacy format (scaled by 1/0.18215).
-    import json
-    import struct
-
     header = json.dumps(
         {"latent_tensor": {"dtype": "F32", "shape": [1, 1, 1, 1], "data_offsets": [0, 4]}}
     ).encode()
@@ -75,3 +72,89 @@ def test_latent_file_round_trip_and_legacy_scale() -> None:
         latent_file.loads(b"\x01")
     with pytest.raises(ValueError):
         latent_file.dumps(z[0])
+
+
+# --- binary frames, byte by byte ------------------------------------------------------------
+# Built with struct from the layout the recordings show (big-endian u32 event, then a format code
+# or a metadata length), so these run without shared/ beside the repository.
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(12))
+
+
+def frame(event: int, word: int, rest: bytes = b"") -> bytes:
+    return struct.pack(">II", event, word) + rest
+
+
+def with_meta(meta: bytes, image: bytes = JPEG) -> bytes:
+    return frame(4, len(meta), meta + image)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime"), [(1, "image/jpeg"), (2, "image/png"), (3, "application/octet-stream")]
+)
+def test_type_1_frames_name_their_format_and_unknown_codes_are_octet_stream(fmt: int, mime: str) -> None:
+    p = parse_binary(frame(1, fmt, JPEG))
+    assert p is not None and (p.event, p.mime, p.image, p.meta) == (1, mime, JPEG, {})
+
+
+def test_a_format_code_with_the_high_bit_set_is_unknown_not_negative() -> None:
+    p = parse_binary(frame(1, 0xFFFFFFFE, JPEG))
+    assert p is not None and p.mime == "application/octet-stream" and p.image == JPEG
+
+
+def test_a_header_only_frame_is_a_preview_with_no_image_bytes() -> None:
+    # 8 bytes is a whole header: the shortest frame that parses.
+    one = parse_binary(frame(1, 1))
+    assert one is not None and one.image == b"" and one.mime == "image/jpeg"
+    with pytest.raises(MessageError, match=r"too short \(7 bytes\)"):
+        parse_binary(frame(1, 1)[:7])
+
+
+def test_type_4_metadata_names_the_mime_and_the_prompt() -> None:
+    meta = json.dumps({"image_type": "image/png", "prompt_id": "p-1", "node_id": "3"}).encode()
+    p = parse_binary(with_meta(meta))
+    assert p is not None and (p.event, p.mime, p.image, p.prompt_id) == (4, "image/png", JPEG, "p-1")
+    assert p.meta["node_id"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("meta", "kept"),
+    [
+        (b"{}", {}),
+        (b'{"image_type": 5}', {"image_type": 5}),
+        (b'{"image_type": null}', {"image_type": None}),
+        (b"[1, 2]", {}),  # metadata that is not an object is dropped, the image kept
+        (b'"image/png"', {}),
+    ],
+)
+def test_type_4_without_a_usable_image_type_is_jpeg(meta: bytes, kept: dict[str, object]) -> None:
+    p = parse_binary(with_meta(meta))
+    assert p is not None and (p.mime, p.image, p.meta, p.prompt_id) == ("image/jpeg", JPEG, kept, None)
+
+
+def test_type_4_metadata_may_fill_the_frame_exactly() -> None:
+    p = parse_binary(with_meta(b'{"prompt_id": "p"}', image=b""))
+    assert p is not None and p.image == b"" and p.prompt_id == "p"
+
+
+def test_type_4_metadata_longer_than_the_frame_is_refused() -> None:
+    meta = b'{"prompt_id": "p"}'
+    with pytest.raises(MessageError, match=r"metadata length 19 exceeds the frame \(26 bytes\)"):
+        parse_binary(frame(4, len(meta) + 1, meta))
+
+
+def test_a_huge_metadata_length_is_refused_not_read_as_negative() -> None:
+    # 0xFFFFFFF0 read as a signed int is -16, which would slice the metadata from the middle.
+    image = bytes(8)
+    huge = frame(4, 2**32 - (8 + len(image)), b"{}" + image)
+    with pytest.raises(MessageError, match="exceeds the frame"):
+        parse_binary(huge)
+
+
+def test_type_4_metadata_that_is_not_json_names_itself() -> None:
+    with pytest.raises(MessageError, match=r"^preview metadata is not JSON"):
+        parse_binary(with_meta(b"{nope"))
+
+
+def test_an_event_with_the_high_bit_set_is_ignored() -> None:
+    assert parse_binary(frame(0x80000001, 1, JPEG)) is None

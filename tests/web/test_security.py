@@ -1,0 +1,82 @@
+"""The control token and the access policy, without a server: ensure_token, read_token, make_policy."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from dream_window.errors import ConfigError
+from dream_window.web.security import AccessPolicy, ensure_token, make_policy, read_token, token_path
+
+
+def test_no_token_file_reads_as_none_and_a_blank_one_too(dream_home: Path) -> None:
+    assert read_token() is None
+    token_path().write_text("  \n", encoding="utf-8")
+    assert read_token() is None
+    token_path().write_text("  abc-123\n", encoding="utf-8")
+    assert read_token() == "abc-123"
+
+
+def test_the_token_carries_256_random_bits() -> None:
+    token, created = ensure_token()
+    assert created
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert len(raw) == 32
+    assert ensure_token() == (token, False)
+
+
+def test_a_token_already_written_is_kept(dream_home: Path) -> None:
+    token_path().write_text("mine\n", encoding="utf-8")
+    assert ensure_token() == ("mine", False)
+    assert token_path().read_text(encoding="utf-8") == "mine\n"
+
+
+def test_the_home_folder_and_its_parents_are_made_for_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "not" / "yet" / "there"
+    monkeypatch.setenv("DREAM_WINDOW_HOME", str(home))
+    token, created = ensure_token()
+    assert created and (home / "control-token").read_text(encoding="utf-8") == token + "\n"
+
+
+def test_an_empty_token_file_is_an_error_that_says_what_to_do(dream_home: Path) -> None:
+    token_path().write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match="exists but is empty; delete it to make a new one"):
+        ensure_token()
+    assert token_path().read_text(encoding="utf-8") == ""  # never clobbered
+
+
+def test_a_home_that_cannot_be_made_is_a_config_error_naming_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv("DREAM_WINDOW_HOME", str(blocker / "home"))
+    with pytest.raises(ConfigError) as err:
+        ensure_token()
+    path = blocker / "home" / "control-token"
+    assert str(err.value) == f"cannot write the control token to {path}: {os.strerror(errno.ENOTDIR)}"
+
+
+def test_a_loopback_policy_needs_no_token_and_creates_none(dream_home: Path) -> None:
+    policy, created = make_policy("127.0.0.1", ["http://TV.local:8080/"])
+    assert (policy, created) == (
+        AccessPolicy(token=None, allowed_origins=frozenset({"http://tv.local:8080"})),
+        False,
+    )
+    assert not token_path().exists()
+
+
+def test_allowed_origins_are_normalised_on_and_off_loopback() -> None:
+    own = "http://127.0.0.1:8765"
+    for host in ("localhost", "0.0.0.0"):
+        policy, _ = make_policy(host, ["http://BOX/", "https://Tv.Local:8080"])
+        assert policy.allowed_origins == frozenset({"http://box", "https://tv.local:8080"}), host
+        assert policy.origin_ok("http://box", own_origin=own)
+        assert policy.origin_ok("https://tv.local:8080/", own_origin=own)
+        assert not policy.origin_ok("http://bo", own_origin=own)
