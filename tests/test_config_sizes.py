@@ -34,6 +34,8 @@ BAD: list[tuple[str, str]] = [
     ("generation:\n  size: 640x\n", f"{NOT_A_SIZE}, got '640x'"),
     ("generation:\n  size: x368\n", f"{NOT_A_SIZE}, got 'x368'"),
     ("generation:\n  size: 64x64x64\n", f"{NOT_A_SIZE}, got '64x64x64'"),
+    # A digit to str.isdigit() but not to int(): the same one line, not int()'s message.
+    ('generation:\n  size: "\u00b2x64"\n', f"{NOT_A_SIZE}, got '\u00b2x64'"),
     ("generation:\n  size: 5\n", "generation.size must be a name or WIDTHxHEIGHT text, got 5"),
     (
         "generation:\n  size: [640, 368]\n",

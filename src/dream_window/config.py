@@ -159,7 +159,9 @@ def _parse_size(v: Any) -> tuple[int, int]:
     if name in SIZE_PRESETS:
         return SIZE_PRESETS[name]
     w, sep, h = name.partition("x")
-    if sep and w.strip().isdigit() and h.strip().isdigit():
+    # isascii too: str.isdigit() also accepts digits int() refuses ("²"), which would then fail
+    # with int()'s message instead of this function's one line.
+    if sep and all(part.strip().isascii() and part.strip().isdigit() for part in (w, h)):
         return int(w), int(h)
     names = ", ".join(repr(n) for n in SIZE_PRESETS)
     raise ValueError(f"generation.size must be {names} or WIDTHxHEIGHT (e.g. '768x432'), got {_fmt(v)}")
