@@ -415,3 +415,17 @@ def test_get_all_returns_the_most_recently_used_first_up_to_the_limit(tmp_path: 
     m.touch(ids[1])
     assert [e.cache_id for e in m.get_all(limit=2)] == [ids[1], ids[3]]
     assert [e.cache_id for e in m.get_all()] == [ids[1], ids[3], ids[2], ids[0]]
+
+
+def test_params_json_has_no_type_for_are_kept_as_their_text(tmp_path: Path) -> None:
+    # A Path or a numpy int in a frame's params once failed the PNG's metadata with a TypeError,
+    # before the row was written: the frame cache worker lost the frame.
+    m = CacheManager(tmp_path, max_size=10, fsync=False)
+    try:
+        r = m.add(picture(2), prompt="p", params={"seed": np.int64(9), "file": Path("a/b.png")})
+        e = m.get(r.entry.cache_id)
+        assert e is not None and e.generation_params == {"seed": "9", "file": str(Path("a/b.png"))}
+        meta = m.store.read_meta(r.entry.cache_id)
+        assert meta["params"] == {"seed": "9", "file": str(Path("a/b.png"))}
+    finally:
+        m.close()

@@ -41,7 +41,9 @@ def pixel_hash(image: Image.Image) -> str:
 
 def encode(image: Image.Image, meta: dict[str, Any]) -> bytes:
     info = PngImagePlugin.PngInfo()
-    info.add_text(META_KEY, json.dumps(meta, ensure_ascii=False, sort_keys=True))
+    # default=str: a frame's params may hold values JSON has no type for (a Path, a numpy int);
+    # their text is what a reader wants, and refusing them would lose the frame.
+    info.add_text(META_KEY, json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str))
     buf = io.BytesIO()
     rgb(image).save(buf, format="PNG", pnginfo=info, compress_level=1)
     return buf.getvalue()
