@@ -683,3 +683,17 @@ async def test_a_failing_feature_embedder_has_nothing_to_fall_back_to(tmp_path: 
         await asyncio.wait_for(mem.rate(path, 1), 10)
     assert mem.describe()["size"] == 0 and mem.manager.count() == 0
     await mem.close()
+
+
+async def test_an_entry_dropped_for_an_unreadable_image_leaves_the_size_it_reports(tmp_path: Path) -> None:
+    mem = _memory(tmp_path, random.Random(0))
+    await mem.start()
+    red = _frame(0, RED)
+    await mem.remember(red, tmp_path)
+    await mem.flush()
+    assert mem.describe()["size"] == 1
+    mem.manager.store.path_for(pixel_hash(red.image)).write_bytes(b"not a png")
+    assert await mem.pick_injection(_frame(5, RED)) is None  # dropped from the index and the table
+    assert mem.manager.count() == 0
+    assert mem.describe()["size"] == 0  # what status.json shows agrees with the table
+    await mem.close()

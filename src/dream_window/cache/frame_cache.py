@@ -199,7 +199,8 @@ class CachedFrameCache:
             log.warning("frame cache: %s; dropping the entry", exc)
             self.matcher.remove(chosen)
             with contextlib.suppress(CacheError):
-                await asyncio.to_thread(self.manager.remove, chosen)
+                if await asyncio.to_thread(self.manager.remove, chosen):
+                    self._size -= 1
             return None
         self.matcher.rest(chosen, at + self.config.reinject_cooldown_frames)
         self._injections += 1
@@ -335,7 +336,8 @@ class CachedFrameCache:
                 kept.append(cid)
             except CacheError as exc:
                 log.warning("frame cache: %s; dropping the entry", exc)
-                await asyncio.to_thread(self.manager.remove, cid)
+                if await asyncio.to_thread(self.manager.remove, cid):
+                    self._size -= 1
         if not images:
             return
         vectors = await self._embed(images)
