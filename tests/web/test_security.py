@@ -59,8 +59,25 @@ def test_a_home_that_cannot_be_made_is_a_config_error_naming_the_cause(
     monkeypatch.setenv("DREAM_WINDOW_HOME", str(blocker / "home"))
     with pytest.raises(ConfigError) as err:
         ensure_token()
-    path = blocker / "home" / "control-token"
-    assert str(err.value) == f"cannot write the control token to {path}: {os.strerror(errno.ENOTDIR)}"
+    folder = blocker / "home"
+    assert str(err.value) == (
+        f"cannot make the folder {folder} for the control token: {os.strerror(errno.ENOTDIR)}"
+    )
+
+
+def test_a_home_that_is_a_file_is_named_as_such_not_as_an_empty_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mkdir raises FileExistsError here, which once fell into the "token file exists but is empty"
+    # branch meant for a token written by another process.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv("DREAM_WINDOW_HOME", str(blocker))
+    with pytest.raises(ConfigError) as err:
+        ensure_token()
+    assert str(err.value) == (
+        f"cannot make the folder {blocker} for the control token: {os.strerror(errno.EEXIST)}"
+    )
 
 
 def test_a_loopback_policy_needs_no_token_and_creates_none(dream_home: Path) -> None:

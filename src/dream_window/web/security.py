@@ -80,6 +80,11 @@ def ensure_token() -> tuple[str, bool]:
     path = token_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # (a file where the folder should be raises FileExistsError here)
+        raise ConfigError(
+            f"cannot make the folder {path.parent} for the control token: {exc.strerror or exc}"
+        ) from exc
+    try:
         # O_EXCL + 0600: never readable by other users, never clobbers a token another process wrote.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
