@@ -156,9 +156,7 @@ def _sharpness_of(image: Image.Image) -> float:
     return sharpness(downscale(np.asarray(image.convert("RGB"))))
 
 
-def _unsharp_luma(
-    ycc: tuple[Image.Image, Image.Image, Image.Image], radius: float, percent: int
-) -> Image.Image:
+def _unsharp_luma(ycc: tuple[Image.Image, ...], radius: float, percent: int) -> Image.Image:
     """An unsharp mask on the luma only: sharpening each RGB channel would also push the colours
     apart (more saturation), which the colour loop would then have to pull back."""
     y, cb, cr = ycc
