@@ -86,8 +86,10 @@ async def test_no_frames_are_published_while_paused(tmp_path: Path) -> None:
     c = controller_for(tmp_path)
     task = asyncio.create_task(c.run())
     await wait_for(lambda: c.frame_count >= 2)
-    await c.pause("user")
+    await c.pause("user")  # returns once a frame being written when it landed has finished
     frozen = c.frame_count
+    # An observation window, not a synchronisation: a dream that ignored the pause would publish
+    # in it (load can only make this pass wrongly, never fail wrongly).
     await asyncio.sleep(0.3)
     assert c.frame_count == frozen
     # The producer stopped once the headroom was made: at most that plus one batch is waiting.

@@ -172,14 +172,19 @@ async def test_crossfade_fades_the_new_frame_in_over_the_old_one(page: Any, drea
 async def test_pause_button_pauses_and_no_frames_are_published(page: Any, dream: Dream) -> None:
     await wait_until(page, SHOWS_AT_LEAST, 1, within=10)
     await page.mouse.move(320, 200)
-    await page.click("#btn-pause")
+    # The answer to POST /api/pause comes once pause() has returned, and pause() lets a frame
+    # being written when it landed finish first: from then on the count must not move.
+    async with page.expect_response(lambda r: r.url.endswith("/api/pause")) as answer:
+        await page.click("#btn-pause")
+    assert (await answer.value).status == 200
+    count = dream.controller.frame_count
     await wait_until(page, TEXT_IS, ["state", "paused"], within=3)
     assert dream.controller.state is State.PAUSED
     assert dream.controller.pause_reasons == ["user"]
     assert await page.locator("#btn-pause").inner_text() == "Resume"
-    await asyncio.sleep(0.2)  # a frame already being written when the pause landed may still finish
-    count = dream.controller.frame_count
-    await asyncio.sleep(2.0)  # 2.5 frame intervals
+    # An observation window, not a synchronisation: 2.5 frame intervals in which a dream that
+    # ignored the pause would publish (it can only make this pass wrongly, never fail wrongly).
+    await asyncio.sleep(2.0)
     assert dream.controller.frame_count == count
     await page.keyboard.press("Space")  # the shortcut resumes
     await wait_until(page, TEXT_IS, ["state", "running"], within=3)
