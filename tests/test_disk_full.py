@@ -31,6 +31,7 @@ from dream_window.dream.output import OutputWriter, check_output_dir
 from dream_window.errors import CacheError, ConfigError, FrameWriteError
 from dream_window.file_ops import WriteFailures, atomic_write_bytes
 from dream_window.values.frame import Frame
+from dream_window.web.security import ensure_token
 from tests.cache.conftest import picture
 from tests.conftest import FakeClock, fast_config
 
@@ -348,3 +349,18 @@ def test_a_real_read_only_output_disk_is_refused_before_the_dream_starts(small_d
     probe = re.escape(f"{small_disk}{os.sep}") + r"\.write-check\.[^./]+\.tmp"
     expected = re.escape(f"system.output_dir: cannot use {small_disk} as the output folder: ")
     assert re.fullmatch(f"{expected}Read-only file system \\({probe}\\)", str(info.value)), info.value
+
+
+def test_a_control_token_that_cannot_be_written_names_the_file_and_the_reason(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = small_disk / "home"
+    home.mkdir()  # the folder is there: only writing the token can fail
+    done = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount the tmpfs read-only: {done.stderr.strip()}")
+    monkeypatch.setenv("DREAM_WINDOW_HOME", str(home))
+    with pytest.raises(ConfigError) as info:
+        ensure_token()
+    path = home / "control-token"
+    assert str(info.value) == f"cannot write the control token to {path}: {os.strerror(errno.EROFS)}"
