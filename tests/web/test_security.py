@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from dream_window.errors import ConfigError
-from dream_window.web.security import AccessPolicy, ensure_token, make_policy, read_token, token_path
+from dream_window.web.security import (
+    AccessPolicy,
+    ensure_token,
+    host_name,
+    is_loopback,
+    make_policy,
+    read_token,
+    token_path,
+)
 
 
 def test_no_token_file_reads_as_none_and_a_blank_one_too(dream_home: Path) -> None:
@@ -97,3 +105,60 @@ def test_allowed_origins_are_normalised_on_and_off_loopback() -> None:
         assert policy.origin_ok("http://box", own_origin=own)
         assert policy.origin_ok("https://tv.local:8080/", own_origin=own)
         assert not policy.origin_ok("http://bo", own_origin=own)
+
+
+# --- loopback names, Host headers and origins ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("[::1]", True),
+        ("LOCALHOST", True),
+        ("dev.localhost", True),  # RFC 6761: every name under .localhost is loopback
+        ("dev.LocalHost", True),
+        ("localhost.evil.example", False),
+        ("X127.0.0.1", False),  # nothing but brackets and spaces is trimmed from a name
+        ("192.168.1.5", False),
+        ("", False),
+    ],
+)
+def test_loopback_names(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("127.0.0.1:8765", "127.0.0.1"),
+        ("[::1]:8765", "::1"),
+        ("[::1]", "::1"),
+        ("[::1]x]:80", "::1"),  # the name ends at the first closing bracket
+        ("localhost", "localhost"),
+        ("::1", "::1"),  # an unbracketed IPv6 address has no port to cut
+    ],
+)
+def test_the_name_of_a_host_header(header: str, name: str) -> None:
+    assert host_name(header) == name
+
+
+def test_a_request_without_origin_is_refused_when_the_browser_says_it_is_cross_or_same_site() -> None:
+    policy = AccessPolicy(token=None)
+    own = "http://127.0.0.1:8765"
+    assert policy.origin_ok(None, own_origin=own) is True  # curl, the CLI, Rainmeter
+    assert policy.origin_ok(None, own_origin=own, sec_fetch_site="same-origin") is True
+    assert policy.origin_ok(None, own_origin=own, sec_fetch_site="none") is True  # typed in the bar
+    assert policy.origin_ok(None, own_origin=own, sec_fetch_site="same-site") is False
+    assert policy.origin_ok(None, own_origin=own, sec_fetch_site="cross-site") is False
+
+
+def test_an_origin_is_compared_without_its_trailing_slash_and_case() -> None:
+    policy = AccessPolicy(token=None, allowed_origins=frozenset({"http://tv.local:8080"}))
+    own = "http://127.0.0.1:8765"
+    assert policy.origin_ok("HTTP://127.0.0.1:8765/", own_origin=own) is True
+    assert policy.origin_ok("http://tv.local:8080/", own_origin=own) is True
+    # Only slashes are trimmed: an origin with another character at its end is another origin.
+    assert policy.origin_ok("http://tv.local:8080X", own_origin=own) is False
+    assert policy.origin_ok("http://evil.example", own_origin=own) is False
