@@ -149,7 +149,16 @@ def fast_config(tmp_path: Path, **sections: dict[str, Any]) -> DreamConfig:
 # The recording lives beside the repository (``../shared/comfyui``, as CI checks it out); tests that
 # replay it skip with a reason when it is absent. The test server itself needs nothing from there.
 
-RECORDED = Path(__file__).resolve().parents[2] / "shared" / "comfyui" / "recorded"
+
+def _recorded_dir() -> Path:
+    """``../shared`` beside the repository; one level further up when the tests run from a copy of
+    it inside the repository (mutmut runs them from ``mutants/``), so none of them skips there."""
+    here = Path(__file__).resolve()
+    candidates = [p / "shared" / "comfyui" / "recorded" for p in here.parents[2:4]]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+RECORDED = _recorded_dir()
 
 
 @pytest.fixture

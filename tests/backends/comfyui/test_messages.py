@@ -158,3 +158,66 @@ def test_type_4_metadata_that_is_not_json_names_itself() -> None:
 
 def test_an_event_with_the_high_bit_set_is_ignored() -> None:
     assert parse_binary(frame(0x80000001, 1, JPEG)) is None
+
+
+# --- text messages: what is checked before anything acts on them ---------------------------------
+
+
+def test_a_status_message_carries_its_queue_and_may_leave_fields_out() -> None:
+    full = parse_text(
+        json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 2}}}})
+    )
+    assert (full.type, full.data) == ("status", {"status": {"exec_info": {"queue_remaining": 2}}})
+    for data in (
+        {},
+        {"status": {}},
+        {"status": {"exec_info": {}}},
+        {"status": {"exec_info": {"queue_remaining": None}}},
+    ):
+        assert parse_text(json.dumps({"type": "status", "data": data})).data == data
+
+
+@pytest.mark.parametrize(
+    "exec_info",
+    [[], "busy", {"queue_remaining": "2"}, {"queue_remaining": [1]}],
+)
+def test_a_status_message_with_a_bad_exec_info_is_refused_naming_it(exec_info: object) -> None:
+    text = json.dumps({"type": "status", "data": {"status": {"exec_info": exec_info}}})
+    with pytest.raises(MessageError) as err:
+        parse_text(text)
+    assert str(err.value) == f"status message with a bad exec_info: {str(exec_info)[:80]!r}"
+
+
+def test_a_message_field_of_the_wrong_type_is_refused_naming_the_type_the_field_and_the_value() -> None:
+    long = "x" * 100
+    with pytest.raises(MessageError) as err:
+        parse_text(json.dumps({"type": "progress", "data": {"value": long, "max": 4}}))
+    assert str(err.value) == f"progress message with a bad 'value': {long[:80]!r}"
+    with pytest.raises(MessageError) as err:
+        parse_text(json.dumps({"type": "status", "data": {"status": "up"}}))
+    assert str(err.value) == "status message with a bad 'status': 'up'"
+
+
+def test_counts_are_finite_numbers() -> None:
+    assert parse_text(json.dumps({"type": "progress", "data": {"value": 1.5, "max": 4}})).data["value"] == 1.5
+    for bad in ("NaN", "Infinity"):  # Python's json reads both
+        with pytest.raises(MessageError, match="bad 'value'"):
+            parse_text('{"type": "progress", "data": {"value": ' + bad + ', "max": 4}}')
+
+
+def test_messages_we_do_not_act_on_are_not_checked_and_data_that_is_not_an_object_is_empty() -> None:
+    assert parse_text(json.dumps({"type": "crystools.monitor", "data": {"value": "x"}})).data == {
+        "value": "x"
+    }
+    assert parse_text(json.dumps({"type": "progress", "data": [1, 2]})).data == {}
+
+
+def test_a_frame_without_a_message_type_is_refused_with_its_start() -> None:
+    text = json.dumps({"data": {"pad": "y" * 100}})
+    with pytest.raises(MessageError) as err:
+        parse_text(text)
+    assert str(err.value) == f"no message type in {text[:80]!r}"
+    for text, message in (("[1]", "no message type in '[1]'"), ("nope", "text frame is not JSON: 'nope'")):
+        with pytest.raises(MessageError) as err:
+            parse_text(text)
+        assert str(err.value) == message
