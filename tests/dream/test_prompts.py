@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from datetime import datetime
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from dream_window.config import PromptsConfig
-from dream_window.dream.prompts import PromptManager, load_prompts_file, parse_prompt_line
+from dream_window.dream.prompts import (
+    PromptManager,
+    WeightedPrompt,
+    check_prompt,
+    load_prompts_file,
+    parse_prompt_line,
+    part_of_day,
+)
 from dream_window.errors import ConfigError
 from dream_window.events import EventBus, PromptChanged
 from tests.conftest import FakeClock
@@ -240,3 +248,211 @@ def test_a_continued_prompt_is_announced_as_continued(clock: FakeClock) -> None:
     events.subscribe(PromptChanged, seen.append)
     m.continue_with("  the last run's prompt ")
     assert [(e.prompt, e.why, e.held_s) for e in seen] == [("the last run's prompt", "continued", None)]
+
+
+def test_only_the_last_separator_splits_off_the_weight() -> None:
+    p = parse_prompt_line("ratio 2::1 sky :: 3", where="x")
+    assert p == WeightedPrompt("ratio 2::1 sky", 3.0)
+
+
+def test_a_long_bad_weight_is_clipped_to_40_characters_in_the_message() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_prompt_line("a :: " + "x" * 41, where="p.txt line 1")
+    shown = "x" * 40 + "… (41 characters)"
+    assert str(info.value) == f"p.txt line 1: weight must be a number, got {shown!r}"
+
+
+def test_the_largest_weight_is_allowed_and_one_more_is_not() -> None:
+    assert parse_prompt_line("a :: 1000000", where="x") == WeightedPrompt("a", 1_000_000.0)
+    with pytest.raises(ConfigError) as info:
+        parse_prompt_line("a :: 1000000.5", where="x")
+    assert str(info.value) == "x: weight must be greater than 0 and at most 1e+06, got 1000000.5"
+
+
+@pytest.mark.parametrize(
+    ("hour", "part"),
+    [
+        (0, "night"),
+        (4, "night"),
+        (5, "morning"),
+        (6, "morning"),
+        (11, "morning"),
+        (12, "afternoon"),
+        (16, "afternoon"),
+        (17, "evening"),
+        (21, "evening"),
+        (22, "night"),
+        (23, "night"),
+    ],
+)
+def test_part_of_day_boundaries(hour: int, part: str) -> None:
+    assert part_of_day(hour) == part
+
+
+def test_morning_theme_starts_at_five_and_afternoon_at_noon(clock: FakeClock) -> None:
+    themes = {"morning": ["sunrise"], "afternoon": ["high sun"], "night": ["stars"]}
+
+    def at(hour: int) -> str:
+        return PromptManager(
+            PromptsConfig(list=["day"], themes=themes),  # type: ignore[arg-type]
+            clock=clock,
+            rng=random.Random(0),
+            local_now=lambda: datetime(2026, 1, 1, hour, 0),
+        ).current
+
+    assert [at(h) for h in (4, 5, 11, 12)] == ["stars", "sunrise", "sunrise", "high sun"]
+
+
+def test_a_relative_prompts_file_is_found_under_base_dir(clock: FakeClock, tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "prompts.txt").write_text("nebula :: 2\nocean\n", encoding="utf-8")
+    m = PromptManager(
+        PromptsConfig(list=["ignored"], file=Path("prompts.txt")),
+        clock=clock,
+        rng=random.Random(0),
+        base_dir=tmp_path / "conf",
+    )
+    assert m.prompts == [WeightedPrompt("nebula", 2.0), WeightedPrompt("ocean", 1.0)]
+
+
+def test_an_absolute_prompts_file_ignores_base_dir(clock: FakeClock, tmp_path: Path) -> None:
+    f = tmp_path / "prompts.txt"
+    f.write_text("nebula\n", encoding="utf-8")
+    m = PromptManager(
+        PromptsConfig(file=f), clock=clock, rng=random.Random(0), base_dir=tmp_path / "elsewhere"
+    )
+    assert m.prompts == [WeightedPrompt("nebula", 1.0)] and m.current == "nebula"
+
+
+def test_an_empty_prompt_list_is_refused_with_a_hint(clock: FakeClock) -> None:
+    with pytest.raises(ConfigError) as info:
+        manager(clock, list=["# only a comment", "  "])
+    assert str(info.value) == "prompts.list must hold at least one prompt (or set prompts.file)"
+
+
+def test_a_bad_list_entry_is_named_by_its_index(clock: FakeClock) -> None:
+    with pytest.raises(ConfigError) as info:
+        manager(clock, list=["ok", "a :: lots"])
+    assert str(info.value) == "prompts.list[1]: weight must be a number, got 'lots'"
+
+
+def test_a_bad_theme_entry_is_named_by_theme_and_index(clock: FakeClock) -> None:
+    with pytest.raises(ConfigError) as info:
+        manager(clock, list=["ok"], themes={"night": ["stars", "moon", "a\x00b"]})
+    assert str(info.value) == "prompts.themes.night[2]: prompt must not contain control characters"
+
+
+def test_every_change_is_logged_with_its_reason(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    m = manager(clock, list=["a", "b"], rotate_every_frames=1)
+    caplog.set_level(logging.INFO, logger="dream_window.dream.prompts")
+    m.set_prompt("my own")
+    m.skip()
+    lines = [r.getMessage() for r in caplog.records if r.name == "dream_window.dream.prompts"]
+    assert lines[0] == "prompt (set by user): my own"
+    assert lines[1] in {"prompt (skip): a", "prompt (skip): b"}
+    assert len(lines) == 2
+
+
+def test_a_typed_prompt_is_announced_with_how_long_it_holds(clock: FakeClock) -> None:
+    events = EventBus()
+    m = PromptManager(
+        PromptsConfig(list=["a", "b"], hold_minutes=5), clock=clock, rng=random.Random(0), events=events
+    )
+    seen: list[PromptChanged] = []
+    events.subscribe(PromptChanged, seen.append)
+    m.set_prompt("mine")
+    assert [(e.prompt, e.why, e.held_s) for e in seen] == [("mine", "set by user", 300.0)]
+
+
+def test_a_one_minute_hold_lasts_sixty_seconds(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b"], rotate_every_frames=1, hold_minutes=1)
+    m.set_prompt("mine")
+    assert m.held_for == 60.0
+    clock.advance(60)
+    assert m.maybe_rotate() is True and m.current in {"a", "b"}
+
+
+def test_maybe_rotate_reports_false_while_held_and_true_when_the_hold_ends(clock: FakeClock) -> None:
+    events = EventBus()
+    m = PromptManager(
+        PromptsConfig(list=["a", "b"], rotate_every_frames=1, hold_minutes=2),
+        clock=clock,
+        rng=random.Random(0),
+        events=events,
+    )
+    seen: list[PromptChanged] = []
+    events.subscribe(PromptChanged, seen.append)
+    m.set_prompt("mine")
+    clock.advance(119)
+    assert m.maybe_rotate() is False and m.current == "mine"
+    clock.advance(1)
+    assert m.maybe_rotate() is True
+    assert [(e.why, e.held_s) for e in seen] == [("set by user", 120.0), ("hold ended", None)]
+    assert seen[-1].prompt == m.current and m.current in {"a", "b"}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_when_a_hold_ends_the_held_prompt_is_not_picked_again(clock: FakeClock, seed: int) -> None:
+    m = manager(clock, seed=seed, list=["a", "b"], rotate_every_frames=0, hold_minutes=1)
+    m.set_prompt("a")
+    clock.advance(60)
+    assert m.maybe_rotate() is True
+    assert m.current == "b"
+
+
+def test_maybe_rotate_reports_a_rotation_and_names_it(clock: FakeClock) -> None:
+    events = EventBus()
+    m = PromptManager(
+        PromptsConfig(list=["a", "b"], rotate_every_frames=0, rotate_every_minutes=2),
+        clock=clock,
+        rng=random.Random(0),
+        events=events,
+    )
+    seen: list[PromptChanged] = []
+    events.subscribe(PromptChanged, seen.append)
+    first = m.current
+    clock.advance(60)
+    assert m.maybe_rotate() is False and m.current == first
+    clock.advance(60)
+    assert m.maybe_rotate() is True and m.current != first
+    assert [(e.prompt, e.why, e.held_s) for e in seen] == [(m.current, "rotation", None)]
+    assert m.maybe_rotate() is False  # the timer restarted with the new prompt
+
+
+def test_rotation_by_time_happens_at_exactly_the_interval(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b"], rotate_every_frames=0, rotate_every_minutes=1)
+    first = m.current
+    clock.advance(59.5)
+    assert m.maybe_rotate() is False and m.current == first
+    clock.advance(0.5)  # exactly 60 s on this prompt
+    assert m.maybe_rotate() is True and m.current != first
+
+
+def test_rotation_by_time_works_for_intervals_under_a_minute(clock: FakeClock) -> None:
+    m = manager(clock, list=["a", "b"], rotate_every_frames=0, rotate_every_minutes=0.5)
+    first = m.current
+    clock.advance(30)
+    assert m.maybe_rotate() is True and m.current != first
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("   ", "prompt must not be empty"),
+        ("a\x07b", "prompt must not contain control characters"),
+        ("fog \ud800", "prompt must be valid Unicode text (it holds a lone surrogate)"),
+        ("x" * 2001, "prompt must be at most 2000 characters, got 2001"),
+    ],
+)
+def test_check_prompt_error_messages_are_exact(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_prompt(text)
+    assert str(info.value) == message
+
+
+def test_tabs_and_newlines_inside_a_prompt_are_allowed() -> None:
+    assert check_prompt("  misty\tforest\r\nat dawn \n") == "misty\tforest\r\nat dawn"
+
+
+def test_a_prompt_of_exactly_the_maximum_length_is_allowed() -> None:
+    assert check_prompt("x" * 2000) == "x" * 2000
