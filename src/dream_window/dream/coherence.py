@@ -30,9 +30,9 @@ shown: the same for every backend.
 blob"), a morph between two flames passes through a thin one, a slerp halfway between two pictures
 holds less edge than either. A frame whose sharpness (mean luma gradient, as the metrics measure
 it) is under ``detail_floor`` times its reference's is sharpened (an unsharp mask on its luma,
-after its colours are matched) just enough to reach it: one trial mask measures how much this picture responds, the strength is then scaled
-to the gap (at most ``MAX_UNSHARP_PERCENT``, with a wider mask for a softer picture). Sharper
-frames are never softened. In-betweens get the floor too (``hold_detail``), since they are shown;
+after its colours are matched) just enough to reach it: one trial mask measures how much this
+picture responds, the strength is then scaled to the gap (at most ``MAX_UNSHARP_PERCENT``, with a
+wider mask for a softer picture). Sharper frames are never softened. In-betweens get the floor too (``hold_detail``), since they are shown;
 Deforum's anti-blur is the same idea.
 """
 
