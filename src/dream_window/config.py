@@ -194,8 +194,8 @@ class GenerationConfig(_Section):
     transition_frames: Int = Field(4, ge=1, le=100)
     # Numbered copies kept under output/frames/ (oldest deleted first).
     history_size: Int = Field(300, ge=1, le=1_000_000)
-    # Colour coherence: each prompt's frames are held to the colours of its first frame (LAB
-    # mean/std matching, stronger the further they drift; dream/coherence.py), for every backend.
+    # Colour coherence: each prompt's frames are held to the colours of its first frame (matched
+    # in LAB, stronger the further they drift; dream/coherence.py), for every backend.
     colour_coherence: bool = True
     # The most a drifting frame is pulled back toward that reference, 0..1.
     colour_coherence_strength: Float = Field(1.0, ge=0.0, le=1.0)
