@@ -31,13 +31,15 @@ async def _run_frames(tmp_path: Path, server: ComfyTestServer, mode: str, frames
     config = comfy_config(
         tmp_path,
         server.url,
-        # Colour coherence off: a frame it corrects is a new picture, uploaded rather than named on
-        # the server, and a corrected keyframe's latent is encoded again (dream/coherence.py).
+        # Colour coherence and the detail floor off: a frame either corrects or sharpens is a new
+        # picture, uploaded rather than named on the server, and a corrected keyframe's latent is
+        # encoded again (dream/coherence.py). Whether one does depends on the seeds drawn.
         generation={
             "mode": mode,
             "keyframe_interval": 3,
             "interpolation_frames": 2,
             "colour_coherence": False,
+            "detail_floor": 0.0,
         },
     )
     backend = create_comfyui_backend(config)
