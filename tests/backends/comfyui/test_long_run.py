@@ -89,6 +89,9 @@ async def _at(controller: DreamController, frames: int) -> tuple[int, int, int]:
 
 
 @pytest.mark.slow
+# A hang guard for 3,000 frames: about 3 minutes alone, past the suite's 300 s under a busy loop on
+# both cores (it was cut there once).
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc/self/fd")
 async def test_a_long_run_keeps_memory_tasks_files_and_cache_rows_bounded(tmp_path: Path) -> None:
     async with comfy_subprocess(tmp_path / "comfy") as url:
