@@ -364,3 +364,28 @@ def test_a_control_token_that_cannot_be_written_names_the_file_and_the_reason(
         ensure_token()
     path = home / "control-token"
     assert str(info.value) == f"cannot write the control token to {path}: {os.strerror(errno.EROFS)}"
+
+
+async def test_frames_that_piled_up_are_all_counted_lost_to_a_full_cache_disk_in_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dream_window.cache.embedders import FeatureEmbedder
+    from dream_window.cache.frame_cache import CachedFrameCache
+    from dream_window.config import CacheConfig
+
+    manager = CacheManager(tmp_path, max_size=1000, fsync=False)
+    mem = CachedFrameCache(manager, FeatureEmbedder(), CacheConfig(), rng=__import__("random").Random(0))
+    for i in range(3):  # queued before the worker runs: it takes all three in one batch
+        frame = Frame(picture(i, size=(16, 16)), "p" * 3000, "keyframe", 10.0, index=i + 1)
+        await mem.remember(frame, tmp_path / "x.png")
+    await mem.start()
+    pages = manager._conn.execute("PRAGMA page_count").fetchone()[0]
+    manager._conn.execute(f"PRAGMA max_page_count = {pages}")
+    caplog.set_level(logging.INFO, "dream_window.cache")
+    await asyncio.wait_for(mem.flush(), 10)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "not cached" in r.getMessage()]
+    # A full cache disk costs frames, not the dream: a warning, not an error.
+    assert said == [(logging.WARNING, f"frame not cached: disk full ({tmp_path})")]
+    writes = mem.describe()["writes"]
+    assert isinstance(writes, dict) and (writes["problem"], writes["frames_lost"]) == ("disk full", 3)
+    await mem.close()

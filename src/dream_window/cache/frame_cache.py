@@ -68,8 +68,10 @@ class CachedFrameCache:
         embedder_reason: str = "",
         batch_size: int = BATCH,
         events: EventBus | None = None,
+        close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
-        """``events``: where each published frame's embedding is announced (``FrameEmbedded``)."""
+        """``events``: where each published frame's embedding is announced (``FrameEmbedded``);
+        ``close_timeout``: how long close() lets the worker finish what is queued."""
         self.manager = manager
         self._events = events
         self.embedder = embedder
@@ -78,6 +80,7 @@ class CachedFrameCache:
         self.matcher = AestheticMatcher(temperature=config.temperature, like_boost=config.like_boost)
         self._rng = rng
         self._batch = batch_size
+        self._close_timeout = close_timeout
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(QUEUE_LIMIT)
         self._worker: asyncio.Task[None] | None = None
         self._size = 0
@@ -127,7 +130,7 @@ class CachedFrameCache:
         self._closed = True
         if self._worker is not None:
             try:
-                await asyncio.wait_for(self._queue.join(), CLOSE_TIMEOUT)
+                await asyncio.wait_for(self._queue.join(), self._close_timeout)
             except TimeoutError:
                 log.warning("frame cache: %d frame(s) not cached at shutdown", self._queue.qsize())
             self._worker.cancel()
