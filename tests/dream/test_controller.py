@@ -23,7 +23,7 @@ from dream_window.config import BackendChoice
 from dream_window.dream.controller import DreamController, State
 from dream_window.dream.supervisor import BackendSupervisor
 from dream_window.errors import ComfyUIUnavailable, ExecutionFailed, LifecycleError, ModelLoadError
-from dream_window.events import FramePublished, Note, Progress
+from dream_window.events import FramePublished, Note, Progress, StateChanged
 from dream_window.values.check import Check
 from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
 from tests.conftest import FakeClock, fast_config, until
@@ -181,7 +181,13 @@ async def test_a_backend_that_is_down_is_retried_every_probe_interval_then_recov
     states: list[str] = []
     real_write = c.status_writer.write
     c.status_writer.write = lambda doc: (states.append(str(doc["state"])), real_write(doc))[1]  # type: ignore[method-assign]
+    announced: list[StateChanged] = []
+    c.events.subscribe(StateChanged, announced.append)
     await asyncio.wait_for(c.run(), 30)
+    # Pages are told as the health changes, not only at the next frame: waiting, then running.
+    health = [e for e in announced if e.state in ("waiting", "running")]
+    assert StateChanged("waiting", ()) in health
+    assert StateChanged("running", ()) in health[health.index(StateChanged("waiting", ())) :]
     assert c.frame_count == 3
     retries = [s for s in clock.sleeps if s > 0][:4]
     assert retries == [1.0] * 4  # comfyui.probe_interval: found again that soon, no growing backoff

@@ -92,6 +92,26 @@ async def test_a_change_is_on_screen_within_two_publish_ticks(
         await run
 
 
+async def test_a_second_change_drops_what_was_made_for_the_first(tmp_path: Path, clock: FakeClock) -> None:
+    # Each change makes everything before it stale, the first change's frames included: a frame
+    # made for the first and waiting for its publish tick must not follow the second one.
+    c = dream(tmp_path, clock, mode="hybrid")
+    seen = Published(c, clock)
+    run = asyncio.create_task(c.run())
+    try:
+        await seen.until(3)
+        first = await c.set_prompt("a lighthouse in fog")
+        await until(lambda: any(e.prompt == first for e in seen.after(0)), "a frame for the first change")
+        await until(lambda: len(c.buffer) > 0, "frames made ahead for it")
+        second = await c.set_prompt("a harbour at dawn")
+        before = len(seen.events)
+        await seen.until(before + 3)
+        assert [e.prompt for e in seen.after(before)] == [second] * len(seen.after(before))
+    finally:
+        c.stop()
+        await run
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "interpolate"])
 async def test_the_change_is_a_short_transition_from_the_frame_on_screen(
     tmp_path: Path, clock: FakeClock, mode: str

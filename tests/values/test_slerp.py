@@ -180,7 +180,18 @@ def test_zero_latent_falls_back_to_lerp() -> None:
         (np.ones(3), np.ones(3), 1.5, r"t must lie in \[0, 1\]"),
         (np.ones(3), np.ones(3), float("nan"), "t must be finite"),
         (np.ones(3), np.ones(3), np.ones((2, 2)) * 0.5, "scalar or 1-D"),
-        (np.array([1.0, np.nan]), np.ones(2), 0.5, "must be finite"),
+        (
+            np.array([1.0, np.nan]),
+            np.ones(2),
+            0.5,
+            r"^spherical_lerp: latents must be finite \(found NaN or infinity\)$",
+        ),
+        (
+            np.ones((0, 3)),
+            np.ones((0, 3)),
+            0.5,
+            r"^spherical_lerp: latents must not be empty, got shape \[0, 3\]$",
+        ),
     ],
 )
 def test_bad_input_gives_a_clear_error(a: np.ndarray, b: np.ndarray, t: object, message: str) -> None:
@@ -188,6 +199,14 @@ def test_bad_input_gives_a_clear_error(a: np.ndarray, b: np.ndarray, t: object, 
         spherical_lerp(a, b, t)
 
 
-def test_mixing_numpy_and_torch_is_refused() -> None:
-    with pytest.raises(TypeError, match="both"):
-        spherical_lerp(np.ones(3), torch.ones(3), 0.5)
+@pytest.mark.parametrize("order", ["numpy-torch", "torch-numpy"])
+def test_mixing_numpy_and_torch_is_refused(order: str) -> None:
+    pair = (np.ones(3), torch.ones(3)) if order == "numpy-torch" else (torch.ones(3), np.ones(3))
+    with pytest.raises(
+        TypeError, match=r"^spherical_lerp: both latents must be torch tensors, or both numpy arrays$"
+    ):
+        spherical_lerp(*pair, 0.5)
+
+
+def test_one_element_latents_are_not_empty() -> None:
+    np.testing.assert_allclose(spherical_lerp(np.array([2.0]), np.array([4.0]), 0.5), [3.0])
