@@ -110,7 +110,9 @@ def build_controller(
         mode_factory=lambda name: create_mode(name, ctx),
         supervisor=supervisor,
         prompts=prompts,
-        output=OutputWriter(config.output_dir, history_size=g.history_size, fsync=fsync),
+        output=OutputWriter(
+            config.output_dir, history_size=g.history_size, history_interval=g.history_every_s, fsync=fsync
+        ),
         status=StatusWriter(config.output_dir),
         clock=clock,
         events=events,

@@ -167,6 +167,12 @@ def _parse_size(v: Any) -> tuple[int, int]:
     raise ValueError(f"generation.size must be {names} or WIDTHxHEIGHT (e.g. '768x432'), got {_fmt(v)}")
 
 
+# generation.history_interval: auto keeps a history frame every AUTO_HISTORY_S seconds at a cadence
+# faster than LIVE_CADENCE_S (more than 20 frames a second: a live view, not a slow dream).
+LIVE_CADENCE_S = 0.05
+AUTO_HISTORY_S = 0.5
+
+
 class GenerationConfig(_Section):
     mode: str = "hybrid"
     model: ModelFamily = ModelFamily.FLUX_SCHNELL
@@ -194,6 +200,14 @@ class GenerationConfig(_Section):
     transition_frames: Int = Field(4, ge=1, le=100)
     # Numbered copies kept under output/frames/ (oldest deleted first).
     history_size: Int = Field(300, ge=1, le=1_000_000)
+    # Seconds between two frames kept in that history (every frame is still published). A live
+    # cadence (1/60 s) would write and delete 60 files a second and its history would span five
+    # seconds. auto: a frame every AUTO_HISTORY_S at a frame_interval under LIVE_CADENCE_S, else
+    # every frame (frame_interval 0 too: as fast as a GPU makes frames). 0 keeps every frame.
+    history_interval: float | Literal["auto"] = "auto"
+    # status.json is rewritten after a published frame at most this often (seconds); the newest
+    # frame's status follows within this time. Pauses and other state changes are written at once.
+    status_interval: Float = Field(0.25, ge=0.0, le=60.0)
     # Colour coherence: each prompt's frames are held to the colours of its first frame (matched
     # in LAB, stronger the further they drift; dream/coherence.py), for every backend.
     colour_coherence: bool = True
@@ -203,6 +217,23 @@ class GenerationConfig(_Section):
     # sharpened up to it (unsharp mask; dream/coherence.py). 0 turns it off.
     detail_floor: Float = Field(0.6, ge=0.0, le=1.0)
     cache: CacheConfig = CacheConfig()
+
+    @property
+    def history_every_s(self) -> float:
+        """``history_interval`` in seconds, auto resolved against the cadence."""
+        if self.history_interval != "auto":
+            return float(self.history_interval)
+        live = 0.0 < self.frame_interval < LIVE_CADENCE_S
+        return AUTO_HISTORY_S if live else 0.0
+
+    @field_validator("history_interval", mode="before")
+    @classmethod
+    def _seconds_or_auto(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 86_400.0:
+            raise ValueError(f"must be auto or seconds from 0 to 86400, got {_fmt(v)}")
+        return float(v)
 
     @field_validator("mode")
     @classmethod

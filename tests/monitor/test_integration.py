@@ -65,7 +65,8 @@ async def test_game_start_pauses_with_reason_and_its_exit_resumes(tmp_path: Path
         )
         assert read_status(controller)["state"] == "running"
 
-        checks_before = read_status(controller)["monitor"]["checks"]
+        # The live count, not status.json's (written after frames at most every status_interval).
+        checks_before = controller.snapshot()["monitor"]["checks"]  # type: ignore[index]
         proc = game_process("eldenring.exe")
         await wait_for(lambda: read_status(controller).get("state") == "paused", "the pause")
         status = read_status(controller)

@@ -174,6 +174,29 @@ async def test_frames_by_id(tmp_path: Path) -> None:
         await d.close()
 
 
+async def test_the_newest_frame_is_served_by_number_when_the_history_did_not_keep_it(tmp_path: Path) -> None:
+    # A history frame only every hour: after the first, frames are published but not kept.
+    d = await make_dream(tmp_path, run=True, generation={"history_interval": 3600})
+    try:
+        first = await d.next_frame()
+        await d.next_frame()
+        await d.next_frame()
+        await d.controller.pause("user")  # (no newer frame replaces it while we ask)
+        newest = d.controller.output.last_index
+        assert first == 1 and newest >= 3
+        assert d.controller.output.path_for(first).is_file()
+        assert not d.controller.output.path_for(newest).exists()
+        status, body = await request("GET", f"{d.url}/api/frames/{newest}")
+        assert status == 200 and body == d.controller.output.current_path.read_bytes()
+        # One published before it and not kept is gone; the kept one is still there.
+        status, body = await request("GET", f"{d.url}/api/frames/{newest - 1}")
+        assert status == 404 and "not in the history" in body["error"]
+        status, body = await request("GET", f"{d.url}/api/frames/{first}")
+        assert status == 200 and body == d.controller.output.path_for(first).read_bytes()
+    finally:
+        await d.close()
+
+
 class RecordingFrameCache:
     """A hand-written FrameCache that records ratings (the real cache has its own tests)."""
 

@@ -6,8 +6,9 @@ Two tasks run while the dream is alive:
   and then the frame cache injects a cached frame first) and puts them into the FrameBuffer once
   it has run down to the headroom that hides generation times (``headroom.py``); it waits while
   paused;
-* the **publisher** takes frames from the buffer every ``frame_interval`` seconds and publishes
-  them (labelled PNGs, status.json, a FramePublished event, the frame cache).
+* the **publisher** takes frames from the buffer every ``frame_interval`` seconds (down to a live
+  1/60 s) and publishes them (labelled PNGs, a FramePublished event, the frame cache, status.json:
+  after a frame at most every ``status_interval``, the newest frame's status following within it).
 
 What the user asks for cuts the queue (:meth:`DreamController.set_prompt`, ``skip``,
 ``set_mode``): the batch being made is cancelled, what the backend started for it or planned
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -139,6 +141,14 @@ class DreamController:
         self._backend_changed = False
         self._started_at = clock.now()
         self._status_lock = asyncio.Lock()
+        # status.json after a frame is rate-limited (a live cadence would rewrite it 60 times a
+        # second): a frame that comes too soon sets _status_due and wakes the status task, which
+        # writes it once the interval is up. Real time, like the heartbeat: readers compare
+        # updated_at with their own clock.
+        self._status_interval = g.status_interval
+        self._status_written = float("-inf")
+        self._status_due = False
+        self._status_wake: asyncio.Future[None] | None = None
         # Held while a frame is being published, so pause() returns only once no frame is in flight.
         self._publish_lock = asyncio.Lock()
         # A full disk fails every frame and every status write: one line a minute each, and the
@@ -321,9 +331,9 @@ class DreamController:
         producer = asyncio.create_task(self._produce(), name="dream-producer")
         publisher = asyncio.create_task(self._publish_loop(), name="dream-publisher")
         watch = asyncio.create_task(self._watch_backend(), name="dream-backend-watch")
-        heartbeat = asyncio.create_task(self._heartbeat(), name="dream-heartbeat")
+        status = asyncio.create_task(self._status_loop(), name="dream-status")
         stopper = asyncio.create_task(self._stop.wait(), name="dream-stop")
-        tasks = (producer, publisher, watch, heartbeat, stopper)
+        tasks = (producer, publisher, watch, status, stopper)
         try:
             done, _ = await asyncio.wait({producer, publisher, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for t in done & {producer, publisher}:
@@ -336,13 +346,30 @@ class DreamController:
             dropped = await self.buffer.drain()
             log.debug("stopping with %d frame(s) made ahead", len(dropped))
 
-    async def _heartbeat(self) -> None:
-        """status.json is rewritten at least every HEARTBEAT_S, frames or not, so a reader can tell
-        a living dream from one whose process is gone. Real time on purpose: readers compare
+    async def _status_loop(self) -> None:
+        """Writes the status a frame left waiting once ``status_interval`` has passed since the last
+        write, and status.json at least every HEARTBEAT_S, frames or not, so a reader can tell a
+        living dream from one whose process is gone. Real time on purpose: readers compare
         ``updated_at`` with their own wall clock."""
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            await self.write_status()
+            since = time.monotonic() - self._status_written
+            due = self._status_due
+            wait = min(self._status_interval if due else HEARTBEAT_S, HEARTBEAT_S) - since
+            if wait <= 0:
+                await self.write_status()
+            elif due:
+                await asyncio.sleep(wait)
+            else:
+                # Until the heartbeat, or a frame's status left waiting. (A plain future and a
+                # timer: 3.11's wait_for can swallow the cancel that stops this task.)
+                wake = self._status_wake = loop.create_future()
+                timer = loop.call_later(wait, _settle, wake)
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                    self._status_wake = None
 
     async def _watch_backend(self) -> None:
         """While ComfyUI is not in use, the supervisor looks for it every probe_interval."""
@@ -493,7 +520,12 @@ class DreamController:
                 await self.frame_cache.remember(frame, published.path)
             except DreamWindowError as exc:
                 log.warning("frame not cached: %s", exc)
-        await self.write_status()
+        if time.monotonic() - self._status_written >= self._status_interval:
+            await self.write_status()
+        else:
+            self._status_due = True  # the status task writes it once the interval is up
+            if self._status_wake is not None:
+                _settle(self._status_wake)
 
     def _on_published(self, frame: Frame, published: PublishedFrame) -> None:
         frame.index = published.index
@@ -574,14 +606,25 @@ class DreamController:
             # {"ok": true}, or why frames are not being published (a full disk) and how many were lost.
             "output": self._output_failures.describe(),
         }
+        comfyui = self.supervisor.describe_comfyui()
+        if comfyui is not None:  # (absent while the built-in engine makes the frames)
+            status["comfyui"] = comfyui
         status.update(self.services.describe())  # viewer, monitor, cache ...: each its own section
         return status
 
     async def write_status(self) -> None:
         async with self._status_lock:
+            # This snapshot holds everything so far: a frame's status waiting is written with it.
+            self._status_due = False
+            self._status_written = time.monotonic()
             try:
                 await asyncio.to_thread(self.status_writer.write, self.snapshot())
             except FrameWriteError as exc:
                 self._status_failures.failed(exc.reason, exc.path)
             else:
                 self._status_failures.succeeded()
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

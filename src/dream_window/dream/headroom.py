@@ -27,20 +27,22 @@ class Headroom:
         self.interval = interval
         self.capacity = capacity
         self._seconds: deque[float] = deque(maxlen=WINDOW)
+        # Taken once per batch, not on every read: status.json and the producer read it per frame.
+        self._p95: float | None = None
 
     def record(self, seconds: float) -> None:
         """One batch took ``seconds`` from asking to having its frames."""
         self._seconds.append(max(0.0, seconds))
+        self._p95 = float(np.percentile(np.fromiter(self._seconds, dtype=float), 95))
 
     def reset(self) -> None:
         """Forget the measurements (the backend or the mode changed: old times say nothing)."""
         self._seconds.clear()
+        self._p95 = None
 
     @property
     def p95(self) -> float | None:
-        if not self._seconds:
-            return None
-        return float(np.percentile(np.fromiter(self._seconds, dtype=float), 95))
+        return self._p95
 
     def target(self) -> int:
         """Frames to hold before starting the next batch: the next batch then arrives before the

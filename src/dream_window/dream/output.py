@@ -9,7 +9,14 @@ Layout of the output directory (readers: the Rainmeter skin, the web viewer, scr
       status.json            see status.py
       state.json             what a restart needs to continue the dream
 
-Frame numbers keep counting across restarts so history names never collide.
+Frame numbers keep counting across restarts so history names never collide. Every published frame
+gets a number; at a fast cadence only one frame per ``history_interval`` seconds is kept in the
+history (60 frames/s would otherwise write and delete 60 files a second, and 300 frames would span
+five seconds), so its names have gaps. ``current_frame.png`` is every frame.
+
+Each frame is encoded once (:func:`encode_png`); the same bytes go to the history, the current
+frame, and with the ``FramePublished`` event to the viewer, the Rainmeter files and the quality
+metrics.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import io
 import os
 import re
 import tempfile
+import time
+import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,13 +48,15 @@ _FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")
 
 @dataclass(frozen=True, slots=True)
 class PublishedFrame:
-    """A frame on disk: its number, its history file, who it is, and the PNG bytes written there
-    (other writers, such as the Rainmeter files, copy them instead of encoding again)."""
+    """A published frame: its number, its file, who it is, and the PNG bytes written there (other
+    writers, such as the Rainmeter files, copy them instead of encoding again). ``path`` is its
+    history file when ``kept``, else ``current_frame.png`` (until the next frame replaces it)."""
 
     index: int
     path: Path
     label: FrameLabel
     png: bytes = field(repr=False)
+    kept: bool = True
 
 
 def frame_name(index: int) -> str:
@@ -60,8 +72,11 @@ def encode_png(image: Image.Image, text: dict[str, str] | None = None) -> bytes:
     for key, value in (text or {}).items():
         info.add_text(key, value)
     buf = io.BytesIO()
-    # compress_level 3: ~3x faster than the default 6 for ~10% larger files; frames are short-lived.
-    image.save(buf, format="PNG", compress_level=3, pnginfo=info)
+    # zlib's run-length strategy (bench/footprint.py's notes): on PNG-filtered rows it beat level 3
+    # and even level 6, measured on 256x512 frames: built-in flames 6.1 ms and 80 KiB (level 3:
+    # 9.2 ms, 97 KiB; level 6: 27 ms, 84 KiB), photo-like 1/f noise 11.6 ms and 213 KiB (level 3:
+    # 17 ms, 243 KiB). Decoding costs the same.
+    image.save(buf, format="PNG", compress_level=1, compress_type=zlib.Z_RLE, pnginfo=info)
     return buf.getvalue()
 
 
@@ -103,16 +118,32 @@ def check_output_dir(output_dir: Path) -> None:
 
 
 class OutputWriter:
-    """Writes published frames atomically and keeps the history bounded. Blocking: run in a thread.
+    """Writes published frames atomically and keeps the history bounded: the newest
+    ``history_size`` kept frames, one per ``history_interval`` seconds at most (0: every frame),
+    by ``monotonic``. Blocking: run in a thread.
 
     Raises :class:`ConfigError` naming ``system.output_dir`` when the folder cannot be made or read.
     """
 
-    def __init__(self, output_dir: Path, *, history_size: int, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        output_dir: Path,
+        *,
+        history_size: int,
+        history_interval: float = 0.0,
+        fsync: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.dir = Path(output_dir)
         self.frames_dir = self.dir / FRAMES_DIR
         self.history_size = history_size
+        self.history_interval = history_interval
         self._fsync = fsync
+        self._monotonic = monotonic
+        self._last_kept_at: float | None = None
+        # The newest frame, kept in history or not: a page asking for it by number gets it even
+        # at a live cadence, where most frames never reach the history.
+        self.newest: PublishedFrame | None = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.frames_dir.mkdir(parents=True, exist_ok=True)
@@ -122,8 +153,17 @@ class OutputWriter:
         except OSError as exc:
             raise output_dir_error(self.dir, exc) from exc
         self._history: deque[int] = deque(existing)
-        self.last_index = existing[-1] if existing else 0
+        # The newest frame may not be in the history (a fast cadence keeps only some): its own
+        # label has its number, so numbers never go back after a restart.
+        self.last_index = max(existing[-1] if existing else 0, self._current_index())
         self._prune()
+
+    def _current_index(self) -> int:
+        try:
+            _image, label = read_label(self.current_path)
+        except (OSError, ValueError, Image.DecompressionBombError):  # (not a PNG: OSError)
+            return 0
+        return label.index if label is not None else 0
 
     @property
     def current_path(self) -> Path:
@@ -149,14 +189,21 @@ class OutputWriter:
         index = self.next_index
         label = frame.label(index)
         data = encode_png(frame.image, label.png_text(SOFTWARE))
-        hist = self.path_for(index)
-        # History first, then current: a reader that sees a new current frame can find it in history.
-        atomic_write_bytes(hist, data, fsync=self._fsync)
+        now = self._monotonic()
+        keep = self._last_kept_at is None or now - self._last_kept_at >= self.history_interval
+        path = self.path_for(index) if keep else self.current_path
+        # History first, then current: a reader that sees a new current frame can find it in the
+        # history (when it is kept there).
+        if keep:
+            atomic_write_bytes(path, data, fsync=self._fsync)
         atomic_write_bytes(self.current_path, data, fsync=self._fsync)
         self.last_index = index
-        self._history.append(index)
-        self._prune()
-        return PublishedFrame(index, hist, label, data)
+        if keep:
+            self._last_kept_at = now
+            self._history.append(index)
+            self._prune()
+        self.newest = PublishedFrame(index, path, label, data, kept=keep)
+        return self.newest
 
     def _prune(self) -> None:
         while len(self._history) > self.history_size:

@@ -17,7 +17,10 @@ history frame would tie the history's pruning to whatever Windows thinks of the 
 the newest ``KEEP`` stay, independent of ``generation.history_size``.
 
 ``status.ini`` is rewritten on every published frame and on every state, prompt and injection
-event; progress ticks rewrite it at most once per ``PROGRESS_EVERY_S``; and with nothing to say it
+event, at most once per ``generation.status_interval`` (a live cadence of 60 frames a second
+would otherwise rewrite three files and copy a frame 60 times a second, for a skin that looks
+once a second; the frames that came meanwhile are copied together, the newest ``KEEP``);
+progress ticks rewrite it at most once per ``PROGRESS_EVERY_S``; and with nothing to say it
 is rewritten anyway every ``heartbeat_s`` (status.json's heartbeat), so that ``UpdatedEpoch`` tells
 a living dream from one whose process is gone: the skin shows "stopped" when it is older than three
 intervals. The skin reads ``status.lua`` from a Lua script (``@Resources/Scripts/DreamWindow.lua``),
@@ -182,6 +185,7 @@ class RainmeterWriter:
         self.frames_dir = self.dir / FRAMES_DIR
         self.ini_path = self.dir / STATUS_INI
         self.lua_path = self.frames_dir / STATUS_LUA
+        self._min_gap = config.generation.status_interval
         self._dream: Dream | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -189,6 +193,7 @@ class RainmeterWriter:
         self._frames: deque[FramePublished] = deque(maxlen=KEEP)  # older ones would be pruned at once
         self._wake = asyncio.Event()
         self._closing = False
+        self._closed = asyncio.Event()  # ends the wait between two writes
         self._last_progress_write = float("-inf")
         self._heartbeat_s = DEFAULT_HEARTBEAT_S  # then the snapshot's heartbeat_s
         # ... and what is on disk (only ever touched by the one write running, under _write_lock).
@@ -220,6 +225,7 @@ class RainmeterWriter:
         self._unsubscribe = []
         if self._task is not None:
             self._closing = True
+            self._closed.set()
             self._wake.set()
             task, self._task = self._task, None
             await task
@@ -264,6 +270,8 @@ class RainmeterWriter:
                 log.exception("rainmeter files not written")
             if self._closing and not self._wake.is_set():
                 return
+            with contextlib.suppress(TimeoutError):  # what comes meanwhile goes in the next write
+                await asyncio.wait_for(self._closed.wait(), self._min_gap)
 
     async def flush(self) -> None:
         """Write everything the events so far asked for; returns once it is on disk."""

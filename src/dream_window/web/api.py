@@ -163,13 +163,14 @@ class ControlApi:
     async def frame(self, request: web.Request) -> web.StreamResponse:
         index = int(request.match_info["index"])
         path = self.controller.output.path_for(index)
-        if not path.is_file():
-            return error(404, f"frame {index} is not in the history (it may have been pruned)")
         # A numbered frame never changes once written, so the browser may keep it.
-        return web.FileResponse(
-            path,
-            headers={"Cache-Control": "public, max-age=31536000, immutable", "Content-Type": "image/png"},
-        )
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", "Content-Type": "image/png"}
+        if path.is_file():
+            return web.FileResponse(path, headers=headers)
+        newest = self.controller.output.newest
+        if newest is not None and newest.index == index:  # (a live cadence keeps few in the history)
+            return web.Response(body=newest.png, headers=headers)
+        return error(404, f"frame {index} is not in the history (it may have been pruned)")
 
     async def pause(self, request: web.Request) -> web.Response:
         await read_json(request)
