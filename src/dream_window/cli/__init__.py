@@ -198,6 +198,7 @@ def status(config_path: Path | None, output: Path | None, as_json: bool) -> None
         ("backend", f"{data.get('backend')}" + ("" if data.get("backend_is_ai", True) else "  [not AI]")),
         ("model", data.get("model")),
         ("backend health", ("ok" if health.get("ok") else "FAILING") + f" — {health.get('detail', '')}"),
+        *_gpu_duty_rows(data),
         ("frames", f"{data.get('frame_count')} this run, last #{data.get('frame_index')}"),
         ("frames/min", data.get("frames_per_minute")),
         ("last generation", f"{data.get('last_generation_ms')} ms"),
@@ -242,6 +243,28 @@ def _next_prompt_rows(data: dict[str, Any]) -> list[tuple[str, object]]:
         left = hold.get("remaining_s")
         rows.append(("held", "until skipped" if left is None else f"{float(left) / 60:.0f} min more"))
     return rows
+
+
+def _gpu_duty_rows(data: dict[str, Any]) -> list[tuple[str, object]]:
+    """What our prompts cost ComfyUI's GPU over the last minute (status.json's ``comfyui``), one
+    line per server when there are several."""
+    section = data.get("comfyui")
+    if not isinstance(section, dict):
+        return []
+
+    def line(duty: object) -> str | None:
+        if not isinstance(duty, dict) or not isinstance(duty.get("fraction"), int | float):
+            return None
+        text = f"{100 * duty['fraction']:.0f}% of the last {float(duty.get('window_s') or 0):.0f} s"
+        text += f" ({float(duty.get('busy_s') or 0):.1f} s on our prompts"
+        return text + (", one running now)" if duty.get("running") else ")")
+
+    servers = [s for s in section.get("servers") or [] if isinstance(s, dict)]
+    if len(servers) > 1:
+        rows = [("GPU duty", f"{s.get('url')}: {line(s.get('gpu_duty'))}") for s in servers]
+        return [(k, v) for k, v in rows if not v.endswith(": None")]
+    text = line(section.get("gpu_duty"))
+    return [] if text is None else [("GPU duty", text)]
 
 
 @main.command()

@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 import tenacity
 
+from dream_window.backends.comfyui.duty import DutyCycle
 from dream_window.backends.comfyui.event_socket import EventSocket
 from dream_window.backends.comfyui.reasons import plain_reason
 from dream_window.backends.comfyui.validation import render_error
@@ -115,7 +116,9 @@ class ComfyUIClient:
         self._preview_metadata = preview_metadata
         self.state = ClientState.CLOSED
         self._reader: asyncio.Task[None] | None = None
-        self._watches = Watches(self.base_url)
+        # The GPU time our prompts took on this server over the last minute (status.json).
+        self.duty = DutyCycle(self._clock)
+        self._watches = Watches(self.base_url, duty=self.duty)
         self._object_info: dict[str, Any] | None = None
         self._up: bool | None = None
         self._socket: EventSocket | None = None

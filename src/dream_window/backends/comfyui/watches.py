@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dream_window.backends.comfyui.duty import DutyCycle
 from dream_window.backends.comfyui.messages import Message, MessageError, Preview, parse_binary, parse_text
 from dream_window.errors import ExecutionFailed
 
@@ -83,8 +84,9 @@ class Watch:
 class Watches:
     """Our prompts on one server that have not finished, and the server's queue as last reported."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, duty: DutyCycle | None = None) -> None:
         self._base_url = base_url
+        self._duty = duty  # fed the execution timestamps (duty.py)
         self._by_id: dict[str, Watch] = {}
         self._executing: str | None = None  # prompt id of the last `executing` seen (type-1 previews)
         self.queue_remaining = 0
@@ -131,6 +133,8 @@ class Watches:
         if msg.type == "executing" and pid:
             self._executing = pid if msg.data.get("node") is not None else None
         watch = self._by_id.get(pid) if pid else None
+        if self._duty is not None:
+            self._duty.on_message(msg, ours=watch is not None)
         if watch is None:
             return
         if msg.type == "execution_cached":

@@ -1,15 +1,23 @@
 // Dream Window viewer: live frames with crossfades, status overlay and controls.
 // Vanilla JS, no dependencies; talks to the service over one WebSocket (/api/live) and POSTs.
+// Frames arrive on that socket as binary messages (the PNG with a small JSON header, see the
+// server's web/live.py); each is decoded off the main thread into the hidden one of two layers
+// and swapped in only once decoded. Frames that come faster than the crossfade are cut, not
+// faded; a frame that arrives while one is decoding replaces any other waiting (never a queue),
+// and the page asks for the next one only when it has room ("ready").
 //
 // URL options: ?wallpaper=1 (a live wallpaper: no controls, no overlay, no cursor, cover by
 // default) and ?fit=cover|contain. The viewer's own fit choice is remembered in localStorage.
-// While the page is hidden (Page Visibility API) no frame is fetched and nothing animates; the
-// newest frame is shown as soon as it is visible again.
+// While the page is hidden (Page Visibility API) it tells the service, which then sends no
+// pictures; nothing is fetched and nothing animates, and the newest frame is shown as soon as it
+// is visible again.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const layers = [$("layer-a"), $("layer-b")];
+  // The object URL each layer shows (null: a server URL or nothing), revoked when replaced.
+  const layerUrls = [null, null];
   // The states in which the backend cannot do what was chosen: the page says why in a banner.
   const TROUBLE = ["waiting", "degraded"];
   const params = new URLSearchParams(location.search);
@@ -35,6 +43,9 @@
     modeWanted: null,  // a mode switch on its way to the server: statuses sent before it are stale
     fit: "contain",
     unseen: null,      // the newest frame that arrived while the page was hidden (not fetched yet)
+    lastFrame: null,   // {index, t} of the last frame announced, t when the service published it
+    gapsMs: [Infinity, Infinity],  // the last two frame intervals: closer than the fade, frames are cut
+    ws: null,          // the live socket, to tell the service when the page is hidden
   };
 
   // --- fit and wallpaper mode ----------------------------------------------------------------
@@ -96,6 +107,30 @@
     });
   }
 
+  function setSource(i, frame) {
+    // A pushed frame is shown from its bytes; a frame announced by URL (hello, a hidden page's
+    // newest) is fetched. The object URL this layer showed before is given back.
+    const old = layerUrls[i];
+    const url = frame.blob ? URL.createObjectURL(frame.blob) : frame.url;
+    layerUrls[i] = frame.blob ? url : null;
+    layers[i].src = url;
+    if (old) URL.revokeObjectURL(old);
+  }
+
+  function arrived(frame) {
+    // The dream's cadence, from when the service published each frame (t_ms), per frame number:
+    // not from when frames reach this page, which its own pace decides (it asks for the next only
+    // when it has room, and a fade makes it slow). Two intervals, so one late frame followed by
+    // an early one (a busy machine) still fades.
+    const t = typeof frame.t_ms === "number" ? frame.t_ms : performance.now();
+    const last = view.lastFrame;
+    if (last && frame.index > last.index) {
+      view.gapsMs = [view.gapsMs[1], (t - last.t) / (frame.index - last.index)];
+    }
+    view.lastFrame = { index: frame.index, t };
+    return frame;
+  }
+
   async function showFrame(frame, instant = false) {
     if (!frame || frame.index <= view.shownIndex) return;
     if (document.hidden) {
@@ -103,16 +138,20 @@
       if (!view.unseen || frame.index > view.unseen.index) view.unseen = frame;
       return;
     }
-    if (view.fading) { view.pending = frame; return; }
+    if (view.fading) {
+      if (!view.pending || frame.index > view.pending.index) view.pending = frame;
+      return;
+    }
     view.fading = true;
     try {
-      const incoming = layers[view.front === 0 ? 1 : 0];
+      const side = view.front === 0 ? 1 : 0;
+      const incoming = layers[side];
       const outgoing = view.front >= 0 ? layers[view.front] : null;
       incoming.style.transition = "none";
       incoming.style.opacity = "0";
-      incoming.src = frame.url;
+      setSource(side, frame);
       try {
-        await incoming.decode();  // never fade in a half-loaded picture
+        await incoming.decode();  // never show a half-decoded picture
       } catch (err) {
         console.warn("frame", frame.index, "could not be loaded", err);
         return;
@@ -126,12 +165,14 @@
       incoming.style.zIndex = "2";
       if (outgoing) outgoing.style.zIndex = "1";
       $("empty").hidden = true;
-      void incoming.offsetWidth;  // commit opacity 0 so the change below animates
-      const ms = instant || !outgoing ? 0 : view.fadeMs;
-      incoming.style.transition = `opacity ${ms}ms ease-in-out`;
+      // Frames closer together than the fade (a live cadence) are cut: a fade would never finish.
+      const live = Math.max(...view.gapsMs) < view.fadeMs;
+      const ms = instant || !outgoing || live ? 0 : view.fadeMs;
+      if (ms > 0) void incoming.offsetWidth;  // commit opacity 0 so the change below animates
+      incoming.style.transition = ms > 0 ? `opacity ${ms}ms ease-in-out` : "none";
       incoming.style.opacity = "1";
-      view.front = layers.indexOf(incoming);
-      await transitionDone(incoming, ms);
+      view.front = side;
+      if (ms > 0) await transitionDone(incoming, ms);
       // The old frame stayed fully opaque underneath, so the picture never dims mid-fade;
       // now that it is covered it is hidden, ready to receive the next frame.
       if (outgoing) {
@@ -143,6 +184,7 @@
       const next = view.pending;
       view.pending = null;
       if (next) showFrame(next);
+      tellReady();
     }
   }
 
@@ -163,6 +205,7 @@
     // The built-in engine's name already says "not AI".
     $("backend").textContent = s.backend || "–";
     $("mode").textContent = s.mode || "–";
+    setGpuDuty(s.comfyui);
     setModes(s.modes, s.mode);
     const paused = s.state === "paused";
     const userPaused = (s.pause_reasons || []).includes("user");
@@ -171,6 +214,16 @@
     btn.classList.toggle("on", userPaused);
     document.title = paused || TROUBLE.includes(s.state) ? `Dream Window (${s.state})` : "Dream Window";
     setProgress(s.progress);
+  }
+
+  function setGpuDuty(comfyui) {
+    // Only while ComfyUI makes the frames: the built-in engine runs on the CPU.
+    const duty = comfyui && comfyui.gpu_duty;
+    const known = Boolean(duty) && typeof duty.fraction === "number";
+    for (const el of document.querySelectorAll(".gpu-duty")) el.hidden = !known;
+    if (!known) return;
+    const pct = Math.round(100 * duty.fraction);
+    $("gpu-duty").textContent = `${pct}% of the last ${Math.round(duty.window_s)} s`;
   }
 
   // --- what is wrong with the backend: a banner, not only the overlay --------------------------
@@ -339,15 +392,24 @@
 
   function connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${proto}://${location.host}/api/live`);
+    const ws = new WebSocket(`${proto}://${location.host}/api/live?frames=binary`);
+    ws.binaryType = "arraybuffer";
+    view.ws = ws;
     let opened = false;
-    ws.onopen = () => { opened = true; retryMs = 500; };
+    ws.onopen = () => {
+      opened = true;
+      retryMs = 500;
+      if (document.hidden) tellVisibility();
+    };
     ws.onmessage = (ev) => {
       let msg;
-      try { msg = JSON.parse(ev.data, keepSeeds); } catch { return; }
+      try {
+        msg = typeof ev.data === "string" ? JSON.parse(ev.data, keepSeeds) : pushedFrame(ev.data);
+      } catch { return; }
       handle(msg);
     };
     ws.onclose = async () => {
+      if (view.ws === ws) view.ws = null;
       if (!opened && !everConnected && (await needsToken())) {
         banner("This viewer needs its access token: open the URL printed by `dream-window run`.", { bad: true });
         setTimeout(connect, 5000);
@@ -367,6 +429,29 @@
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 5000);
     };
+  }
+
+  const utf8 = new TextDecoder();
+
+  function pushedFrame(buffer) {
+    // [u32 big-endian header length][JSON header][PNG]: one message, one frame.
+    const n = new DataView(buffer).getUint32(0);
+    const header = JSON.parse(utf8.decode(new Uint8Array(buffer, 4, n)), keepSeeds);
+    header.blob = new Blob([new Uint8Array(buffer, 4 + n)], { type: "image/png" });
+    return header;
+  }
+
+  function tellReady() {
+    // Pull, not push: the service sends the next (newest) picture only once this page has room
+    // for it, one decoding and none waiting, so a page slower than the dream is never sent a
+    // backlog it would only drop.
+    const ws = view.ws;
+    if (!view.pending && ws && ws.readyState === WebSocket.OPEN) ws.send('{"type":"ready"}');
+  }
+
+  function tellVisibility() {
+    const ws = view.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "visibility", hidden: document.hidden }));
   }
 
   async function needsToken() {
@@ -401,16 +486,21 @@
         }
         everConnected = true;
         lostAt = 0;
+        view.lastFrame = null;  // a restarted service's clock is another one
         view.serverId = id;
         setStatus(msg.status);
         if (msg.frame) showFrame(withPrompt(msg.frame, msg.status), view.front < 0);
         break;
       }
       case "frame":
-        setStatus(msg.status);
+        if (msg.status) setStatus(msg.status);  // (an older server sent its status with each frame)
         setProgress(null);
         $("preview").hidden = true;
-        showFrame(withPrompt(msg, msg.status));
+        showFrame(arrived(withPrompt(msg, msg.status || view.status)));
+        tellReady();
+        break;
+      case "status":
+        setStatus(msg.status);
         break;
       case "state":
         setStatus(msg.status);
@@ -553,6 +643,7 @@
   // Hidden (minimised, another tab, a wallpaper host that hides it): showFrame fetches nothing.
   // Visible again: the newest frame that came meanwhile fades in at once, no backlog.
   document.addEventListener("visibilitychange", () => {
+    tellVisibility();
     if (document.hidden) return;
     const frame = view.unseen;
     view.unseen = null;
