@@ -1,7 +1,8 @@
 """``python -m comfyui_fake --port 8189 --step-delay 0.05``: a fake ComfyUI server until Ctrl-C.
 
 ``--model-load-delay 3`` makes the first prompt after a start (or after ``/free``) take 3 s longer
-per model file it loads, as a real checkpoint load does.
+per model file it loads, as a real checkpoint load does. ``--decode-delay 0.07`` makes each image
+a VAEDecode makes take 0.07 s, as a real VAE decode takes GPU time.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="Seconds a model file's first load takes after start or /free (default 0).",
     )
+    parser.add_argument(
+        "--decode-delay",
+        type=float,
+        default=0.0,
+        help="Seconds VAEDecode takes per image it decodes (default 0).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -40,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             root=args.root,
             step_delay=args.step_delay,
             model_load_delay=args.model_load_delay,
+            decode_delay=args.decode_delay,
         )
         await server.start()
         print(f"ComfyUI test server on {server.url} (files in {server.root})", flush=True)

@@ -55,6 +55,7 @@ class Executor:
         self.stats = Stats()
         self.step_delay = 0.0
         self.model_load_delay = 0.0
+        self.decode_delay = 0.0  # seconds per image VAEDecode makes
         self._worker: asyncio.Task[None] | None = None
         self.reset()
 
@@ -156,6 +157,7 @@ class Executor:
             self.load_model,
             self.faults.fail_classes,
             self.preview_suffixes,
+            self.decode_delay,
         )
 
     def file_exists(self, name: str) -> bool:

@@ -17,7 +17,8 @@ sending the recorded message sequence (:mod:`~comfyui_fake.protocol`,
 * ``step_delay`` (seconds per sampler step), ``model_load_delay`` (seconds the first load of a
   model file takes after a start, ``restart`` or ``/free``; ``stats.model_loads`` counts the loads,
   ``loaded_models`` names the files loaded now) and ``prime_cache`` (to replay a recorded scenario
-  that found nodes cached).
+  that found nodes cached), ``decode_delay`` (seconds per image a VAEDecode makes: a real decode
+  takes GPU time too).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ComfyTestServer:
         root: Path | None = None,
         step_delay: float = 0.0,
         model_load_delay: float = 0.0,
+        decode_delay: float = 0.0,
         models: dict[str, list[str]] | None = None,
         object_info: dict[str, Any] | None = None,
         broken_models: set[str] | None = None,
@@ -85,6 +87,7 @@ class ComfyTestServer:
         )
         self.executor.step_delay = step_delay
         self.executor.model_load_delay = model_load_delay
+        self.executor.decode_delay = decode_delay
         self.requests: list[RequestRecord] = []
         self._runner: web.AppRunner | None = None
 
@@ -135,6 +138,14 @@ class ComfyTestServer:
     @model_load_delay.setter
     def model_load_delay(self, seconds: float) -> None:
         self.executor.model_load_delay = seconds
+
+    @property
+    def decode_delay(self) -> float:
+        return self.executor.decode_delay
+
+    @decode_delay.setter
+    def decode_delay(self, seconds: float) -> None:
+        self.executor.decode_delay = seconds
 
     @property
     def loaded_models(self) -> frozenset[str]:

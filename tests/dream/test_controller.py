@@ -589,6 +589,9 @@ class StandInComfyUI(GatedEngine):
     async def check_model(self) -> float:
         return 0.1
 
+    def describe(self) -> dict[str, object]:
+        return {"servers": [], "stand_in": True}  # status.json's comfyui section, while in use
+
 
 def switching_dream(tmp_path: Path, builtin: GatedEngine, comfy: StandInComfyUI, clock, **generation):  # type: ignore[no-untyped-def]
     cfg = fast_config(tmp_path, generation=generation)
@@ -646,6 +649,7 @@ async def test_after_a_backend_switch_the_dream_grows_from_the_newest_frame_made
             assert not np.array_equal(expected, builtin.sources[-1])  # (not the one before it)
         assert p95(c) is None  # the new backend's batch times are not known yet
         assert c.snapshot()["backend_health"]["backend"] == comfy.name  # type: ignore[index]
+        assert c.snapshot()["comfyui"] == comfy.describe()  # its section, now that it is in use
     finally:
         c.stop()
         await asyncio.wait_for(task, 10)

@@ -32,6 +32,9 @@ async def vae_decode(i: dict[str, Any], ctx: RunContext) -> Result:
     # From the samples only, even when the latent carries its pixels: a real VAE has nothing else,
     # and keyframes shown sharper than the in-betweens decoded between them would pop.
     latent: Latent = i["samples"]
+    if ctx.decode_delay > 0:
+        # Like ComfyUI's, a decode is not interruptible: an interrupt lands before the next node.
+        await asyncio.sleep(ctx.decode_delay * latent.samples.shape[0])
     return (await asyncio.to_thread(from_latent, ctx.engine, latent.samples),), None
 
 

@@ -66,6 +66,9 @@ class RunContext:
     # PreviewImage's filename suffix per node object: ComfyUI keeps a node object per id while
     # consecutive prompts have that node; the executor prunes this map per prompt.
     preview_suffixes: dict[str, str] = field(default_factory=dict)
+    # Seconds VAEDecode takes per image of its batch: a real decode costs real GPU time, in
+    # proportion to the images it makes (a bench sets it so a segment's decodes weigh like a keyframe).
+    decode_delay: float = 0.0
 
 
 def channels_for(model_name: str) -> int:

@@ -18,7 +18,9 @@ the server's own VAE (no second copy in our process).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -147,10 +149,21 @@ class ComfyUIBackend:
 
     async def close(self) -> None:
         await self.withdraw()
+        # Work a mode asked for ahead (hybrid's keyframe chain) has nobody to wait for it now.
+        await self._withdraw_in_flight()
         await self.pool.close()
 
     async def health(self) -> BackendHealth:
         return BackendHealth(self.pool.up_count() > 0, self.pool.describe())
+
+    def describe(self) -> dict[str, object]:
+        """status.json's ``comfyui`` section: each server, and the share of the last minute it
+        spent executing our prompts by its own timestamps (``gpu_duty``, see duty.py); the
+        section's own ``gpu_duty`` is the busiest server's, the GPU the widget costs most."""
+        duties = [(s, s.client.duty.measure()) for s in self.pool.servers]
+        busiest = max((d for _, d in duties), key=lambda d: d.fraction)
+        servers = [{"url": s.url, "up": s.up, "gpu_duty": d.describe()} for s, d in duties]
+        return {"servers": servers, "gpu_duty": busiest.describe()}
 
     def set_progress_callback(self, callback: ProgressCallback | None) -> None:
         self.jobs.progress = callback
@@ -169,6 +182,10 @@ class ComfyUIBackend:
         if self.walks is not None:
             await self.walks.interrupt()
         await self.plans.withdraw()
+        await self._withdraw_in_flight()
+
+    async def _withdraw_in_flight(self) -> None:
+        """Every prompt of ours still queued or running, on every server that is up."""
         for s in self.pool.servers:
             ids = s.client.in_flight_ids()
             if s.up and ids:
@@ -261,16 +278,35 @@ class ComfyUIBackend:
             raise ValueError(
                 f"expected latents shaped [N, {self.latent_channels}, H, W], got {list(z.shape)}"
             )
-        blob = latent_file.dumps(z)
+        # Spread over the servers with none of our work in flight, a slice of the batch each, in
+        # order: on several servers the keyframe being made (hybrid asks for the next one before
+        # decoding) keeps its server, and the in-betweens decode beside it on the others. The
+        # latents travel as .latent files; one server idle or none: the least busy takes it all.
+        idle = self.pool.idle()[: z.shape[0]]
+        if len(idle) < 2:
+            return await self.pool.run(lambda s: self._decode_on(s, z))
+        slices = [
+            asyncio.create_task(self.pool.run(functools.partial(self._decode_on, latents=part), prefer=s))
+            for part, s in zip(np.array_split(z, len(idle)), idle, strict=True)
+        ]
+        try:
+            parts = await asyncio.gather(*slices)
+        except (Exception, asyncio.CancelledError):
+            # One slice failed for good (or the caller left): the others are not waited for.
+            for task in slices:
+                task.cancel()
+            await asyncio.gather(*slices, return_exceptions=True)
+            raise
+        return [image for part in parts for image in part]
 
-        async def work(server: Server) -> list[Image.Image]:
-            name = await self.jobs.upload_latents(server, blob)
-            built = self.builder.build_decode(name, prefix=self.jobs.prefix("inbetween"))
-            result = await self.jobs.run(server, built, front=True)
-            refs = images_of(server, built, result, what=f"decode of {z.shape[0]} latents", expect=z.shape[0])
-            return await self.jobs.images(server, refs)
-
-        return await self.pool.run(work)
+    async def _decode_on(self, server: Server, latents: np.ndarray) -> list[Image.Image]:
+        """``latents`` decoded on ``server``: uploaded as one .latent batch, LoadLatent → VAEDecode."""
+        name = await self.jobs.upload_latents(server, latent_file.dumps(latents))
+        built = self.builder.build_decode(name, prefix=self.jobs.prefix("inbetween"))
+        result = await self.jobs.run(server, built, front=True)
+        n = latents.shape[0]
+        refs = images_of(server, built, result, what=f"decode of {n} latents", expect=n)
+        return await self.jobs.images(server, refs)
 
 
 __all__ = ["ComfyUIBackend"]

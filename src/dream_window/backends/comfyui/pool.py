@@ -139,6 +139,11 @@ class ServerPool:
         assert last is not None
         raise last
 
+    def idle(self) -> list[Server]:
+        """The up servers with none of our prompts in flight, the shortest server queue first."""
+        free = [s for s in self.servers if s.up and s.in_flight == 0]
+        return sorted(free, key=lambda s: (s.client.queue_remaining, s.done))
+
     def up_count(self) -> int:
         return sum(1 for s in self.servers if s.up)
 

@@ -37,6 +37,12 @@ class Lookahead:
         self._seed(0)
         return self._request(self._seeds.popleft(), prompt, denoise, return_latent)
 
+    def give_back(self, seeds: list[int]) -> None:
+        """Seeds drawn for requests that were never made after all (work asked for ahead and
+        dropped): they come next again, in order, so what is shown does not depend on how far
+        ahead the work had got."""
+        self._seeds.extendleft(reversed(seeds))
+
     def plan(
         self,
         prompt: str,
