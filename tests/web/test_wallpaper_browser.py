@@ -144,9 +144,11 @@ async def test_package_page_hands_over_to_the_viewer_in_wallpaper_mode(
         assert box["fit"] == "cover"
         assert box["w"] >= box["vw"] - 0.5 and box["h"] >= box["vh"] - 0.5, box
         arr = await screenshot(page, shot_path("wallpaper-screenshot.png", tmp_path))
-        # No black bars: the left and right tenths of the screen show the picture.
+        # No black bars: the left and right tenths of the screen show the picture, not the page's
+        # #000. (Not "bright and varied": a flame's own ground at its edges can be a flat, dark
+        # colour, as CI once drew: mean 10.7, std 0.9.)
         for edge in (arr[:, : LANDSCAPE["width"] // 10], arr[:, -LANDSCAPE["width"] // 10 :]):
-            assert edge.mean() > 10 and edge.std() > 5, (edge.mean(), edge.std())
+            assert (edge.max(axis=2) > 4).mean() > 0.95, (edge.mean(), edge.std())
 
         # Frames keep coming, crossfaded, without a reload.
         await wait_until(page, SHOWS_AT_LEAST, first + 2, within=15)
