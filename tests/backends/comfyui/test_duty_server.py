@@ -36,12 +36,14 @@ def graph(seed: int) -> dict[str, Any]:
     return BUILDER.build_txt2img(req, prefix="dream-window/test/duty").graph
 
 
-async def history_busy_s(url: str, client_id: str) -> tuple[float, int]:
+async def history_busy_s(url: str, client_id: str) -> tuple[float, int, int]:
     """The union of our prompts' [execution_start, end] from the server's /history, in seconds,
-    and how many prompts it spans (an independent sweep: nothing of duty.py)."""
+    how many prompts it spans, and how many of them ran to the end (an interrupted one stops
+    early): an independent sweep, nothing of duty.py."""
     async with aiohttp.ClientSession() as s, s.get(f"{url}/history") as r:
         history = await r.json()
     intervals = []
+    completed = 0
     for entry in history.values():
         if entry["prompt"][3].get("client_id") != client_id:
             continue
@@ -49,13 +51,14 @@ async def history_busy_s(url: str, client_id: str) -> tuple[float, int]:
         end = next((stamps[e] for e in ENDS if e in stamps), None)
         if "execution_start" in stamps and end is not None:
             intervals.append((stamps["execution_start"] / 1000, end / 1000))
+            completed += "execution_success" in stamps
     busy, reached = 0.0, float("-inf")
     for start, end in sorted(intervals):
         start = max(start, reached)
         if end > start:
             busy += end - start
             reached = end
-    return busy, len(intervals)
+    return busy, len(intervals), completed
 
 
 async def test_the_clients_duty_is_the_servers_own_history(tmp_path: Path) -> None:
@@ -72,8 +75,8 @@ async def test_the_clients_duty_is_the_servers_own_history(tmp_path: Path) -> No
             elapsed = time.monotonic() - began
         finally:
             await client.close()
-        expected, prompts = await history_busy_s(server.url, client.client_id)
-    assert prompts == 5
+        expected, prompts, completed = await history_busy_s(server.url, client.client_id)
+    assert prompts == completed == 5
     assert expected >= prompts * STEPS * STEP_DELAY  # the server's step delay, in its own timestamps
     assert duty.busy_s == pytest.approx(expected, abs=1e-6)
     assert not duty.running
@@ -102,14 +105,15 @@ async def test_status_json_and_the_status_command_show_the_gpu_duty(tmp_path: Pa
             # last message has been read too.
             await srv.client.run(graph(99), timeout=20)
             await controller.write_status()
-            expected, prompts = await history_busy_s(server.url, srv.client.client_id)
+            expected, prompts, completed = await history_busy_s(server.url, srv.client.client_id)
         finally:
             await backend.close()
     status = json.loads((config.output_dir / "status.json").read_text())
     section = status["comfyui"]
     duty = section["gpu_duty"]
     assert prompts >= 5
-    assert expected >= prompts * STEPS * STEP_DELAY
+    # Every prompt that ran to the end slept its steps; the work withdrawn at the end stopped early.
+    assert expected >= completed * STEPS * STEP_DELAY and completed >= 5
     assert duty["busy_s"] == pytest.approx(expected, abs=2e-3)  # rounded to the ms in status.json
     assert duty["fraction"] == pytest.approx(duty["busy_s"] / duty["window_s"], abs=1e-3)
     assert duty["running"] is False
