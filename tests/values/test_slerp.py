@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dream_window.values.slerp import spherical_lerp
+from tests.values.latents import at_angle
 
 torch = pytest.importorskip("torch")
 
@@ -32,15 +33,8 @@ def test_endpoints_are_exact(a: np.ndarray, b: np.ndarray) -> None:
     assert np.array_equal(spherical_lerp(a, b, 1.0), b)
 
 
-def _at_angle(angle: float, size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Two float64 latents of norms 3 and 5 whose directions are ``angle`` radians apart."""
-    rng = np.random.default_rng(7)
-    u = rng.standard_normal(size)
-    u /= np.linalg.norm(u)
-    w = rng.standard_normal(size)
-    w -= (w @ u) * u
-    w /= np.linalg.norm(w)
-    return 3.0 * u, 5.0 * (np.cos(angle) * u + np.sin(angle) * w)
+def _at_angle(angle: float) -> tuple[np.ndarray, np.ndarray]:
+    return at_angle(angle, size=4096, seed=7)
 
 
 # Each of slerp's paths: nearly parallel (normalised lerp), the general formula near both ends

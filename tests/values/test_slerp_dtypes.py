@@ -12,21 +12,15 @@ import numpy as np
 import pytest
 
 from dream_window.values.slerp import _orthogonal, spherical_lerp
+from tests.values.latents import at_angle
 
 torch = pytest.importorskip("torch")
 
 TS = np.array([0.0, 0.125, 0.5, 0.875, 1.0])
 
 
-def _at_angle(angle: float, size: int = 2048, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
-    """Two float64 latents of norms 3 and 5 whose directions are ``angle`` radians apart."""
-    rng = np.random.default_rng(seed)
-    u = rng.standard_normal(size)
-    u /= np.linalg.norm(u)
-    w = rng.standard_normal(size)
-    w -= (w @ u) * u
-    w /= np.linalg.norm(w)
-    return 3.0 * u, 5.0 * (np.cos(angle) * u + np.sin(angle) * w)
+def _at_angle(angle: float) -> tuple[np.ndarray, np.ndarray]:
+    return at_angle(angle, size=2048, seed=11)
 
 
 ANGLES = [

@@ -13,21 +13,15 @@ import numpy as np
 import pytest
 
 from dream_window.values.slerp import inbetween_ts, spherical_lerp
+from tests.values.latents import at_angle
 
 torch = pytest.importorskip("torch")
 
 TS = np.linspace(0.0, 1.0, 9)
 
 
-def _at_angle(angle: float, size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 latents of norms 3 and 5 whose directions are ``angle`` radians apart."""
-    rng = np.random.default_rng(21)
-    u = rng.standard_normal(size)
-    u /= np.linalg.norm(u)
-    w = rng.standard_normal(size)
-    w -= (w @ u) * u
-    w /= np.linalg.norm(w)
-    return 3.0 * u, 5.0 * (np.cos(angle) * u + np.sin(angle) * w)
+def _at_angle(angle: float) -> tuple[np.ndarray, np.ndarray]:
+    return at_angle(angle, size=1024, seed=21)
 
 
 @pytest.mark.parametrize(
