@@ -306,7 +306,12 @@ class LiveHub:
         status = self.controller.snapshot()
         index = self.controller.output.last_index
         frame: dict[str, object] | None = None
-        if index and self.controller.output.path_for(index).exists():
+        newest = self.controller.output.newest
+        if newest is not None and newest.index == index:
+            # Who it is from the frame itself: the controller learns it is on screen only once its
+            # write returns, and a page connecting in between would show it without its seed.
+            frame = {"index": index, "url": frame_url(index), **newest.label.describe()}
+        elif index and self.controller.output.path_for(index).exists():
             frame = {"index": index, "url": frame_url(index)}
             shown = self.controller.on_screen
             if shown is not None and shown.index == index:
