@@ -200,12 +200,14 @@ async def test_screenshot_is_not_blank(page: Any, dream: Dream, tmp_path: Path) 
     shot = tmp_path / "viewer.png"
     await page.screenshot(path=str(shot))
     arr = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
-    assert arr.std() > 20, arr.std()
+    # Not blank: the overlay's text and the picture make many colours. (Not "std > 20": a flame's
+    # ground can be a flat, dark colour over most of the frame.)
+    assert len(np.unique(arr.reshape(-1, 3), axis=0)) > 50
     # Letterboxing: a 2:3 frame in a 640x400 window is 267 px wide, centred, with black bars beside it
     # (rows 230-290 lie between the overlay and the control bar).
     band = arr[230:290]
     assert band[:, :150].max() < 30 and band[:, -150:].max() < 30
-    assert band[:, 200:440].std() > 20
+    assert (band[:, 200:440].max(axis=2) > 4).mean() > 0.95  # the picture, not the page's #000
 
 
 async def test_reconnects_after_the_service_restarts(page: Any, dream: Dream) -> None:

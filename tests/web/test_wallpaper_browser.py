@@ -168,7 +168,7 @@ async def test_contain_letterboxes_a_portrait_frame(browser: Any, dream: Dream, 
         bar = int((box["vw"] - box["w"]) / 2) - 4
         assert arr[:, :bar].max() < 30 and arr[:, -bar:].max() < 30  # black bars beside the picture
         mid = LANDSCAPE["width"] // 2
-        assert arr[:, mid - 40 : mid + 40].std() > 10
+        assert (arr[:, mid - 40 : mid + 40].max(axis=2) > 4).mean() > 0.95  # the picture between them
 
 
 async def test_no_frame_is_fetched_while_hidden_and_the_newest_shows_when_visible(
@@ -245,8 +245,14 @@ async def test_viewer_fit_choice_is_remembered(browser: Any, dream: Dream, tmp_p
         assert await page.inner_text("#btn-fit") == "Cover"
         await page.mouse.move(600, 300)
         await asyncio.sleep(0.4)  # the toast and the controls settle for the picture
+        box = await page.evaluate(DRAWN_BOX)
+        assert box["fit"] == "cover"
+        assert box["w"] >= box["vw"] - 0.5 and box["h"] >= box["vh"] - 0.5, box
+        # The picture reaches the left edge: the page's #000 does not show there. (Not "varied": a
+        # flame's ground can be flat at its edges, as CI once drew: (9, 10, 12), std 1.2.)
         arr = await screenshot(page, shot_path("viewer-fit-screenshot.png", tmp_path))
-        assert arr[:, :100].std() > 5  # the picture reaches the left edge
+        edge = arr[:, :100]
+        assert (edge.max(axis=2) > 4).mean() > 0.95, (edge.mean(), edge.std())
 
         # Remembered: a reload comes back in cover, and frames still crossfade in.
         await page.reload()
