@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 import numpy as np
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class FramePublished(Event):
     path: Path
     # The PNG the output writer already encoded, so another writer (Rainmeter) copies, not re-encodes.
     png: bytes | None = field(default=None, repr=False, compare=False)
+    # The picture those bytes encode, so a listener that measures pixels (quality) does not decode
+    # them again. Read it, never change it: every listener shares it.
+    image: Image.Image | None = field(default=None, repr=False, compare=False)
     # Who made it (see values/frame.py FrameLabel; the same facts are in the PNG's text).
     seed: int | None = None
     mode: str = ""

@@ -119,3 +119,54 @@ async def test_every_published_frame_is_measured_into_status_and_the_log(
     assert section["recent"]["change_p95"] is not None
     # The cache embeds with colour/layout features here, so no CLIP distance, and it says why.
     assert section["clip"]["distance"] is None and "not CLIP" in section["clip"]["reason"]
+
+
+async def test_the_metrics_are_those_of_the_published_pictures(tmp_path: Path, clock: FakeClock) -> None:
+    # The service measures the picture the event carries (no PNG decode); what it measured must be
+    # what was written: each logged record equals the metrics of the history file of that index.
+    from PIL import Image
+
+    from dream_window.values.quality import downscale, measure
+
+    cfg = fast_config(tmp_path, generation={"mode": "img2img", "width": 64, "height": 96})
+    engine = BuiltinEngine()
+    await engine.start()
+    quality = QualityService(cfg)
+    controller = build_controller(cfg, engine, clock=clock, max_frames=6, fsync=False, services=[quality])
+    await asyncio.wait_for(controller.run(), 60)
+    await engine.close()
+    lines = [json.loads(x) for x in (cfg.output_dir / METRICS_LOG).read_text().splitlines()]
+    compared = 0
+    for record in lines:
+        path = controller.output.path_for(record["index"])
+        if not path.exists():
+            continue
+        with Image.open(path) as img:
+            want = measure(downscale(np.asarray(img.convert("RGB")))).to_dict()
+        assert {k: record[k] for k in want} == want, record["index"]
+        compared += 1
+    assert compared >= 3
+
+
+async def test_an_event_without_the_picture_is_measured_from_its_png(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    import io
+
+    from PIL import Image
+
+    from dream_window.values.quality import downscale, measure
+
+    cfg = fast_config(tmp_path)
+    engine = BuiltinEngine()
+    quality = QualityService(cfg)
+    controller = build_controller(cfg, engine, clock=clock, fsync=False, services=[quality])
+    await quality.start(controller)
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 24, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    controller.events.emit(FramePublished(7, "p", "keyframe", tmp_path / "gone.png", buf.getvalue()))
+    await asyncio.wait_for(quality.close(), 30)
+    [record] = [json.loads(x) for x in (cfg.output_dir / METRICS_LOG).read_text().splitlines()]
+    want = measure(downscale(rgb)).to_dict()
+    assert record["index"] == 7 and {k: record[k] for k in want} == want

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dream_window.dream.lab import lab_to_srgb, srgb_to_lab
 from dream_window.values.quality import (
@@ -103,6 +105,28 @@ def test_downscale_is_a_box_mean_to_at_most_the_long_side() -> None:
         downscale(np.zeros((4, 4)))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 90),
+    w=st.integers(1, 90),
+    max_side=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_downscale_of_uint8_frames_is_the_mean_of_each_block(
+    h: int, w: int, max_side: int, seed: int
+) -> None:
+    # The integer fast path against the definition: the float mean of every k x k block, edge rows
+    # and columns that do not fill one dropped. Blocks up to 90 x 90 reach the 32-bit accumulator.
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    k = max(1, -(-max(h, w) // max_side))
+    hh, ww = h // k, w // k
+    want = img[: hh * k, : ww * k].astype(np.float64).reshape(hh, k, ww, k, 3).mean(axis=(1, 3)) / 255.0
+    got = downscale(img, max_side=max_side)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.allclose(got, want, atol=1e-6)
+    assert np.allclose(downscale(img.astype(np.float32) / 255.0, max_side=max_side), want, atol=1e-6)
+
+
 def test_pop_ratio_is_a_keyframe_over_the_mean_of_its_neighbours() -> None:
     sharp = [0.014, 0.040, 0.015, 0.02, 0.02, 0.02]
     keys = [False, True, False, False, True, False]
@@ -138,3 +162,18 @@ def test_lab_round_trips_every_8_bit_colour_level() -> None:
     rng = np.random.default_rng(2)
     rgb = rng.integers(0, 256, (4096, 3)) / 255.0
     assert np.abs(lab_to_srgb(srgb_to_lab(rgb)) - rgb).max() < 1e-6
+
+
+def test_lab_of_bytes_and_of_float32_agree_with_float64() -> None:
+    # Frames are converted from uint8 (a table of the transfer curve) and in float32: both must be
+    # the float64 conversion to well under a level of 8-bit colour, and come back to the same bytes.
+    rgb = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    exact = srgb_to_lab(rgb / 255.0)
+    assert exact.dtype == np.float64
+    for frame in (rgb, (rgb / 255.0).astype(np.float32)):
+        lab = srgb_to_lab(frame)
+        assert lab.dtype == np.float32
+        assert np.abs(lab - exact).max() < 1e-3
+        back = lab_to_srgb(lab)
+        assert back.dtype == np.float32
+        assert np.array_equal(np.rint(back * 255.0).astype(np.uint8), rgb)

@@ -129,22 +129,28 @@ def match(image: Image.Image, now: ColourStats, ref: ColourStats, strength: floa
     bimodal L, and mean/std matching would push its ground below 0, crushing it to black, whenever
     a frame holds more light than the reference; a gain about black would darken the ground too.
     """
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-    lab = srgb_to_lab(rgb)
+    rgb = np.asarray(image.convert("RGB"))
     s = float(np.clip(strength, 0.0, 1.0))
-    lab[..., 0] = _lightness_toward(lab[..., 0], now, ref, s)
-    ab_to = now.lab_mean[1:] + s * (ref.lab_mean[1:] - now.lab_mean[1:])
+    mean_ab = now.lab_mean[1:].astype(np.float32)
+    ab_to = mean_ab + s * (ref.lab_mean[1:].astype(np.float32) - mean_ab)
     ab_scale = (np.maximum(ref.lab_std[1:], _STD_FLOOR) / np.maximum(now.lab_std[1:], _STD_FLOOR)) ** s
-    lab[..., 1:] = (lab[..., 1:] - now.lab_mean[1:]) * ab_scale + ab_to
-    srgb = lab_to_srgb(lab)
+    ab_scale = ab_scale.astype(np.float32)
+
+    def moved(lab: np.ndarray) -> np.ndarray:
+        lab[..., 0] = _lightness_toward(lab[..., 0], now, ref, s)
+        lab[..., 1:] = (lab[..., 1:] - mean_ab) * ab_scale + ab_to
+        return lab
+
     # The loop measures saturation as the metrics do (HSV, which also moves with lightness: the
     # same chroma on a darker pixel is more saturated), so matching LAB spreads can leave it off
-    # target. One step closes the gap: the chroma scaled by target / measured.
+    # target. One step closes the gap: the chroma scaled by target / measured, found on the small
+    # copy the metrics read, so the full frame is converted once each way (float32, uint8 in).
     target = now.saturation + s * (ref.saturation - now.saturation)
-    measured = saturation(downscale(srgb))
+    measured = saturation(lab_to_srgb(moved(srgb_to_lab(downscale(rgb)))))
+    lab = moved(srgb_to_lab(rgb))
     if measured > 1e-3 and abs(target / measured - 1.0) > 0.01:
         lab[..., 1:] *= float(np.clip(target / measured, 0.5, 2.0))
-        srgb = lab_to_srgb(lab)
+    srgb = lab_to_srgb(lab)
     out = Image.fromarray(np.rint(srgb * 255.0).astype(np.uint8), "RGB")
     # What a backend keeps with its picture rides along: the built-in engine's morph between
     # genomes is there, and an img2img dream without it would settle on one flame per prompt.

@@ -542,6 +542,7 @@ class DreamController:
                 frame.kind,
                 published.path,
                 published.png,
+                frame.image,
                 seed=frame.seed,
                 mode=frame.mode,
                 backend=frame.backend,

@@ -1,8 +1,9 @@
 """QualityService: every published frame measured, off the publishing path.
 
-It listens to ``FramePublished`` (which carries the PNG the output writer encoded) and to the frame
-cache's ``FrameEmbedded``. The listener only queues the frame; one task decodes and measures it in
-a worker thread on a small copy (``values/quality.py``, through :class:`QualityTracker`) and
+It listens to ``FramePublished`` (which carries the picture and the PNG the output writer
+encoded) and to the frame cache's ``FrameEmbedded``. The listener only queues the frame; one task
+measures its pixels (decoding the PNG only for an event without the picture) in a worker thread
+on a small copy (``values/quality.py``, through :class:`QualityTracker`) and
 appends one line to ``output/metrics.jsonl``. Publishing never waits for it: when it falls behind,
 the oldest frames waiting are skipped (counted in status) rather than queued without end.
 
@@ -159,11 +160,14 @@ class QualityService:
                 return
 
     def _measure(self, event: FramePublished) -> None:
-        try:
-            data = event.png if event.png is not None else event.path.read_bytes()
-            with Image.open(io.BytesIO(data)) as img:
-                rgb = np.asarray(img.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as exc:  # pruned from the history before we read it
-            log.debug("frame %d not measured: %s", event.index, exc)
-            return
+        if event.image is not None:  # the picture itself: no PNG to decode (~3 ms at 256x512)
+            rgb = np.asarray(event.image.convert("RGB"))
+        else:
+            try:
+                data = event.png if event.png is not None else event.path.read_bytes()
+                with Image.open(io.BytesIO(data)) as img:
+                    rgb = np.asarray(img.convert("RGB"))
+            except (OSError, UnidentifiedImageError) as exc:  # pruned from the history before we read it
+                log.debug("frame %d not measured: %s", event.index, exc)
+                return
         self.log.append(self.tracker.frame(event.index, event.kind, event.prompt, rgb))
