@@ -78,12 +78,12 @@ def downscale(rgb: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     # column of a block, and only the small result is made float. Ten times faster than the mean
     # of a float copy (every frame is downscaled several times: metrics, coherence, look matching).
     acc = np.uint16 if k * k * 255 <= np.iinfo(np.uint16).max else np.uint32
-    rows = a[0::k].astype(acc)
+    rows: np.ndarray = a[0::k].astype(acc)
     for i in range(1, k):
-        rows += a[i::k]
-    out = rows[:, 0::k].copy()
+        np.add(rows, a[i::k], out=rows)
+    out: np.ndarray = rows[:, 0::k].copy()
     for j in range(1, k):
-        out += rows[:, j::k]
+        np.add(out, rows[:, j::k], out=out)
     return out.astype(np.float32) * np.float32(1.0 / (255 * k * k))
 
 
