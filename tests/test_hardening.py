@@ -11,6 +11,7 @@ run it (real subprocesses), plus the pieces underneath.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -175,6 +176,43 @@ def _catches(pid: int, sig: signal.Signals) -> bool:
         if line.startswith("SigCgt:"):
             return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
     return False
+
+
+# A signal whose handler runs inside a weakref callback, as the import system's module locks have:
+# Python cannot raise the handler's SystemExit there ("Exception ignored in ...") and goes on.
+# CI drew one during the CLI's imports: a traceback on stderr, and the dream went on to run.
+SWALLOWED = """
+import os, signal, sys, weakref
+from dream_window import early_signals
+early_signals.install()
+class Held: pass
+held = Held()
+ref = weakref.ref(held, lambda _: os.kill(os.getpid(), signal.SIGTERM))
+del held  # the callback runs; the handler's exit is raised inside it, where it cannot propagate
+print("went on", flush=True)
+"""
+
+
+def test_a_signal_swallowed_during_the_imports_still_exits_quietly() -> None:
+    script = SWALLOWED + "early_signals.exit_if_signalled()\nprint('not stopped', flush=True)\n"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, proc
+    assert proc.stdout == "went on\n"  # what __main__ does after the imports: exit, not the CLI
+    assert proc.stderr == ""  # no "Exception ignored in ..." and its traceback
+
+
+def test_a_signal_swallowed_after_the_imports_stops_the_dream_before_a_frame(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, {**FAST, "system": {**FAST["system"], "output_dir": str(tmp_path / "out")}})
+    script = SWALLOWED + (
+        "from dream_window.cli import main\n"
+        f"sys.argv = ['dream-window', 'run', '--config', {str(cfg)!r}, '--max-frames', '50']\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["state"] == "stopped" and status["frame_count"] == 0, status
 
 
 @pytest.mark.skipif(not LINUX, reason="reads /proc/<pid>/status to see the handlers go in")

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from dream_window import early_signals
 from dream_window.backends.base import GenerationBackend
 from dream_window.cache.service import FrameCacheService
 from dream_window.clock import Clock, SystemClock
@@ -176,6 +177,11 @@ async def run_dream(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no add_signal_handler
                     loop.add_signal_handler(sig, _on_signal, controller, sig)
+            if early_signals.received() is not None:
+                # A signal before these handlers whose exit was swallowed on the way (see
+                # early_signals): stop as it asked, cleanly, before a frame is made.
+                log.info("received a signal while starting: stopping")
+                controller.stop()
             detach = attach_console(controller)
             try:
                 await controller.run()  # starts the services first and closes them last
