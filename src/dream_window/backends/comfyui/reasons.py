@@ -31,6 +31,12 @@ def plain_reason(exc: BaseException, connect_timeout: float | None = None) -> st
         return f"cannot connect to {host}: {err.strerror or err}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection (restarting?)"
+    if isinstance(exc, aiohttp.ClientOSError):
+        # The connection broke mid-request: aiohttp reads "[Errno None] Can not write request body
+        # for http://...", or "[Errno 104] Connection reset by peer".
+        what = exc.strerror or str(exc)
+        what = what.split(" for http", 1)[0].strip()
+        return f"the connection broke mid-request: {what[:1].lower()}{what[1:]} (restarting?)"
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     return str(exc) or type(exc).__name__
