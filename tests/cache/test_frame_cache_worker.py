@@ -289,6 +289,23 @@ async def test_a_frame_rated_before_anything_was_shown_rests_from_frame_zero(tmp
     await mem.close()
 
 
+async def test_a_frame_is_rated_from_its_png_bytes_as_from_its_file(tmp_path: Path) -> None:
+    # A live cadence keeps the newest frame only in memory: its PNG is rated like a file would be.
+    import io
+
+    mem = _memory(tmp_path, random.Random(0), reinject_cooldown_frames=0)
+    await mem.start()
+    rated = _frame(0, RED)
+    buf = io.BytesIO()
+    rated.image.save(buf, "PNG")
+    await mem.rate(buf.getvalue(), 1)
+    got = await mem.pick_injection(_frame(1, BLUE))
+    assert got is not None and pixel_hash(got[0]) == pixel_hash(rated.image)
+    with pytest.raises(CacheError, match="cannot rate the frame"):
+        await mem.rate(b"not a png", 1)
+    await mem.close()
+
+
 async def _pick_from_red_and_blue(tmp_path: Path, roll: float, *, like_blue: bool = False, **cfg: Any) -> str:
     """Cache a red and a blue frame, then inject next to a red one with every draw = ``roll``:
     red is the more similar. Returns the chosen frame's colour."""

@@ -201,15 +201,15 @@ class RecordingFrameCache:
     """A hand-written FrameCache that records ratings (the real cache has its own tests)."""
 
     def __init__(self) -> None:
-        self.rated: list[tuple[Path, int, str | None]] = []
+        self.rated: list[tuple[Path | bytes, int, str | None]] = []
 
     async def remember(self, frame: Any, path: Path) -> None: ...
 
     async def pick_injection(self, current: Any) -> None:
         return None
 
-    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
-        self.rated.append((Path(frame_path), score, prompt))
+    async def rate(self, frame: Path | bytes, score: int, *, prompt: str | None = None) -> None:
+        self.rated.append((frame, score, prompt))
 
 
 async def test_like_and_dislike_feed_the_cache(dreams: DreamFactory) -> None:
@@ -232,6 +232,28 @@ async def test_like_and_dislike_feed_the_cache(dreams: DreamFactory) -> None:
         status, body = await request("POST", f"{d.url}/api/dislike", data='{"index": ' + huge + "}")
         assert status == 400 and body["error"].startswith("index must be a frame number (1 to "), huge
         assert len(body["error"]) < 120
+    assert len(memory.rated) == 2
+
+
+async def test_the_newest_frame_can_be_liked_when_the_history_did_not_keep_it(dreams: DreamFactory) -> None:
+    # A live cadence keeps one history frame an hour here: the newest frame is only in memory (and
+    # current_frame.png), and liking what is on screen must still work; an older unkept one is gone.
+    memory = RecordingFrameCache()
+    d = await dreams(
+        run=True, frame_cache=memory, generation={"cache": {"enabled": True}, "history_interval": 3600}
+    )
+    for _ in range(3):
+        await d.next_frame()
+    await d.controller.pause("user")  # (no newer frame replaces it while we ask)
+    newest = d.controller.output.newest
+    assert newest is not None and not newest.kept and newest.index >= 3
+    status, body = await request("POST", f"{d.url}/api/like")  # the frame on screen
+    assert (status, body) == (200, {"index": newest.index, "score": 1})
+    status, body = await request("POST", f"{d.url}/api/dislike", json={"index": newest.index})
+    assert status == 200
+    assert [(frame, score) for frame, score, _ in memory.rated] == [(newest.png, 1), (newest.png, -1)]
+    status, body = await request("POST", f"{d.url}/api/like", json={"index": newest.index - 1})
+    assert status == 404 and "not in the history" in body["error"]
     assert len(memory.rated) == 2
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import io
 import logging
 import random
 import sys
@@ -158,15 +159,16 @@ class CachedFrameCache:
             if job.done is not None and not job.done.done():
                 job.done.set_exception(CacheError("the frame cache is busy; try again in a moment"))
 
-    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
+    async def rate(self, frame: Path | bytes, score: int, *, prompt: str | None = None) -> None:
         if score not in (-1, 0, 1):
             raise CacheError(f"a rating must be -1, 0 or 1, got {score}")
         if self._closed:
             raise CacheError("the frame cache is closed")
         try:
-            image = await asyncio.to_thread(_load_image, Path(frame_path))
+            image = await asyncio.to_thread(_load_image, frame)
         except (OSError, UnidentifiedImageError) as exc:
-            raise CacheError(f"cannot rate {frame_path}: {exc}") from exc
+            what = "the frame" if isinstance(frame, bytes) else frame
+            raise CacheError(f"cannot rate {what}: {exc}") from exc
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._enqueue(_Job(image, prompt or "", {}, self._frame, score=score, done=done))
         await done
@@ -369,7 +371,7 @@ def _release_gpu_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def _load_image(path: Path) -> Image.Image:
-    with Image.open(path) as img:
+def _load_image(frame: Path | bytes) -> Image.Image:
+    with Image.open(io.BytesIO(frame) if isinstance(frame, bytes) else frame) as img:
         img.load()
         return rgb(img)

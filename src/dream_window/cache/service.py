@@ -138,5 +138,5 @@ class FrameCacheService:
     async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
         return await self.cache.pick_injection(current)
 
-    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
-        await self.cache.rate(frame_path, score, prompt=prompt)
+    async def rate(self, frame: Path | bytes, score: int, *, prompt: str | None = None) -> None:
+        await self.cache.rate(frame, score, prompt=prompt)

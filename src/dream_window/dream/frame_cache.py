@@ -26,9 +26,9 @@ class FrameCache(Protocol):
         """Now and then, a cached frame to steer toward, with a label for status; else None."""
         ...
 
-    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
-        """Like (+1) or dislike (-1) a published frame; liked frames are re-injected more often,
-        disliked ones never."""
+    async def rate(self, frame: Path | bytes, score: int, *, prompt: str | None = None) -> None:
+        """Like (+1) or dislike (-1) a published frame (its file, or its PNG when a live cadence
+        kept it only in memory); liked frames are re-injected more often, disliked ones never."""
         ...
 
 
@@ -44,7 +44,7 @@ class NoFrameCache:
     async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
         return None
 
-    async def rate(self, frame_path: Path, score: int, *, prompt: str | None = None) -> None:
+    async def rate(self, frame: Path | bytes, score: int, *, prompt: str | None = None) -> None:
         if self.reason is None:
             raise CacheError("the frame cache is switched off (generation.cache.enabled)")
         raise CacheError(f"the frame cache is not available: {self.reason}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from aiohttp import web
@@ -229,11 +230,15 @@ class ControlApi:
         if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= MAX_FRAME_INDEX:
             return error(400, f"index must be a frame number (1 to {MAX_FRAME_INDEX}), got {shown(index)}")
         path = self.controller.output.path_for(index)
-        if not path.is_file():
+        newest = self.controller.output.newest
+        frame: Path | bytes = path
+        if newest is not None and newest.index == index and not newest.kept:
+            frame = newest.png  # a live cadence kept it in memory only; it may be the one on screen
+        elif not path.is_file():
             return error(404, f"frame {index} is not in the history (it may have been pruned)")
         prompt = self.hub.frame_prompts.get(index)
         try:
-            await self.controller.frame_cache.rate(path, score, prompt=prompt)
+            await self.controller.frame_cache.rate(frame, score, prompt=prompt)
         except DreamWindowError as exc:
             log.warning("rating frame %d failed: %s", index, exc)
             return error(500, f"could not rate frame {index}: {exc}")
