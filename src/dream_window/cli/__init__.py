@@ -55,6 +55,7 @@ from dream_window.dream.status import STATUS_FILE, read_status
 from dream_window.errors import AlreadyRunning, ConfigError, DreamWindowError
 from dream_window.instances import status_staleness
 from dream_window.logging_setup import setup_logging
+from dream_window.malloc_arenas import cap_malloc_arenas
 from dream_window.user_dirs import user_dirs
 from dream_window.values.check import Check
 
@@ -107,6 +108,7 @@ def run(
     log_file = setup_logging(level=cfg.system.log_level, verbose=verbose, log_dir=cfg.log_dir)
     if log_file:
         log.debug("log file: %s", log_file)
+    cap_malloc_arenas()  # before the first worker thread (see malloc_arenas.py)
     try:
         code = asyncio.run(
             run_dream(
