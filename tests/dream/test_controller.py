@@ -589,8 +589,8 @@ class StandInComfyUI(GatedEngine):
     async def check_model(self) -> float:
         return 0.1
 
-    def describe(self) -> dict[str, object]:
-        return {"servers": [], "stand_in": True}  # status.json's comfyui section, while in use
+    def status_sections(self) -> dict[str, object]:
+        return {"comfyui": {"servers": [], "stand_in": True}}  # while in use
 
 
 def switching_dream(tmp_path: Path, builtin: GatedEngine, comfy: StandInComfyUI, clock, **generation):  # type: ignore[no-untyped-def]
@@ -649,7 +649,7 @@ async def test_after_a_backend_switch_the_dream_grows_from_the_newest_frame_made
             assert not np.array_equal(expected, builtin.sources[-1])  # (not the one before it)
         assert p95(c) is None  # the new backend's batch times are not known yet
         assert c.snapshot()["backend_health"]["backend"] == comfy.name  # type: ignore[index]
-        assert c.snapshot()["comfyui"] == comfy.describe()  # its section, now that it is in use
+        assert c.snapshot()["comfyui"] == {"servers": [], "stand_in": True}  # its section, now in use
     finally:
         c.stop()
         await asyncio.wait_for(task, 10)

@@ -93,6 +93,11 @@ class GenerationBackend(Protocol):
         """Live previews while a sampler runs, for backends that have them."""
         ...
 
+    def status_sections(self) -> dict[str, object]:
+        """What this backend adds to status.json while it makes the frames, one section per key
+        (ComfyUI: ``comfyui``, its servers and GPU duty); ``{}`` for nothing."""
+        ...
+
 
 @runtime_checkable
 class SupportsLatentWalk(Protocol):

@@ -604,6 +604,9 @@ class BuiltinEngine:
     def set_preview_callback(self, callback: PreviewCallback | None) -> None:
         return None  # frames take tens of milliseconds here: nothing worth previewing
 
+    def status_sections(self) -> dict[str, object]:
+        return {}  # status.json's core keys say all there is (backend, health)
+
     async def withdraw(self) -> None:
         return None  # it never works ahead: plans are ignored
 

@@ -76,6 +76,9 @@ class SwitchingBackend:
     async def health(self) -> BackendHealth:
         return await self._active.health()
 
+    def status_sections(self) -> dict[str, object]:
+        return self._active.status_sections()  # only the backend in use says anything
+
     async def txt2img(self, request: GenerationRequest, *, plan: Plan = NO_PLAN) -> GeneratedImage:
         return await self._active.txt2img(request, plan=plan)
 

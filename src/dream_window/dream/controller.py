@@ -607,9 +607,9 @@ class DreamController:
             # {"ok": true}, or why frames are not being published (a full disk) and how many were lost.
             "output": self._output_failures.describe(),
         }
-        comfyui = self.supervisor.describe_comfyui()
-        if comfyui is not None:  # (absent while the built-in engine makes the frames)
-            status["comfyui"] = comfyui
+        # The backend in use adds its own (ComfyUI: its servers and GPU duty; the built-in
+        # engine nothing).
+        status.update(self.backend.status_sections())
         status.update(self.services.describe())  # viewer, monitor, cache ...: each its own section
         return status
 

@@ -180,11 +180,6 @@ class BackendSupervisor:
         self.state, self.reason = state, reason
         self.listener()
 
-    def describe_comfyui(self) -> dict[str, object] | None:
-        """status.json's ``comfyui`` section (its servers and the share of the last minute each
-        spent on our prompts: backends/comfyui/duty.py) while ComfyUI makes the frames, else None."""
-        return self._comfy.describe() if self._comfy is not None and self.on_comfyui else None
-
     def describe(self) -> dict[str, object]:
         """status.json's ``backend_health``."""
         return {

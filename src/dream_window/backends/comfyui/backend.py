@@ -156,6 +156,9 @@ class ComfyUIBackend:
     async def health(self) -> BackendHealth:
         return BackendHealth(self.pool.up_count() > 0, self.pool.describe())
 
+    def status_sections(self) -> dict[str, object]:
+        return {"comfyui": self.describe()}
+
     def describe(self) -> dict[str, object]:
         """status.json's ``comfyui`` section: each server, and the share of the last minute it
         spent executing our prompts by its own timestamps (``gpu_duty``, see duty.py); the
