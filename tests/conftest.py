@@ -29,18 +29,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Deadlines in tests are hang guards, never the thing tested. Each is stretched by this much, so
+# that a CI machine under load (two suites at once, a busy loop on both cores) does not trip one a
+# quiet machine meets in a fraction of the time; a failing test only takes longer to say so.
+SLACK = 3.0
+
+
 async def until(pred: Callable[[], Any], what: str = "the condition", limit: float = 20.0) -> None:
-    """Poll ``pred`` until it is truthy; fail naming ``what`` after ``limit`` seconds (a bound on a
-    hang, not a timing assertion)."""
+    """Poll ``pred`` until it is truthy; fail naming ``what`` after ``limit`` (times ``SLACK``)
+    seconds (a bound on a hang, not a timing assertion)."""
 
     async def wait() -> None:
         while not pred():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     try:
-        await asyncio.wait_for(wait(), limit)
+        await asyncio.wait_for(wait(), limit * SLACK)
     except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+        raise AssertionError(f"timed out waiting for {what} ({limit * SLACK:g} s)") from None
 
 
 def dream_window(

@@ -123,7 +123,7 @@ async def test_comfyui_going_away_is_waited_for_then_fallen_back_from_then_adopt
         assert dream.state() == "waiting"
         # Waiting, not yet fallen back: the last ComfyUI frame stays, nothing else was published.
         assert all(f.backend.startswith("ComfyUI") for f in dream.frames)
-        await until(lambda: dream.state() == "degraded", "the fallback", limit=10)
+        await until(lambda: dream.state() == "degraded", "the fallback")
         assert dream.status()["backend_is_ai"] is False
         n = len(dream.frames)
         await until(lambda: len(dream.frames) > n + 2, "built-in frames while ComfyUI is away")
@@ -212,7 +212,7 @@ async def test_the_same_failure_again_and_again_opens_the_breaker(
         assert opened - before <= 2 * 3 + 1
         comfy_server.fail_classes.clear()
         comfy_server.fix_model("tiny_sd15.safetensors")
-        await until(lambda: dream.state() == "running", "the breaker to close", limit=10)
+        await until(lambda: dream.state() == "running", "the breaker to close")
         n = len(dream.comfy_frames())
         await until(lambda: len(dream.comfy_frames()) > n, "ComfyUI frames after the breaker closed")
         assert dream.supervisor.state is Health.RUNNING

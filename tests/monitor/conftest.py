@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from dream_window.monitor.detector import CheckContext, Reading
+from tests.conftest import SLACK
 
 
 @dataclass
@@ -70,7 +71,7 @@ def start_named_process(directory: Path, name: str) -> subprocess.Popen[bytes]:
     exe = directory / name
     shutil.copy2(shutil.which("sleep") or "/bin/sleep", exe)
     proc = subprocess.Popen([str(exe), "60"])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 5 * SLACK
     while time.monotonic() < deadline:  # exec has happened once the kernel reports the new name
         try:
             if psutil.Process(proc.pid).name() == name[:15] or psutil.Process(proc.pid).name() == name:

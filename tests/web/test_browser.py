@@ -20,6 +20,7 @@ from PIL import Image
 
 from dream_window.dream.controller import State
 from dream_window.dream.supervisor import Health
+from tests.conftest import SLACK
 from tests.web.conftest import CHROMIUM, Dream, make_dream
 
 pytestmark = [
@@ -48,15 +49,17 @@ SAMPLE_OPACITY = """(ms) => new Promise(resolve => {
 
 
 async def wait_until(page: Any, fn: str, arg: Any = None, *, within: float = 5.0) -> Any:
-    """Poll ``fn(arg)`` in the page until it is truthy. (Playwright's wait_for_function evaluates a
-    string, which the viewer's Content-Security-Policy rightly forbids.)"""
+    """Poll ``fn(arg)`` in the page until it is truthy, for at most ``within`` (times the suite's
+    ``SLACK``: a hang guard) seconds. (Playwright's wait_for_function evaluates a string, which the
+    viewer's Content-Security-Policy rightly forbids.)"""
+    within *= SLACK
     deadline = time.monotonic() + within
     while True:
         value = await page.evaluate(fn, arg)
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {fn} ({arg!r})")
+            raise AssertionError(f"timed out after {within:g} s waiting for {fn} ({arg!r})")
         await asyncio.sleep(0.02)
 
 
@@ -242,6 +245,7 @@ def png_text(dream: Dream, index: int) -> dict[str, str]:
 
 async def wait_for_front(page: Any, dream: Dream, key: str, value: str, *, within: float) -> int:
     """Wait until the frame in front is one whose PNG says ``key: value``; returns its index."""
+    within *= SLACK
     deadline = time.monotonic() + within
     while True:
         index = await page.evaluate(FRONT_INDEX)
@@ -249,7 +253,7 @@ async def wait_for_front(page: Any, dream: Dream, key: str, value: str, *, withi
             return int(index)
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"timed out after {within} s waiting for a frame with {key}={value!r} in front"
+                f"timed out after {within:g} s waiting for a frame with {key}={value!r} in front"
             )
         await asyncio.sleep(0.05)
 

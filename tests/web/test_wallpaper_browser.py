@@ -21,7 +21,7 @@ from PIL import Image
 
 from dream_window.wallpaper import WallpaperKind, build_package
 from dream_window.web.server import ViewerServer
-from tests.conftest import free_port
+from tests.conftest import SLACK, free_port
 from tests.web.conftest import CHROMIUM, Dream, make_dream
 from tests.web.test_browser import FRONT_INDEX, SHOWS_AT_LEAST, wait_until
 
@@ -106,7 +106,7 @@ async def open_page(browser: Any, url: str, allowed: list[str]) -> AsyncIterator
 
 async def handed_over(page: Any, prefix: str, *, within: float) -> None:
     """Wait until the page has navigated to ``prefix``... (the viewer in wallpaper mode)."""
-    await page.wait_for_url(lambda u: u.startswith(prefix), timeout=within * 1000)
+    await page.wait_for_url(lambda u: u.startswith(prefix), timeout=within * SLACK * 1000)
     await page.wait_for_load_state("domcontentloaded")
 
 
