@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,14 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch", reason="CLIP path needs torch")
     pytest.importorskip("transformers", reason="CLIP path needs transformers")
     return build_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+class Rolls(random.Random):
+    """An rng whose every draw is ``value`` (the probability roll, then the weighted choice)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value

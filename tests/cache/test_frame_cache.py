@@ -22,7 +22,7 @@ from dream_window.dream.frame_cache import NoFrameCache
 from dream_window.errors import CacheError, ModelLoadError
 from dream_window.events import EventBus, FrameEmbedded
 from dream_window.values.frame import Frame
-from tests.cache.conftest import BLUE, GREEN, RED, picture
+from tests.cache.conftest import BLUE, GREEN, RED, Rolls, picture
 from tests.conftest import fast_config
 
 
@@ -329,17 +329,6 @@ class _StandInModel:
         return self._features.embed(images)
 
 
-class _Rolls(random.Random):
-    """An rng whose every draw is ``value``."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
 def _unrated_entries(tmp_path: Path, *hues: tuple[int, int, int], **add) -> list[str]:  # type: ignore[no-untyped-def]
     """Entries as a legacy import leaves them: no embedding, so the worker re-embeds them."""
     m = CacheManager(tmp_path / "cache", max_size=100, fsync=False)
@@ -387,7 +376,7 @@ async def test_no_current_frame_or_a_closed_cache_injects_nothing_and_draws_noth
 
 
 async def test_probability_zero_never_injects_even_on_a_roll_of_zero(tmp_path: Path) -> None:
-    mem = _memory(tmp_path, _Rolls(0.0), injection_probability=0.0)
+    mem = _memory(tmp_path, Rolls(0.0), injection_probability=0.0)
     await mem.start()
     await mem.remember(_frame(0, RED), tmp_path)
     await mem.flush()

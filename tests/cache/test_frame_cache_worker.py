@@ -24,7 +24,7 @@ from dream_window.config import CacheConfig
 from dream_window.errors import CacheError, ModelLoadError
 from dream_window.events import EventBus, FrameEmbedded
 from dream_window.values.frame import Frame
-from tests.cache.conftest import BLUE, GREEN, RED, picture
+from tests.cache.conftest import BLUE, GREEN, RED, Rolls, picture
 
 LOGGER = "dream_window.cache.frame_cache"
 
@@ -77,17 +77,6 @@ async def _until_pending(mem: CachedFrameCache, n: int) -> None:
     # A rating loads its image in a thread before it queues: step the loop until it has.
     while mem.describe()["pending"] < n:  # noqa: ASYNC110
         await asyncio.sleep(0)
-
-
-class _Rolls(random.Random):
-    """An rng whose every draw is ``value``: the probability roll, then the weighted choice."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
 
 
 class _Counting(FeatureEmbedder):
@@ -309,7 +298,7 @@ async def test_a_frame_is_rated_from_its_png_bytes_as_from_its_file(tmp_path: Pa
 async def _pick_from_red_and_blue(tmp_path: Path, roll: float, *, like_blue: bool = False, **cfg: Any) -> str:
     """Cache a red and a blue frame, then inject next to a red one with every draw = ``roll``:
     red is the more similar. Returns the chosen frame's colour."""
-    mem = _memory(tmp_path, _Rolls(roll), **cfg)
+    mem = _memory(tmp_path, Rolls(roll), **cfg)
     await mem.start()
     red, blue = _frame(0, RED), _frame(1, BLUE)
     await mem.remember(red, tmp_path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,12 @@ async def page(browser: Any, dream: Dream) -> AsyncIterator[Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_page(browser: Any, dream: Dream) -> AsyncIterator[Any]:
+async def open_page(
+    browser: Any, dream: Dream, *, before_load: Callable[[Any], Awaitable[None]] | None = None
+) -> AsyncIterator[Any]:
     """A page on ``dream``'s viewer in a fresh context; fails the test on a request outside the
-    viewer's origin or a JavaScript error."""
+    viewer's origin or a JavaScript error. ``before_load(page)`` runs before the viewer loads
+    (init scripts, listeners)."""
     context = await browser.new_context(viewport={"width": 640, "height": 400})
     # Offline: any request that leaves the viewer's own origin fails the test.
     foreign: list[str] = []
@@ -105,6 +108,8 @@ async def open_page(browser: Any, dream: Dream) -> AsyncIterator[Any]:
     errors: list[str] = []
     p = await context.new_page()
     p.on("pageerror", lambda e: errors.append(str(e)))
+    if before_load is not None:
+        await before_load(p)
     await p.goto(url + "/")
     try:
         yield p

@@ -18,7 +18,7 @@ from PIL import Image
 
 from dream_window.events import FramePublished
 from tests.web.conftest import CHROMIUM, Dream, make_dream
-from tests.web.test_browser import FRONT_INDEX, SHOWS_AT_LEAST, wait_until
+from tests.web.test_browser import FRONT_INDEX, SHOWS_AT_LEAST, open_page, wait_until
 
 pytestmark = [
     pytest.mark.browser,
@@ -55,42 +55,29 @@ class Watched:
 
 @contextlib.asynccontextmanager
 async def watched_page(browser: Any, dream: Dream) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport={"width": 640, "height": 400})
-    foreign: list[str] = []
-    url = dream.url
+    """The viewer's page (``open_page``: offline, no JavaScript errors) with the counters installed
+    and its /api/frames requests and WebSocket messages recorded."""
+    watched: list[Watched] = []
 
-    async def route(r: Any) -> None:
-        if r.request.url.startswith(url) or r.request.url.startswith(url.replace("http", "ws")):
-            await r.continue_()
-        else:
-            foreign.append(r.request.url)
-            await r.abort()
+    async def watch(page: Any) -> None:
+        await page.add_init_script(COUNTERS)
+        w = Watched(page)
+        watched.append(w)
+        page.on("request", lambda r: w.fetched.append(r.url) if "/api/frames/" in r.url else None)
 
-    await context.route("**/*", route)
-    await context.add_init_script(COUNTERS)
-    page = await context.new_page()
-    w = Watched(page)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: w.fetched.append(r.url) if "/api/frames/" in r.url else None)
+        def on_socket(ws: Any) -> None:
+            def received(payload: str | bytes) -> None:
+                if isinstance(payload, bytes):
+                    w.binary.append(len(payload))
+                else:
+                    w.text.append(payload)
 
-    def on_socket(ws: Any) -> None:
-        def received(payload: str | bytes) -> None:
-            if isinstance(payload, bytes):
-                w.binary.append(len(payload))
-            else:
-                w.text.append(payload)
+            ws.on("framereceived", received)
 
-        ws.on("framereceived", received)
+        page.on("websocket", on_socket)
 
-    page.on("websocket", on_socket)
-    await page.goto(url + "/")
-    try:
-        yield w
-    finally:
-        await context.close()
-    assert foreign == [], f"the page reached outside its origin: {foreign}"
-    assert errors == [], f"JavaScript errors: {errors}"
+    async with open_page(browser, dream, before_load=watch):
+        yield watched[0]
 
 
 async def test_frames_arrive_as_binary_messages_and_are_never_fetched(browser: Any, tmp_path: Path) -> None:
