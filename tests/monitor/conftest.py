@@ -32,8 +32,23 @@ def start_xvfb() -> XServer:
         pytest.skip("Xvfb is not installed (Debian: apt-get install xvfb)")
     read_fd, write_fd = os.pipe()
     # -noreset: the server must not reset (dropping new connections) each time the last client leaves.
+    # -s 0: no idle screen saver. The server lives for the whole session, and after Xvfb's default
+    # 10 idle minutes its own screen saver blanks the screen: a clean-clone run that drew the
+    # screen-saver test late saw "the X screen saver blanked the screen" before the test forced it.
     proc = subprocess.Popen(
-        [exe, "-displayfd", str(write_fd), "-screen", "0", "1280x720x24", "-nolisten", "tcp", "-noreset"],
+        [
+            exe,
+            "-displayfd",
+            str(write_fd),
+            "-screen",
+            "0",
+            "1280x720x24",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+            "-s",
+            "0",
+        ],
         pass_fds=(write_fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
