@@ -7,8 +7,9 @@ Recorded facts it keeps (``08_interrupt_queue_free``, ``05_caching``, PROTOCOL.m
 * each accepted prompt is followed by two ``status`` broadcasts;
 * ``/queue`` delete and clear touch only pending prompts; ``/interrupt`` stops the running one,
   and names of prompts that are not running are ignored;
-* node outputs are cached across prompts by content; ``/free`` empties the cache, so the next
-  prompt loads everything again.
+* node outputs are cached across prompts as ComfyUI's default cache does: one entry per node id,
+  used when the node's key (class, values, inputs' keys) is the same, and dropped when a prompt
+  without that id starts; ``/free`` empties the cache, so the next prompt loads everything again.
 
 Model files: the first load of a file after a start (or after ``/free``) takes
 ``model_load_delay`` seconds, as a real checkpoint load does, and counts in ``stats.model_loads``;

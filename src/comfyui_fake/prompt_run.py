@@ -106,7 +106,14 @@ class PromptRun:
                 del self.host.preview_suffixes[nid]
         needed = graph_order.needed(self.graph, self.item.outputs)
         keys = graph_order.signatures(self.graph, needed, self.host.file_digest)
-        cached = [nid for nid in needed if keys[nid] in self.host.cache]
+        # ComfyUI's default (classic) cache, as recorded: one entry per node id (the last output
+        # made under that id, with its key); as a prompt starts, the entries of ids it does not
+        # have are dropped. A node is cached when its id's entry has its key. So after 04's
+        # img2img graph, 02's nodes 5 and 6 run again (05_caching), and a prompt that failed at
+        # its loader leaves the loader and text nodes of the one before cached (07_runtime_error).
+        for nid in [n for n in self.host.cache if n not in self.graph]:
+            del self.host.cache[nid]
+        cached = [nid for nid in needed if nid in self.host.cache and self.host.cache[nid][0] == keys[nid]]
         order = graph_order.execution_order(self.graph, self.item.outputs, set(cached), info)
         await self._emit("execution_start", protocol.stamped(self.pid), record=True)
         await self._emit("execution_cached", protocol.stamped(self.pid, nodes=cached), record=True)
@@ -135,7 +142,7 @@ class PromptRun:
 
     async def _replay_cached(self, cached: list[str], keys: dict[str, str]) -> None:
         for nid in cached:
-            outs, ui = self.host.cache[keys[nid]]
+            _, outs, ui = self.host.cache[nid]
             self.results[nid] = outs
             if ui is not None:
                 self.ui[nid] = ui
@@ -163,7 +170,7 @@ class PromptRun:
             failure = NodeFailure(_exception_type(exc), str(exc))
             raise failure from exc
         self.results[nid] = outs
-        self.host.cache[key] = (outs, ui)
+        self.host.cache[nid] = (key, outs, ui)
         self.host.stats.executed_nodes += 1
         if ui is not None:
             self.ui[nid] = ui

@@ -46,5 +46,6 @@ class Stats:
     last_end: float | None = None
 
 
-# A node's outputs and its ui (None for nodes that show nothing), kept by content key.
-CacheEntry = tuple[tuple[Any, ...], dict[str, Any] | None]
+# What a node id last produced: its cache key (class, widget values, inputs' keys), its outputs
+# and its ui (None for nodes that show nothing).
+CacheEntry = tuple[str, tuple[Any, ...], dict[str, Any] | None]

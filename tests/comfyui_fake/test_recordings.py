@@ -50,10 +50,15 @@ SCENARIOS = (
 )
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Wall-clock values: when, and how long, on that machine or this one.
+# Where the recording's ComfyUI lived (its error messages name files in its input folder).
+RECORDED_ROOT = "/opt/ComfyUI"
 VOLATILE = {"timestamp", "create_time", "execution_start_time", "execution_end_time", "elapsed_ms"}
 # Python tracebacks name the server's own source files and lines (ComfyUI's execution.py there, the
 # test server's modules here): their presence and type are compared, not their lines.
 SOURCE_LINES = {"traceback"}
+# Lists ComfyUI builds from a Python set, so their order is its process's string-hash order:
+# compared as sets (execution_error's current_outputs is list(caches.outputs.all_node_ids())).
+SET_ORDER = {"current_outputs"}
 # Messages whose count depends on how far a sampler got while something else happened (an
 # interrupt landing, a socket away and back): in scenarios with those, a run of them is one item.
 STEPS = {"progress", "progress_state", "binary"}
@@ -92,8 +97,11 @@ class Chain:
         return UUID.sub(lambda m: self.ids.get(m.group(0), m.group(0)), text)
 
     def theirs(self, value: Any) -> Any:
+        """``value`` in the recording's terms: its prompt ids, and its server's folder (error
+        messages name files there)."""
         back = {v: k for k, v in self.ids.items()}
-        return json.loads(UUID.sub(lambda m: back.get(m.group(0), m.group(0)), json.dumps(value)))
+        text = UUID.sub(lambda m: back.get(m.group(0), m.group(0)), json.dumps(value))
+        return json.loads(text.replace(json.dumps(str(self.server.root))[1:-1], RECORDED_ROOT))
 
     # --- one scenario --------------------------------------------------------------------
 
@@ -331,7 +339,7 @@ def _collapse(ms: list[Any]) -> list[Any]:
 def _normal(v: Any) -> Any:
     if isinstance(v, dict):
         return {
-            k: type(x).__name__ if k in SOURCE_LINES else _normal(x)
+            k: type(x).__name__ if k in SOURCE_LINES else sorted(x) if k in SET_ORDER else _normal(x)
             for k, x in v.items()
             if k not in VOLATILE
         }
@@ -419,11 +427,9 @@ def test_every_recorded_scenario_is_replayed(replays: dict[str, Replay]) -> None
 # Differences this replay found and nobody has fixed yet (strict: a fix makes the test fail until
 # its line is removed here). Each names the cause as far as it is known.
 KNOWN = {
-    "05_caching": "the test server keeps every node it ever ran cached; ComfyUI's default cache kept only "
-    "those of the latest prompt, so 5 and 6 ran again (execution_cached ['4', '7'])",
-    "07_runtime_error": "the cache difference of 05 (5 and 6 reported cached)",
-    "08_interrupt_queue_free": "the file counter is one behind (the cache difference of 05: a run the "
-    "recording executed was served from cache), and one executing message carries display_node",
+    "07_runtime_error": "the socket has one status message fewer (queue_remaining counts prompts the "
+    "recorder had queued before)",
+    "08_interrupt_queue_free": "one executing message comes before a status broadcast the recording had first",
     "09_flux_sdxl_validation": "after the first Flux graph's execution_error the queue stops: the other "
     "three stay pending and get no history; execution_error lacks current_inputs",
     "10_history_after_runs": "the Flux prompts of 09 still pending: /history, /api/jobs and /queue differ",
