@@ -66,6 +66,11 @@ def test_rolling_summaries_cover_the_last_frames_only() -> None:
     # The jump (frame 2) is out of the window: frames 3, 4 and 5 did not change.
     assert recent == {**recent, "frames": 3, "change_p95": 0.0, "sharpness_min": 0.0}  # type: ignore[dict-item]
     assert recent["brightness_drift_max"] == -1.0  # type: ignore[index]  (all black against the grey reference)
+    # Status reads the summaries several times a frame; each read after a new frame sees it.
+    assert t.describe()["recent"] == recent
+    t.frame(6, "img2img", "p", solid((255, 255, 255)))
+    after = t.describe()["recent"]
+    assert after["change_p95"] > 0.5 and after["brightness_drift_max"] > 0  # type: ignore[index, operator]
 
 
 def test_the_metrics_log_rotates_past_its_bound(tmp_path: Path) -> None:

@@ -59,6 +59,10 @@ class QualityTracker:
         self._no_clip = no_clip_reason
         self._clip: tuple[int, float] | None = None  # (frame index, distance)
         self.latest: dict[str, object] | None = None
+        # The rolling summaries, made when status asks and kept until the next frame is measured:
+        # status is read several times per frame (status.json, the Rainmeter files, the viewer),
+        # and the percentiles were most of what a snapshot cost.
+        self._summary: dict[str, object] | None = None
         self.measured = 0
 
     # --- frames (a worker thread) ---------------------------------------------------------
@@ -94,6 +98,7 @@ class QualityTracker:
             record["clip_distance"] = _r(self._clip[1]) if self._clip is not None else None
             self._recent.append(record)
             self.latest = record
+            self._summary = None
             self.measured += 1
             return record
 
@@ -127,7 +132,8 @@ class QualityTracker:
     def describe(self) -> dict[str, object]:
         """status.json's ``quality`` section (less what the service adds)."""
         with self._lock:
-            recent = list(self._recent)
+            if self._summary is None:
+                self._summary = summarise(list(self._recent))
             ref = self._ref
             clip: dict[str, object]
             if self._clip is not None:
@@ -140,7 +146,7 @@ class QualityTracker:
             return {
                 "measured": self.measured,
                 "latest": dict(self.latest) if self.latest is not None else None,
-                "recent": summarise(recent),
+                "recent": dict(self._summary),
                 "reference": {"index": ref.index, "prompt": ref.prompt} if ref is not None else None,
                 "clip": clip,
             }
