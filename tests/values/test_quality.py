@@ -141,6 +141,15 @@ def test_relative_drift_holds_the_reference_at_its_floor() -> None:
     assert percentile([0.0, 1.0], 50) == 0.5
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=120),
+    q=st.floats(0, 100),
+)
+def test_percentile_is_numpys_linear_percentile(values: list[float], q: float) -> None:
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-9, abs=1e-9)
+
+
 @pytest.mark.parametrize(
     ("rgb", "lab"),
     [

@@ -168,7 +168,13 @@ def pop_ratios(sharpness_values: Sequence[float], is_key: Sequence[bool]) -> lis
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q`` (0..100) percentile, linearly interpolated; None for no values."""
+    """The ``q`` (0..100) percentile, linearly interpolated (numpy's default method); None for no
+    values. Plain Python: status reads these over the last hundred frames several times a frame,
+    and ``np.percentile`` cost ~3.8 ms a call inside the running service (0.1 ms alone)."""
     if not values:
         return None
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+    xs = sorted(float(v) for v in values)
+    pos = (len(xs) - 1) * min(max(q, 0.0), 100.0) / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
