@@ -8,7 +8,7 @@ WebSocket message under the name :attr:`Event.name`::
 
     name        event            payload
     frame       FramePublished   index, prompt, kind, seed, mode, backend, model
-                                 (path and PNG bytes stay on the server)
+                                 (path, PNG bytes and picture stay on the server)
     state       StateChanged     state, reasons
     progress    Progress         value, max
     prompt      PromptChanged    prompt, why, held, held_s  (what frames are made for *next*)
