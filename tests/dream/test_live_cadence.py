@@ -67,6 +67,28 @@ def test_history_interval_zero_keeps_every_frame(tmp_path: Path) -> None:
     assert history(tmp_path) == list(range(1, 41))
 
 
+def test_find_answers_the_newest_from_memory_a_kept_one_from_its_file_and_nothing_else(tmp_path: Path) -> None:
+    clock = FakeClock(start=0.0)
+    w = OutputWriter(tmp_path, history_size=2, history_interval=0.5, fsync=False, monotonic=clock.monotonic)
+    assert w.find(1) is None  # nothing published yet
+    published = []
+    for i in range(1, 62):  # frames 1 and 31 kept, then 61 (which pushes 1 out of a history of 2)
+        clock.t = (i - 1) / RATE
+        published.append(w.publish(frame(i)))
+    newest = w.find(61)
+    assert newest is not None and newest.source == published[-1].png and newest.label == published[-1].label
+    kept = w.find(31)
+    assert kept is not None and kept.source == w.path_for(31) and kept.label is None
+    assert w.find(1) is None  # pruned
+    assert w.find(60) is None  # published, never kept, no longer the newest
+    assert w.find(62) is None  # not published yet
+    w.publish(frame(62))  # (clock unchanged: not kept)
+    before = w.find(61)
+    assert before is not None and before.source == w.path_for(61)  # no longer the newest: its file
+    unkept = w.find(62)
+    assert unkept is not None and isinstance(unkept.source, bytes) and not w.path_for(62).exists()
+
+
 def test_numbers_go_on_after_a_restart_from_the_current_frame_not_the_last_kept(tmp_path: Path) -> None:
     clock = FakeClock(start=0.0)
     w = OutputWriter(tmp_path, history_size=5, history_interval=0.5, fsync=False, monotonic=clock.monotonic)

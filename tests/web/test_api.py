@@ -221,8 +221,10 @@ async def test_like_and_dislike_feed_the_cache(dreams: DreamFactory) -> None:
     assert (status, body) == (200, {"index": index, "score": 1})
     status, _ = await request("POST", f"{d.url}/api/dislike", json={"index": index})
     assert status == 200
-    path = d.controller.output.path_for(index)
-    assert memory.rated == [(path, 1, prompt), (path, -1, prompt)]
+    # The frame itself: from memory while it is the newest, else from its history file.
+    png = d.controller.output.path_for(index).read_bytes()
+    rated = [(f if isinstance(f, bytes) else f.read_bytes(), score, p) for f, score, p in memory.rated]
+    assert rated == [(png, 1, prompt), (png, -1, prompt)]
     status, body = await request("POST", f"{d.url}/api/like", json={"index": "7"})
     assert status == 400 and body["error"] == "index must be a frame number (1 to 999999999999), got '7'"
     status, body = await request("POST", f"{d.url}/api/like", json={"index": 999_999})

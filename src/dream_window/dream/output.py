@@ -59,6 +59,17 @@ class PublishedFrame:
     kept: bool = True
 
 
+@dataclass(frozen=True)
+class FoundFrame:
+    """Where a published frame can be read now, and who it is when the writer still knows: the
+    newest frame from memory (a live cadence may not have kept it in the history), any other from
+    its history file (``label`` None: read it from the file's text chunks if needed)."""
+
+    index: int
+    source: Path | bytes = field(repr=False)
+    label: FrameLabel | None = None
+
+
 def frame_name(index: int) -> str:
     return f"frame_{index:06d}.png"
 
@@ -204,6 +215,15 @@ class OutputWriter:
             self._prune()
         self.newest = PublishedFrame(index, path, label, data, kept=keep)
         return self.newest
+
+    def find(self, index: int) -> FoundFrame | None:
+        """Frame ``index`` as it can be read now, or None when it was never kept or was pruned.
+        Safe from any thread: ``newest`` is read once and replaced whole."""
+        newest = self.newest
+        if newest is not None and newest.index == index:
+            return FoundFrame(index, newest.png, newest.label)
+        path = self.path_for(index)
+        return FoundFrame(index, path) if path.is_file() else None
 
     def _prune(self) -> None:
         while len(self._history) > self.history_size:

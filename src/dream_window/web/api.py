@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeGuard
 
 from aiohttp import web
@@ -163,15 +162,14 @@ class ControlApi:
 
     async def frame(self, request: web.Request) -> web.StreamResponse:
         index = int(request.match_info["index"])
-        path = self.controller.output.path_for(index)
+        found = self.controller.output.find(index)
+        if found is None:
+            return error(404, f"frame {index} is not in the history (it may have been pruned)")
         # A numbered frame never changes once written, so the browser may keep it.
         headers = {"Cache-Control": "public, max-age=31536000, immutable", "Content-Type": "image/png"}
-        if path.is_file():
-            return web.FileResponse(path, headers=headers)
-        newest = self.controller.output.newest
-        if newest is not None and newest.index == index:  # (a live cadence keeps few in the history)
-            return web.Response(body=newest.png, headers=headers)
-        return error(404, f"frame {index} is not in the history (it may have been pruned)")
+        if isinstance(found.source, bytes):
+            return web.Response(body=found.source, headers=headers)
+        return web.FileResponse(found.source, headers=headers)
 
     async def pause(self, request: web.Request) -> web.Response:
         await read_json(request)
@@ -229,16 +227,12 @@ class ControlApi:
         index = body.get("index", self.controller.output.last_index)
         if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= MAX_FRAME_INDEX:
             return error(400, f"index must be a frame number (1 to {MAX_FRAME_INDEX}), got {shown(index)}")
-        path = self.controller.output.path_for(index)
-        newest = self.controller.output.newest
-        frame: Path | bytes = path
-        if newest is not None and newest.index == index and not newest.kept:
-            frame = newest.png  # a live cadence kept it in memory only; it may be the one on screen
-        elif not path.is_file():
+        found = self.controller.output.find(index)
+        if found is None:
             return error(404, f"frame {index} is not in the history (it may have been pruned)")
         prompt = self.hub.frame_prompts.get(index)
         try:
-            await self.controller.frame_cache.rate(frame, score, prompt=prompt)
+            await self.controller.frame_cache.rate(found.source, score, prompt=prompt)
         except DreamWindowError as exc:
             log.warning("rating frame %d failed: %s", index, exc)
             return error(500, f"could not rate frame {index}: {exc}")

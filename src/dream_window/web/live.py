@@ -306,14 +306,13 @@ class LiveHub:
         status = self.controller.snapshot()
         index = self.controller.output.last_index
         frame: dict[str, object] | None = None
-        newest = self.controller.output.newest
-        if newest is not None and newest.index == index:
-            # Who it is from the frame itself: the controller learns it is on screen only once its
-            # write returns, and a page connecting in between would show it without its seed.
-            frame = {"index": index, "url": frame_url(index), **newest.label.describe()}
-        elif index and self.controller.output.path_for(index).exists():
+        found = self.controller.output.find(index) if index else None
+        if found is not None:
             frame = {"index": index, "url": frame_url(index)}
-            shown = self.controller.on_screen
+            # Who it is from the frame itself when the writer has it: the controller learns a frame
+            # is on screen only once its write returns, and a page connecting in between would
+            # show it without its seed.
+            shown = found.label or self.controller.on_screen
             if shown is not None and shown.index == index:
                 frame.update(shown.describe())
         return {
