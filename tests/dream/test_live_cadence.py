@@ -67,7 +67,9 @@ def test_history_interval_zero_keeps_every_frame(tmp_path: Path) -> None:
     assert history(tmp_path) == list(range(1, 41))
 
 
-def test_find_answers_the_newest_from_memory_a_kept_one_from_its_file_and_nothing_else(tmp_path: Path) -> None:
+def test_find_answers_the_newest_from_memory_a_kept_one_from_its_file_and_nothing_else(
+    tmp_path: Path,
+) -> None:
     clock = FakeClock(start=0.0)
     w = OutputWriter(tmp_path, history_size=2, history_interval=0.5, fsync=False, monotonic=clock.monotonic)
     assert w.find(1) is None  # nothing published yet
