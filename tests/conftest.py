@@ -103,6 +103,43 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+class ManualClock:
+    """A clock that moves only when the test moves it: ``sleep`` waits until :meth:`advance` has
+    carried time to its end (status.json's heartbeat held, its rate limit stepped by hand)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return datetime(2026, 1, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=self.t)
+
+    @property
+    def sleeping(self) -> int:
+        """Sleeps not over yet."""
+        return sum(not fut.done() for _end, fut in self._sleepers)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        for end, fut in self._sleepers:
+            if end <= self.t and not fut.done():
+                fut.set_result(None)
+
+    async def sleep(self, seconds: float) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        entry = (self.t + max(0.0, seconds), fut)
+        self._sleepers.append(entry)
+        if seconds <= 0:
+            fut.set_result(None)
+        try:
+            await fut
+        finally:
+            self._sleepers.remove(entry)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -75,9 +75,11 @@ def build_controller(
     services: Sequence[Service] = (),
     fsync: bool = True,
     supervisor: BackendSupervisor | None = None,
+    status_clock: Clock | None = None,
 ) -> DreamController:
     """A controller dreaming with ``backend``: used as it is, or, with ``supervisor``, the one it
-    chose (``backend`` is then its ``supervisor.backend``), switched as ComfyUI comes and goes."""
+    chose (``backend`` is then its ``supervisor.backend``), switched as ComfyUI comes and goes.
+    ``status_clock`` paces status.json (the system's unless a test holds it)."""
     clock = clock or SystemClock()
     supervisor = supervisor or BackendSupervisor.fixed(backend, config, clock=clock)
     backend = supervisor.backend
@@ -112,7 +114,11 @@ def build_controller(
         supervisor=supervisor,
         prompts=prompts,
         output=OutputWriter(
-            config.output_dir, history_size=g.history_size, history_interval=g.history_every_s, fsync=fsync
+            config.output_dir,
+            history_size=g.history_size,
+            history_interval=g.history_every_s,
+            fsync=fsync,
+            monotonic=clock.monotonic,
         ),
         status=StatusWriter(config.output_dir),
         clock=clock,
@@ -122,6 +128,7 @@ def build_controller(
         encoder=encoder,
         max_frames=max_frames,
         notes=notes,
+        status_clock=status_clock,
     )
 
 

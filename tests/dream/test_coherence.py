@@ -279,14 +279,17 @@ async def test_hybrid_takes_a_corrected_keyframes_latent_from_the_corrected_pict
     mode = HybridMode(ctx)
     checked = 0
     await mode.next_frames()  # the first keyframe: txt2img, the reference
-    for _ in range(40):
+    for i in range(40):
         frames = await mode.next_frames()
         key = frames[-1]
         assert key.kind == "keyframe" and key.latent is not None  # slerped into, so it has one
-        if backend.made and not np.array_equal(np.asarray(backend.made[-1]), np.asarray(key.image)):
+        # What the backend made for this keyframe: its i-th img2img (not the newest: the keyframe
+        # after this one is asked for ahead and may have come back already).
+        made = backend.made[i]
+        if not np.array_equal(np.asarray(made), np.asarray(key.image)):
             # Corrected: its latent is the shown picture's, not the drifted one the backend made.
             assert np.allclose(key.latent, await engine.encode([key.image]), atol=1e-5)
-            assert not np.allclose(key.latent, await engine.encode([backend.made[-1]]), atol=1e-3)
+            assert not np.allclose(key.latent, await engine.encode([made]), atol=1e-3)
             checked += 1
     await engine.close()
-    assert checked > 5 and coherence.corrected == checked
+    assert checked > 5 and coherence.corrected == checked, (checked, coherence.corrected)

@@ -22,11 +22,17 @@ from dream_window.clock import SystemClock
 from dream_window.config import BackendChoice
 from dream_window.dream.controller import DreamController, State
 from dream_window.dream.supervisor import BackendSupervisor
-from dream_window.errors import ComfyUIUnavailable, ExecutionFailed, LifecycleError, ModelLoadError
+from dream_window.errors import (
+    ComfyUIUnavailable,
+    ExecutionFailed,
+    LifecycleError,
+    ModelLoadError,
+    ModelUnavailable,
+)
 from dream_window.events import FramePublished, Note, Progress, StateChanged
 from dream_window.values.check import Check
 from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
-from tests.conftest import FakeClock, fast_config, until
+from tests.conftest import FakeClock, ManualClock, fast_config, until
 
 
 def controller_for(
@@ -195,6 +201,20 @@ async def test_a_backend_that_is_down_is_retried_every_probe_interval_then_recov
     waits = [r for r in caplog.records if "backend waiting" in r.getMessage()]
     assert len(waits) == 1 and "connection refused" in waits[0].getMessage()  # once, not every retry
     assert c.snapshot()["backend_health"]["state"] == "running"  # type: ignore[index]
+
+
+async def test_each_failure_is_logged_at_debug_with_its_type_and_message(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # (--verbose: what a user sends with a bug report; every try, where the warning says it once)
+    caplog.set_level(logging.DEBUG, logger="dream_window.dream.controller")
+    c = controller_for(
+        tmp_path, clock=clock, backend=FlakyBackend(failures=2), max_frames=1, generation={"mode": "img2img"}
+    )
+    await asyncio.wait_for(c.run(), 30)
+    failed = [r.getMessage() for r in caplog.records if r.name == "dream_window.dream.controller"]
+    failed = [m for m in failed if m.startswith("generation failed")]
+    assert failed == ["generation failed: ComfyUIUnavailable: connection refused"] * 2
 
 
 class InterruptingBackend(BuiltinEngine):
@@ -681,3 +701,47 @@ async def test_a_backend_switch_mid_dream_leads_into_the_new_backend_with_a_tran
     n = c.config.generation.transition_frames
     assert [kind for kind, _ in shown[first - n : first]] == ["transition"] * n, shown
     assert shown[first - n - 1][0] != "transition"
+
+
+class AbsentComfyUI(StandInComfyUI):
+    """A ComfyUI the supervisor looks for and never adopts: each start fails with ``error``."""
+
+    def __init__(self) -> None:
+        super().__init__(free=0)
+        self.error: Exception = ComfyUIUnavailable("connection refused", reason="connection refused")
+
+    async def start(self) -> None:
+        raise self.error
+
+
+async def test_a_new_backend_reason_found_while_paused_is_written_to_status_at_once(tmp_path: Path) -> None:
+    # Paused (no frames) and the heartbeat held: only the watch's own write can tell status.json
+    # that ComfyUI now answers but lacks the model, instead of the refused connection it showed.
+    clock, pace = FakeClock(), ManualClock()
+    comfy = AbsentComfyUI()
+    cfg = fast_config(tmp_path, generation={"mode": "img2img"})
+    supervisor = BackendSupervisor(
+        BuiltinEngine(offload=False),
+        clock=clock,
+        choice=BackendChoice.AUTO,
+        make_comfyui=lambda: comfy,  # type: ignore[arg-type,return-value]
+        probe_interval=0.01,
+    )
+    c = build_controller(
+        cfg, supervisor.backend, clock=clock, supervisor=supervisor, fsync=False, status_clock=pace
+    )
+    task = asyncio.create_task(c.run())
+    try:
+        await until(lambda: "connection refused" in str(supervisor.reason), "the fallback's reason")
+        await c.pause("user")
+        assert "connection refused" in status(c)["backend_health"]["reason"]
+        comfy.error = ModelUnavailable("checkpoint 'dream.safetensors' is not on the ComfyUI server")
+        await until(
+            lambda: "dream.safetensors" in str(status(c)["backend_health"]["reason"]),
+            "status.json to say what the probe found",
+        )
+        assert status(c)["state"] == "paused" and pace.t == 0.0  # (no heartbeat wrote it)
+    finally:
+        c.stop()
+        await asyncio.wait_for(task, 10)
+        await supervisor.close()

@@ -30,13 +30,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from dream_window import __version__
 from dream_window.backends.base import GenerationBackend
-from dream_window.clock import Clock, iso
+from dream_window.clock import Clock, SystemClock, iso
 from dream_window.config import DreamConfig
 from dream_window.dream.continuity import continue_from_last_frame, save_state
 from dream_window.dream.frame_buffer import FrameBuffer
@@ -86,12 +85,14 @@ class DreamController:
         notes: list[str] | None = None,
         mode_factory: Callable[[str], DreamMode] | None = None,
         supervisor: BackendSupervisor | None = None,
+        status_clock: Clock | None = None,
     ) -> None:
         """``events`` is the bus the prompts and the mode's notes were given too; ``encoder`` is
         the mode's latent encoder (a local VAE holds GPU memory of its own); ``mode_factory``
         builds another mode by name for :meth:`set_mode` (None: switching is refused);
         ``supervisor``: the one that chose ``backend`` (``backend`` is its SwitchingBackend), or
-        None for a backend used as it is."""
+        None for a backend used as it is; ``status_clock`` paces status.json (see below; default:
+        the system's)."""
         self.config = config
         self.supervisor = supervisor or BackendSupervisor.fixed(backend, config, clock=clock)
         self.supervisor.set_switch_hook(self._switch_backend)
@@ -143,8 +144,10 @@ class DreamController:
         self._status_lock = asyncio.Lock()
         # status.json after a frame is rate-limited (a live cadence would rewrite it 60 times a
         # second): a frame that comes too soon sets _status_due and wakes the status task, which
-        # writes it once the interval is up. Real time, like the heartbeat: readers compare
-        # updated_at with their own clock.
+        # writes it once the interval is up. Its own clock, like the heartbeat: the dream's clock
+        # may be a test's fake whose sleeps return at once, and a heartbeat on it would spin;
+        # a test that checks the pacing holds this one by hand.
+        self._status_clock: Clock = status_clock or SystemClock()
         self._status_interval = g.status_interval
         self._status_written = float("-inf")
         self._status_due = False
@@ -349,26 +352,25 @@ class DreamController:
     async def _status_loop(self) -> None:
         """Writes the status a frame left waiting once ``status_interval`` has passed since the last
         write, and status.json at least every HEARTBEAT_S, frames or not, so a reader can tell a
-        living dream from one whose process is gone. Real time on purpose: readers compare
-        ``updated_at`` with their own wall clock."""
+        living dream from one whose process is gone. On the status clock."""
         loop = asyncio.get_running_loop()
         while True:
-            since = time.monotonic() - self._status_written
+            since = self._status_clock.monotonic() - self._status_written
             due = self._status_due
             wait = min(self._status_interval if due else HEARTBEAT_S, HEARTBEAT_S) - since
             if wait <= 0:
                 await self.write_status()
             elif due:
-                await asyncio.sleep(wait)
+                await self._status_clock.sleep(wait)
             else:
-                # Until the heartbeat, or a frame's status left waiting. (A plain future and a
-                # timer: 3.11's wait_for can swallow the cancel that stops this task.)
+                # Until the heartbeat, or a frame's status left waiting. (asyncio.wait, not
+                # wait_for: 3.11's wait_for can swallow the cancel that stops this task.)
                 wake = self._status_wake = loop.create_future()
-                timer = loop.call_later(wait, _settle, wake)
+                nap = asyncio.ensure_future(self._status_clock.sleep(wait))
                 try:
-                    await wake
+                    await asyncio.wait({wake, nap}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    timer.cancel()
+                    nap.cancel()
                     self._status_wake = None
 
     async def _watch_backend(self) -> None:
@@ -520,7 +522,7 @@ class DreamController:
                 await self.frame_cache.remember(frame, published.path)
             except DreamWindowError as exc:
                 log.warning("frame not cached: %s", exc)
-        if time.monotonic() - self._status_written >= self._status_interval:
+        if self._status_clock.monotonic() - self._status_written >= self._status_interval:
             await self.write_status()
         else:
             self._status_due = True  # the status task writes it once the interval is up
@@ -617,7 +619,7 @@ class DreamController:
         async with self._status_lock:
             # This snapshot holds everything so far: a frame's status waiting is written with it.
             self._status_due = False
-            self._status_written = time.monotonic()
+            self._status_written = self._status_clock.monotonic()
             try:
                 await asyncio.to_thread(self.status_writer.write, self.snapshot())
             except FrameWriteError as exc:
