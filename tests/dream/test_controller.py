@@ -31,6 +31,7 @@ from dream_window.errors import (
 )
 from dream_window.events import FramePublished, Note, Progress, StateChanged
 from dream_window.values.check import Check
+from dream_window.values.frame import Frame
 from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
 from tests.conftest import FakeClock, ManualClock, fast_config, until
 
@@ -519,6 +520,36 @@ class RecordingEncoder:
 class StubbornBackend(BuiltinEngine):
     async def free_memory(self) -> None:
         raise ComfyUIUnavailable("connection refused", server="http://127.0.0.1:1")
+
+
+async def test_a_change_drops_the_frames_made_ahead_and_says_how_many_at_debug(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="dream_window.dream.controller")
+    c = controller_for(tmp_path)  # (not running: nothing takes frames from the buffer meanwhile)
+    made = Frame(Image.new("RGB", (8, 8)), "a harbour at dawn", "inbetween", 1.0)
+    await c.buffer.put_all([(0, made)] * 3)
+    await c.set_prompt("a lighthouse in fog")
+    assert len(c.buffer) == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped")]
+    assert said == ["dropped 3 frame(s) made ahead"]
+
+
+class UnwithdrawableBackend(BuiltinEngine):
+    """Its server went away: withdrawing what it had queued fails."""
+
+    async def interrupt(self) -> None:
+        raise ComfyUIUnavailable("connection refused", server="http://127.0.0.1:1")
+
+
+async def test_a_withdraw_that_fails_is_logged_and_the_change_still_happens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = controller_for(tmp_path, backend=UnwithdrawableBackend(offload=False))
+    wanted = await c.set_prompt("a lighthouse in fog")
+    assert c.prompts.current == wanted
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["withdraw failed: connection refused"]
 
 
 async def test_free_memory_reaches_the_latent_encoder(tmp_path: Path) -> None:
