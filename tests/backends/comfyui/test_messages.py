@@ -179,7 +179,7 @@ def test_a_status_message_carries_its_queue_and_may_leave_fields_out() -> None:
 
 @pytest.mark.parametrize(
     "exec_info",
-    [[], "busy", {"queue_remaining": "2"}, {"queue_remaining": [1]}],
+    [[], "busy", {"queue_remaining": "2"}, {"queue_remaining": [1]}, "b" * 100],
 )
 def test_a_status_message_with_a_bad_exec_info_is_refused_naming_it(exec_info: object) -> None:
     text = json.dumps({"type": "status", "data": {"status": {"exec_info": exec_info}}})
@@ -221,3 +221,17 @@ def test_a_frame_without_a_message_type_is_refused_with_its_start() -> None:
         with pytest.raises(MessageError) as err:
             parse_text(text)
         assert str(err.value) == message
+
+
+def test_a_frame_that_is_not_json_is_named_with_its_first_80_characters() -> None:
+    text = "<html>" + "z" * 200
+    with pytest.raises(MessageError) as err:
+        parse_text(text)
+    assert str(err.value) == f"text frame is not JSON: {text[:80]!r}"
+
+
+def test_a_frame_nested_deeper_than_the_parser_goes_is_refused_not_a_crash() -> None:
+    text = "[" * 200_000 + "]" * 200_000  # (no ComfyUI message is; a broken or hostile peer's)
+    with pytest.raises(MessageError) as err:
+        parse_text(text)
+    assert str(err.value) == "text frame is nested too deeply"
