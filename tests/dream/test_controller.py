@@ -20,7 +20,7 @@ from dream_window.backends.builtin import BuiltinEngine
 from dream_window.cache import FrameCacheService
 from dream_window.clock import SystemClock
 from dream_window.config import BackendChoice
-from dream_window.dream.controller import DreamController, State
+from dream_window.dream.controller import HEARTBEAT_S, DreamController, State
 from dream_window.dream.supervisor import BackendSupervisor
 from dream_window.errors import (
     ComfyUIUnavailable,
@@ -776,3 +776,51 @@ async def test_a_new_backend_reason_found_while_paused_is_written_to_status_at_o
         c.stop()
         await asyncio.wait_for(task, 10)
         await supervisor.close()
+
+
+async def settle() -> None:
+    """Long enough for anything woken to run and a status write it started to land. (Only ever
+    used before checking that nothing was written: with the code right, nothing can be.)"""
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
+
+
+async def test_status_after_frames_waits_out_status_interval_and_the_heartbeat_fires_when_nothing_else_writes(
+    tmp_path: Path,
+) -> None:
+    clock, pace = FakeClock(), ManualClock()
+    engine = GatedEngine(free=5)  # five frames, then it makes no more
+    cfg = fast_config(
+        tmp_path, generation={"mode": "img2img", "frame_interval": 0.5, "status_interval": 0.25}
+    )
+    c = build_controller(cfg, engine, clock=clock, fsync=False, status_clock=pace)
+    writes: list[int] = []
+    real_write = c.status_writer.write
+    c.status_writer.write = lambda doc: (writes.append(int(doc["frame_count"])), real_write(doc))[1]  # type: ignore[method-assign]
+    task = asyncio.create_task(c.run())
+    try:
+        await until(lambda: c.frame_count == 5, "five frames published")
+        await settle()
+        # Each frame came within status_interval of the start's write on the held clock: none
+        # was written, and the newest is due.
+        assert writes == [0] and status(c)["frame_count"] == 0
+        pace.advance(0.2)
+        await settle()
+        assert writes == [0]
+        pace.advance(0.05)  # status_interval since the last write: the newest frame's status
+        await until(lambda: writes == [0, 5], "the frames' status once the interval was up")
+        assert status(c)["frame_count"] == 5
+        # Nothing happens now (no frames, no changes): the heartbeat alone, every HEARTBEAT_S.
+        pace.advance(HEARTBEAT_S - 0.1)
+        await settle()
+        assert writes == [0, 5]
+        pace.advance(0.1)
+        await until(lambda: len(writes) == 3, "the heartbeat")
+        pace.advance(HEARTBEAT_S)
+        await until(lambda: len(writes) == 4, "the next heartbeat")
+        assert writes == [0, 5, 5, 5] and status(c)["heartbeat_s"] == HEARTBEAT_S
+    finally:
+        c.stop()
+        engine.gate.set()
+        await asyncio.wait_for(task, 10)
