@@ -824,3 +824,29 @@ async def test_status_after_frames_waits_out_status_interval_and_the_heartbeat_f
         c.stop()
         engine.gate.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_the_dreams_tasks_say_what_they_are_and_are_all_over_when_run_returns(tmp_path: Path) -> None:
+    # (A task dump of a stuck service, asyncio's debug mode and "Task was destroyed but it is
+    # pending" name each task: these names are what a bug report shows.)
+    clock = FakeClock()
+    supervisor = BackendSupervisor(  # (one that looks for ComfyUI: the watch task runs)
+        BuiltinEngine(offload=False),
+        clock=clock,
+        choice=BackendChoice.AUTO,
+        make_comfyui=AbsentComfyUI,  # type: ignore[arg-type]
+        probe_interval=0.01,
+    )
+    c = build_controller(
+        fast_config(tmp_path), supervisor.backend, clock=clock, supervisor=supervisor, fsync=False
+    )
+    task = asyncio.create_task(c.run())
+    await until(lambda: c.frame_count >= 2, "frames")
+    ours = {t.get_name(): t for t in asyncio.all_tasks() if t.get_name().startswith("dream-")}
+    assert {"dream-producer", "dream-publisher", "dream-backend-watch", "dream-status", "dream-stop"} <= set(
+        ours
+    )
+    c.stop()
+    await asyncio.wait_for(task, 10)
+    await supervisor.close()
+    assert all(t.done() for t in ours.values())
