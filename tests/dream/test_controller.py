@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -254,13 +255,18 @@ async def test_pause_with_interrupt_and_free_reaches_the_backend(tmp_path: Path)
     await task
 
 
-async def test_stop_drains_the_buffer_and_leaves_a_whole_current_frame(tmp_path: Path) -> None:
+async def test_stop_drains_the_buffer_and_leaves_a_whole_current_frame(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="dream_window.dream.controller")
     c = controller_for(tmp_path, generation={"frame_interval": 0.2, "buffer_size": 4})
     task = asyncio.create_task(c.run())
     await wait_for(lambda: len(c.buffer) >= 3)
     c.stop()
     await asyncio.wait_for(task, 2)
     assert len(c.buffer) == 0
+    said = [r.getMessage() for r in caplog.records if "made ahead" in r.getMessage()]
+    assert len(said) == 1 and re.fullmatch(r"stopping with \d+ frame\(s\) made ahead", said[0]), said
     with Image.open(tmp_path / "output" / "current_frame.png") as img:
         img.load()
     assert status(c)["state"] == "stopped"
