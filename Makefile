@@ -61,7 +61,7 @@ rmskin: $(VENV)/.core
 # (82 slerp mutants were scored that way before this).
 mutation: $(VENV)/.test
 	$(PIP) install -q "mutmut>=3.3"
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 DREAM_WINDOW_TEST_SLACK=1 $(VENV)/bin/mutmut run --max-children 2 || true
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 DREAM_WINDOW_TEST_SLACK=1 PYTEST_TIMEOUT=20 $(VENV)/bin/mutmut run --max-children 2 || true
 	$(PY) tools/mutation_scores.py
 
 # Every bench runs (a failure does not stop the rest); at the end one table: each bench's exit status
