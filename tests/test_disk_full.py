@@ -19,6 +19,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from dream_window.backends.builtin import BuiltinEngine
 from dream_window.cache.manager import CacheManager
 from dream_window.dream.controller import DreamController
 from dream_window.dream.output import OutputWriter, check_output_dir
+from dream_window.dream.status import StatusWriter
 from dream_window.errors import CacheError, ConfigError, FrameWriteError
 from dream_window.file_ops import WriteFailures, atomic_write_bytes
 from dream_window.values.frame import Frame
@@ -283,6 +285,41 @@ async def test_the_dream_says_a_full_output_disk_once_a_minute_and_recovers(
     await c._publish(frame)
     assert c.snapshot()["output"] == {"ok": True} and c.frame_count == 1
     assert any(r.getMessage().startswith("output writable again (250 frames") for r in caplog.records)
+
+
+class FlakyStatus(StatusWriter):
+    """A StatusWriter whose disk is full while ``full`` is set."""
+
+    full = False
+
+    def write(self, status: dict[str, Any]) -> None:
+        if self.full:
+            raise FrameWriteError(f"cannot write {self.path}: disk full", path=str(self.path), disk_full=True)
+        super().write(status)
+
+
+async def test_status_json_that_cannot_be_written_is_said_once_a_minute_and_its_recovery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    c, _out = _controller(tmp_path, clock)
+    flaky = FlakyStatus(c.config.output_dir)
+    c.status_writer = flaky
+    caplog.set_level(logging.INFO, "dream_window.dream.controller")
+    flaky.full = True
+    for _ in range(130):  # 130 writes, one a second
+        await c.write_status()
+        clock.advance(1.0)
+    flaky.full = False
+    await c.write_status()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"status not written: disk full ({flaky.path})",
+        f"60 status writes failed in the last minute: disk full ({flaky.path})",
+        f"60 status writes failed in the last minute: disk full ({flaky.path})",
+        "status.json writable again (130 status writes failed since 2026-01-01T12:16:40+00:00: disk full)",
+    ]
+    assert flaky.last["output"] == {"ok": True}
 
 
 async def test_a_real_full_output_disk_and_status_json(

@@ -30,7 +30,7 @@ from dream_window.errors import (
     ModelLoadError,
     ModelUnavailable,
 )
-from dream_window.events import FramePublished, Note, Progress, StateChanged
+from dream_window.events import FramePublished, Injection, Note, Progress, StateChanged
 from dream_window.values.check import Check
 from dream_window.values.frame import Frame
 from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
@@ -108,9 +108,15 @@ async def test_no_frames_are_published_while_paused(tmp_path: Path) -> None:
     await task
 
 
-async def test_max_frames_publishes_exactly_n_and_writes_status(tmp_path: Path) -> None:
+async def test_max_frames_publishes_exactly_n_and_writes_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dream_window.dream.controller")
     c = controller_for(tmp_path, max_frames=7, services=[FrameCacheService])  # "cache" is its section
     await asyncio.wait_for(c.run(), 30)
+    assert [r.getMessage() for r in caplog.records if "max-frames" in r.getMessage()] == [
+        "reached --max-frames 7"
+    ]
     s = status(c)
     assert s["state"] == "stopped" and s["frame_count"] == 7 and s["frame_index"] == 7
     assert s["backend"] == "built-in engine (not AI)" and s["backend_is_ai"] is False
@@ -140,13 +146,16 @@ async def test_max_frames_publishes_exactly_n_and_writes_status(tmp_path: Path) 
     assert saved["frame_index"] == 7
 
 
-async def test_frames_are_published_at_the_configured_interval(tmp_path: Path, clock: FakeClock) -> None:
-    c = controller_for(tmp_path, clock=clock, max_frames=6, generation={"frame_interval": 2.5})
+@pytest.mark.parametrize("interval", [2.5, 0.5])
+async def test_frames_are_published_at_the_configured_interval(
+    tmp_path: Path, clock: FakeClock, interval: float
+) -> None:
+    c = controller_for(tmp_path, clock=clock, max_frames=6, generation={"frame_interval": interval})
     published: list[float] = []
     c.events.subscribe(FramePublished, lambda e: published.append(clock.monotonic()))
     await asyncio.wait_for(c.run(), 30)
     gaps = np.diff(published)
-    assert len(published) == 6 and np.allclose(gaps, 2.5), gaps
+    assert len(published) == 6 and np.allclose(gaps, interval), gaps
 
 
 async def test_frames_per_minute_counts_frames_per_minute_of_the_injected_clock(
@@ -161,6 +170,15 @@ async def test_frames_per_minute_counts_frames_per_minute_of_the_injected_clock(
     assert np.allclose(np.diff(published), 2.5), published
     assert c.frames_per_minute() == 24.0
     assert status(c)["frames_per_minute"] == 24.0
+
+
+async def test_frames_per_minute_is_over_the_last_30_frames(tmp_path: Path, clock: FakeClock) -> None:
+    # 40 frames 2.5 fake seconds apart, but 4 s between frames 10 and 11: the last 30 (11-40)
+    # are 2.5 s apart, 24 a minute; the 31st from the end, or all 40, would count the long gap.
+    c = controller_for(tmp_path, clock=clock, max_frames=40, generation={"frame_interval": 2.5})
+    c.events.subscribe(FramePublished, lambda e: clock.advance(4.0) if e.index == 10 else None)
+    await asyncio.wait_for(c.run(), 30)
+    assert c.frame_count == 40 and c.frames_per_minute() == 24.0
 
 
 class FlakyBackend(BuiltinEngine):
@@ -377,12 +395,16 @@ async def test_an_unexpected_error_backs_off_and_the_dream_goes_on(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="dream_window.dream.controller")
     c = controller_for(
         tmp_path, clock=clock, backend=BuggyBackend(), max_frames=2, generation={"mode": "img2img"}
     )
     await asyncio.wait_for(c.run(), 30)
     assert c.frame_count == 2
     assert any("unexpected KeyError" in r.getMessage() for r in caplog.records)
+    # The traceback of each, for the log file (--verbose): it is a bug, someone must find it.
+    bugs = [r for r in caplog.records if r.getMessage() == "unexpected error while generating"]
+    assert len(bugs) == 2 and all(r.exc_info is not None and r.exc_info[0] is KeyError for r in bugs)
 
 
 class ProgressFromAThread(BuiltinEngine):
@@ -746,8 +768,10 @@ class AbsentComfyUI(StandInComfyUI):
     def __init__(self) -> None:
         super().__init__(free=0)
         self.error: Exception = ComfyUIUnavailable("connection refused", reason="connection refused")
+        self.starts = 0
 
     async def start(self) -> None:
+        self.starts += 1
         raise self.error
 
 
@@ -856,3 +880,127 @@ async def test_the_dreams_tasks_say_what_they_are_and_are_all_over_when_run_retu
     await asyncio.wait_for(task, 10)
     await supervisor.close()
     assert all(t.done() for t in ours.values())
+
+
+async def test_a_dream_not_started_is_not_generating_and_has_nothing_on_screen(tmp_path: Path) -> None:
+    c = controller_for(tmp_path)
+    assert c.generating is False and c.on_screen is None
+    assert c.snapshot()["on_screen"] is None and c.snapshot()["progress"] is None
+
+
+class InjectingCache:
+    """A frame cache that steers every batch toward one remembered frame."""
+
+    def __init__(self) -> None:
+        self.picture = Image.new("RGB", (64, 64), (200, 40, 90))
+
+    async def remember(self, frame: Frame, path: Path) -> None:
+        pass
+
+    async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
+        return (self.picture, "a remembered harbour") if current is not None else None
+
+    async def rate(self, frame: Path | bytes, score: int, *, prompt: str | None = None) -> None:
+        pass
+
+
+async def test_an_injected_frame_is_announced_to_pages(tmp_path: Path) -> None:
+    c = rebuilt(
+        controller_for(tmp_path, generation={"mode": "img2img"}), frame_cache=InjectingCache(), max_frames=3
+    )
+    told: list[Injection] = []
+    c.events.subscribe(Injection, told.append)
+    await asyncio.wait_for(c.run(), 30)
+    assert c.frame_count == 3 and told and all(e.label == "a remembered harbour" for e in told)
+
+
+class OnceFailingComfyUI(BuiltinEngine):
+    """Stands in for ComfyUI: its third img2img fails with ``error``; the rest work."""
+
+    is_ai = True
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(offload=False)
+        self.error = error
+        self.calls = 0
+
+    async def img2img(
+        self, image: Image.Image, request: GenerationRequest, *, plan: Plan = NO_PLAN
+    ) -> GeneratedImage:
+        self.calls += 1
+        if self.calls == 3:
+            raise self.error
+        return await super().img2img(image, request, plan=plan)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ExecutionFailed("KSampler: CUDA error: an illegal memory access", node_type="KSampler"),
+        # Interrupted by someone else (ComfyUI's own Cancel) while we run: a failure like any other.
+        ExecutionFailed("interrupted", interrupted=True),
+    ],
+    ids=["failed", "interrupted-by-another"],
+)
+async def test_a_prompt_that_fails_while_running_is_a_failure_and_the_recovery_is_written_at_once(
+    tmp_path: Path, error: ExecutionFailed
+) -> None:
+    clock, pace = FakeClock(), ManualClock()  # (the frames' own status waits for the held clock)
+    backend = OnceFailingComfyUI(error)
+    cfg = fast_config(tmp_path, generation={"mode": "img2img", "frame_interval": 1.0})
+    c = build_controller(cfg, backend, clock=clock, fsync=False, status_clock=pace)
+    announced: list[StateChanged] = []
+    c.events.subscribe(StateChanged, announced.append)
+    reasons: list[object] = []
+    real_write = c.status_writer.write
+    c.status_writer.write = lambda doc: (  # type: ignore[method-assign]
+        reasons.append((doc["state"], doc["backend_health"]["reason"])),  # type: ignore[index]
+        real_write(doc),
+    )[1]
+    task = asyncio.create_task(c.run())
+    try:
+        await until(lambda: c.frame_count >= 5, "frames after the failure")
+        waiting = [e for e in announced if e.state == "waiting"]
+        assert waiting and announced[announced.index(waiting[0]) + 1].state == "running"
+        # Written at once each: the failure with its reason, then the recovery.
+        failed = ("waiting", f"generation failed: {error} (retrying)")
+        assert failed in reasons and reasons[reasons.index(failed) + 1] == ("running", None)
+    finally:
+        c.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_nothing_that_stays_the_same_rewrites_status_between_its_paced_writes(tmp_path: Path) -> None:
+    # Degraded (ComfyUI absent, the built-in engine dreaming), the status clock held: frames keep
+    # coming and every probe finds the same refused connection. Neither a batch nor a probe that
+    # changes nothing writes status.json; the frames' own status waits for its pace.
+    clock, pace = FakeClock(), ManualClock()
+    comfy = AbsentComfyUI()
+    supervisor = BackendSupervisor(
+        BuiltinEngine(offload=False),
+        clock=clock,
+        choice=BackendChoice.AUTO,
+        make_comfyui=lambda: comfy,  # type: ignore[arg-type,return-value]
+        probe_interval=0.01,
+    )
+    cfg = fast_config(tmp_path, generation={"mode": "img2img", "frame_interval": 0.5})
+    c = build_controller(
+        cfg, supervisor.backend, clock=clock, supervisor=supervisor, fsync=False, status_clock=pace
+    )
+    writes: list[str] = []
+    real_write = c.status_writer.write
+    c.status_writer.write = lambda doc: (writes.append(str(doc["state"])), real_write(doc))[1]  # type: ignore[method-assign]
+    task = asyncio.create_task(c.run())
+    try:
+        await until(lambda: supervisor.state.value == "degraded" and c.frame_count >= 2, "the fallback")
+        await until(lambda: len(writes) >= 2 and writes[-1] == "degraded", "status.json to say so")
+        before, frames, probes = len(writes), c.frame_count, comfy.starts
+        await until(lambda: c.frame_count >= frames + 5 and comfy.starts >= probes + 10, "frames and probes")
+        await settle()
+        assert len(writes) == before, writes[before:]
+        pace.advance(0.25)  # status_interval: the newest frame's status, once
+        await until(lambda: len(writes) == before + 1, "the paced write")
+    finally:
+        c.stop()
+        await asyncio.wait_for(task, 10)
+        await supervisor.close()
