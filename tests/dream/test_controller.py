@@ -427,9 +427,13 @@ async def test_progress_from_a_worker_thread_reaches_listeners_on_the_loop(tmp_p
         tmp_path, backend=ProgressFromAThread(offload=False), max_frames=3, generation={"mode": "img2img"}
     )
     threads: list[int] = []
+    seen: list[tuple[int, int, object]] = []
     c.events.subscribe(Progress, lambda e: threads.append(threading.get_ident()))
+    # What a page is told, and what status says meanwhile: the sampler's step of its steps.
+    c.events.subscribe(Progress, lambda e: seen.append((e.value, e.maximum, c.snapshot()["progress"])))
     await asyncio.wait_for(c.run(), 30)
     assert threads and set(threads) == {threading.get_ident()}
+    assert seen and all(x == (1, 2, {"value": 1, "max": 2}) for x in seen), seen
 
 
 # --- switching mode ---------------------------------------------------------------------------
@@ -1004,3 +1008,22 @@ async def test_nothing_that_stays_the_same_rewrites_status_between_its_paced_wri
         c.stop()
         await asyncio.wait_for(task, 10)
         await supervisor.close()
+
+
+async def test_generating_is_true_while_a_batch_is_made_and_false_once_it_is_taken_back(
+    tmp_path: Path,
+) -> None:
+    # (The system monitor discounts the GPU load of our own batches while this is true.)
+    engine = GatedEngine(free=1)
+    c = controller_for(tmp_path, backend=engine, generation={"mode": "img2img"})
+    task = asyncio.create_task(c.run())
+    try:
+        await until(lambda: c.frame_count >= 1 and engine.calls >= 2, "a batch waiting at the gate")
+        assert c.generating is True
+        assert "dream-batch" in {t.get_name() for t in asyncio.all_tasks()}  # (what a task dump shows)
+        await c.pause("user")  # takes the batch back
+        assert c.generating is False
+    finally:
+        c.stop()
+        engine.gate.set()
+        await asyncio.wait_for(task, 10)
