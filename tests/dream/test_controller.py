@@ -24,6 +24,7 @@ from dream_window.config import BackendChoice
 from dream_window.dream.controller import HEARTBEAT_S, DreamController, State
 from dream_window.dream.supervisor import BackendSupervisor
 from dream_window.errors import (
+    CacheError,
     ComfyUIUnavailable,
     ExecutionFailed,
     LifecycleError,
@@ -1027,3 +1028,47 @@ async def test_generating_is_true_while_a_batch_is_made_and_false_once_it_is_tak
         c.stop()
         engine.gate.set()
         await asyncio.wait_for(task, 10)
+
+
+class RememberingCache(InjectingCache):
+    """A frame cache that records what it is asked to remember (and injects nothing); with
+    ``broken``, remembering fails as a full cache disk would."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        super().__init__()
+        self.broken = broken
+        self.remembered: list[tuple[Frame, Path]] = []
+
+    async def pick_injection(self, current: Frame | None) -> tuple[Image.Image, str] | None:
+        return None
+
+    async def remember(self, frame: Frame, path: Path) -> None:
+        if self.broken:
+            raise CacheError("the cache disk is full")
+        self.remembered.append((frame, path))
+
+
+async def test_each_made_frame_is_handed_to_the_cache_with_its_number_and_history_file(
+    tmp_path: Path,
+) -> None:
+    cache = RememberingCache()
+    c = rebuilt(controller_for(tmp_path, generation={"mode": "img2img"}), frame_cache=cache, max_frames=3)
+    published: list[FramePublished] = []
+    c.events.subscribe(FramePublished, published.append)
+    await asyncio.wait_for(c.run(), 30)
+    assert [(f.index, path) for f, path in cache.remembered] == [(e.index, e.path) for e in published]
+    assert all(path == c.output.path_for(f.index) and path.is_file() for f, path in cache.remembered)
+
+
+async def test_a_frame_the_cache_cannot_take_is_still_shown_and_the_reason_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = rebuilt(
+        controller_for(tmp_path, generation={"mode": "img2img"}),
+        frame_cache=RememberingCache(broken=True),
+        max_frames=2,
+    )
+    await asyncio.wait_for(c.run(), 30)
+    assert c.frame_count == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["frame not cached: the cache disk is full"] * 2
