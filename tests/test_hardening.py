@@ -215,6 +215,16 @@ def test_a_signal_swallowed_after_the_imports_stops_the_dream_before_a_frame(tmp
     assert status["state"] == "stopped" and status["frame_count"] == 0, status
 
 
+# Runs the rest of its command line with SIGINT at its default action, in the same process (so
+# the test can watch its pid). A suite started in the background by a shell without job control
+# (as a CI runner may start it) inherits SIGINT ignored, and the CLI rightly keeps an ignored
+# signal ignored: without this, such a suite fails these tests for how it was started.
+WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 @pytest.mark.skipif(not LINUX, reason="reads /proc/<pid>/status to see the handlers go in")
 @pytest.mark.parametrize("delay", [0, 0.05, 0.1, 0.2, 0.3])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -223,7 +233,18 @@ def test_a_signal_early_in_start_up_exits_quietly(tmp_path: Path, sig: signal.Si
     any of our code runs, is Python's and the OS's): the CLI is still being imported then."""
     cfg = write_config(tmp_path, FAST)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dream_window", "run", "--config", str(cfg), "--max-frames", "3"],
+        [
+            sys.executable,
+            "-c",
+            WITH_SIGINT,
+            "-m",
+            "dream_window",
+            "run",
+            "--config",
+            str(cfg),
+            "--max-frames",
+            "3",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

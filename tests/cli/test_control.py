@@ -187,8 +187,10 @@ async def test_like_and_dislike(
     assert (r.exit_code, r.output.strip()) == (0, f"liked frame {shown}")
     r = await cli("dislike", "--index", str(shown))
     assert (r.exit_code, r.output.strip()) == (0, f"disliked frame {shown}")
-    path = d.controller.output.path_for(shown)
-    assert [(p, score) for p, score, _ in memory.rated] == [(path, 1), (path, -1)]
+    # The frame on screen itself: from memory while it is the newest, else from its history file.
+    png = d.controller.output.path_for(shown).read_bytes()
+    rated = [(f if isinstance(f, bytes) else f.read_bytes(), score) for f, score, _ in memory.rated]
+    assert rated == [(png, 1), (png, -1)]
 
     r = await cli("like", "--index", "999999")
     assert r.exit_code == 1 and "not in the history" in r.output and "(HTTP 404)" in r.output
