@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,43 @@ def test_an_empty_token_file_is_an_error_that_says_what_to_do(dream_home: Path) 
     with pytest.raises(ConfigError, match="exists but is empty; delete it to make a new one"):
         ensure_token()
     assert token_path().read_text(encoding="utf-8") == ""  # never clobbered
+
+
+@pytest.fixture
+def eager_thread_switches() -> Iterator[None]:
+    """Switch threads every microsecond (not every 5 ms): races between threads show up at once."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_first_starts_at_once_all_get_the_one_token_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eager_thread_switches: None
+) -> None:
+    # The race of two first starts: one has created the token file and not yet written it, the
+    # other reads it empty. Eight at once, many times over (with the file opened first and
+    # written after, about one round in five went wrong here).
+    def first_start(start: threading.Barrier, got: list[tuple[str, bool] | Exception]) -> None:
+        start.wait()
+        try:
+            got.append(ensure_token())
+        except Exception as exc:  # collected: the assert below shows it
+            got.append(exc)
+
+    for round_ in range(300):
+        monkeypatch.setenv("DREAM_WINDOW_HOME", str(tmp_path / str(round_)))
+        start = threading.Barrier(8)
+        got: list[tuple[str, bool] | Exception] = []
+        threads = [threading.Thread(target=first_start, args=(start, got)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        written = token_path().read_text(encoding="utf-8")
+        assert sorted(got, key=repr) == [(written.strip(), False)] * 7 + [(written.strip(), True)]
+        assert written.endswith("\n") and len(written.strip()) == 43
+        assert os.listdir(token_path().parent) == ["control-token"]  # no temp file left behind
 
 
 def test_a_home_that_cannot_be_made_is_a_config_error_naming_the_cause(

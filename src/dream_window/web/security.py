@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,11 +85,19 @@ def ensure_token() -> tuple[str, bool]:
         raise ConfigError(
             f"cannot make the folder {path.parent} for the control token: {exc.strerror or exc}"
         ) from exc
+    # The token is written whole into a private file beside it, then linked into place: link never
+    # replaces a file, so a token another process wrote is never clobbered, and the name only ever
+    # shows a complete token (two first starts at once: the loser reads the winner's token, never
+    # an empty file the winner has made but not yet written).
     try:
-        # O_EXCL + 0600: never readable by other users, never clobbers a token another process wrote.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{TOKEN_FILE}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the control token to {path}: {exc.strerror or exc}") from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp: 0600, never readable by others
             fh.write(token + "\n")
+        os.link(tmp, path)
     except FileExistsError:
         again = read_token()
         if again:
@@ -98,6 +107,8 @@ def ensure_token() -> tuple[str, bool]:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot write the control token to {path}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
     return token, True
 
 

@@ -39,9 +39,7 @@ def graph(seed: int) -> dict[str, Any]:
     return BUILDER.build_txt2img(req, prefix="dream-window/test/duty").graph
 
 
-async def history_busy_s(
-    url: str, client_id: str, *, since: float = float("-inf")
-) -> tuple[float, int, int]:
+async def history_busy_s(url: str, client_id: str, *, since: float = float("-inf")) -> tuple[float, int, int]:
     """The union of our prompts' [execution_start, end] from the server's /history, in seconds,
     cut to what came after ``since`` (the server's wall clock, seconds), how many prompts it spans,
     and how many of them ran to the end (an interrupted one stops early): an independent sweep,
