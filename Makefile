@@ -30,11 +30,13 @@ run: $(VENV)/.core
 	$(VENV)/bin/dream-window run --config config.yaml $(ARGS)
 
 # Browser tests use Debian's chromium; fullscreen tests use Xvfb; the screen-lock and screensaver
-# tests a private dbus-daemon. Installed once when missing.
+# tests a private dbus-daemon. Installed once when missing; two `make test` at once on a fresh
+# machine take turns (flock) and the second finds them installed, instead of failing on apt's lock.
+SYSTEM_DEPS_MISSING = ! command -v chromium >/dev/null 2>&1 || ! command -v Xvfb >/dev/null 2>&1 || ! command -v dbus-daemon >/dev/null 2>&1
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1 || ! command -v Xvfb >/dev/null 2>&1 || ! command -v dbus-daemon >/dev/null 2>&1; then \
+	@if $(SYSTEM_DEPS_MISSING); then \
 		if [ "$$(id -u)" = "0" ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium xvfb dbus-daemon >/dev/null; \
+			flock /tmp/dream-window-system-deps.lock sh -c 'if $(SYSTEM_DEPS_MISSING); then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium xvfb dbus-daemon >/dev/null; fi'; \
 		else \
 			echo "note: chromium/xvfb/dbus-daemon missing and not root: browser, X11 and D-Bus tests will be skipped"; \
 		fi; \
