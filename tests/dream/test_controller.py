@@ -19,7 +19,7 @@ from dream_window import __version__
 from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.cache import FrameCacheService
-from dream_window.clock import SystemClock
+from dream_window.clock import Clock, SystemClock
 from dream_window.config import BackendChoice
 from dream_window.dream.controller import HEARTBEAT_S, DreamController, State
 from dream_window.dream.supervisor import BackendSupervisor
@@ -780,19 +780,24 @@ class AbsentComfyUI(StandInComfyUI):
         raise self.error
 
 
-async def test_a_new_backend_reason_found_while_paused_is_written_to_status_at_once(tmp_path: Path) -> None:
-    # Paused (no frames) and the heartbeat held: only the watch's own write can tell status.json
-    # that ComfyUI now answers but lacks the model, instead of the refused connection it showed.
-    clock, pace = FakeClock(), ManualClock()
-    comfy = AbsentComfyUI()
-    cfg = fast_config(tmp_path, generation={"mode": "img2img"})
-    supervisor = BackendSupervisor(
+def looking_for(comfy: StandInComfyUI, clock: Clock) -> BackendSupervisor:
+    """The built-in engine dreaming while the supervisor looks for ``comfy`` every 10 ms."""
+    return BackendSupervisor(
         BuiltinEngine(offload=False),
         clock=clock,
         choice=BackendChoice.AUTO,
         make_comfyui=lambda: comfy,  # type: ignore[arg-type,return-value]
         probe_interval=0.01,
     )
+
+
+async def test_a_new_backend_reason_found_while_paused_is_written_to_status_at_once(tmp_path: Path) -> None:
+    # Paused (no frames) and the heartbeat held: only the watch's own write can tell status.json
+    # that ComfyUI now answers but lacks the model, instead of the refused connection it showed.
+    clock, pace = FakeClock(), ManualClock()
+    comfy = AbsentComfyUI()
+    cfg = fast_config(tmp_path, generation={"mode": "img2img"})
+    supervisor = looking_for(comfy, clock)
     c = build_controller(
         cfg, supervisor.backend, clock=clock, supervisor=supervisor, fsync=False, status_clock=pace
     )
@@ -865,13 +870,7 @@ async def test_the_dreams_tasks_say_what_they_are_and_are_all_over_when_run_retu
     # (A task dump of a stuck service, asyncio's debug mode and "Task was destroyed but it is
     # pending" name each task: these names are what a bug report shows.)
     clock = FakeClock()
-    supervisor = BackendSupervisor(  # (one that looks for ComfyUI: the watch task runs)
-        BuiltinEngine(offload=False),
-        clock=clock,
-        choice=BackendChoice.AUTO,
-        make_comfyui=AbsentComfyUI,  # type: ignore[arg-type]
-        probe_interval=0.01,
-    )
+    supervisor = looking_for(AbsentComfyUI(), clock)  # (the watch task runs)
     c = build_controller(
         fast_config(tmp_path), supervisor.backend, clock=clock, supervisor=supervisor, fsync=False
     )
@@ -981,13 +980,7 @@ async def test_nothing_that_stays_the_same_rewrites_status_between_its_paced_wri
     # changes nothing writes status.json; the frames' own status waits for its pace.
     clock, pace = FakeClock(), ManualClock()
     comfy = AbsentComfyUI()
-    supervisor = BackendSupervisor(
-        BuiltinEngine(offload=False),
-        clock=clock,
-        choice=BackendChoice.AUTO,
-        make_comfyui=lambda: comfy,  # type: ignore[arg-type,return-value]
-        probe_interval=0.01,
-    )
+    supervisor = looking_for(comfy, clock)
     cfg = fast_config(tmp_path, generation={"mode": "img2img", "frame_interval": 0.5})
     c = build_controller(
         cfg, supervisor.backend, clock=clock, supervisor=supervisor, fsync=False, status_clock=pace
