@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -401,6 +402,35 @@ def test_a_control_token_that_cannot_be_written_names_the_file_and_the_reason(
         ensure_token()
     path = home / "control-token"
     assert str(info.value) == f"cannot write the control token to {path}: {os.strerror(errno.EROFS)}"
+
+
+def test_a_control_token_that_does_not_fit_on_the_disk_is_an_error_and_leaves_nothing(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = small_disk / "home"
+    home.mkdir()
+    ballast = fill(small_disk)
+    monkeypatch.setenv("DREAM_WINDOW_HOME", str(home))
+    with pytest.raises(ConfigError) as info:
+        ensure_token()
+    path = home / "control-token"
+    assert str(info.value) == f"cannot write the control token to {path}: {os.strerror(errno.ENOSPC)}"
+    assert os.listdir(home) == []  # no token file (not even an empty one) and no private copy
+    ballast.unlink()
+    token, created = ensure_token()  # space again: the next start makes it
+    assert created and path.read_text(encoding="utf-8") == token + "\n"
+
+
+def test_a_home_on_another_filesystem_than_the_temp_folder_gets_its_token(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The token is linked into place, and a link cannot cross filesystems: it must be written on
+    # the home folder's own (here a tmpfs, the system temp folder on the disk).
+    assert os.stat(tempfile.gettempdir()).st_dev != os.stat(small_disk).st_dev
+    monkeypatch.setenv("DREAM_WINDOW_HOME", str(small_disk / "home"))
+    token, created = ensure_token()
+    assert created and (small_disk / "home" / "control-token").read_text(encoding="utf-8") == token + "\n"
+    assert os.listdir(small_disk / "home") == ["control-token"]
 
 
 async def test_frames_that_piled_up_are_all_counted_lost_to_a_full_cache_disk_in_one_warning(

@@ -18,6 +18,7 @@ The rules (documented for users in docs/arch/display.md):
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -90,7 +91,9 @@ def ensure_token() -> tuple[str, bool]:
     # shows a complete token (two first starts at once: the loser reads the winner's token, never
     # an empty file the winner has made but not yet written).
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{TOKEN_FILE}.", suffix=".tmp", dir=path.parent)
+        # Beside the token: a link cannot cross filesystems, and the system's temp folder may be
+        # on another one than the home folder.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{TOKEN_FILE}.", dir=path.parent)
     except OSError as exc:
         raise ConfigError(f"cannot write the control token to {path}: {exc.strerror or exc}") from exc
     tmp = Path(tmp_name)
@@ -108,7 +111,8 @@ def ensure_token() -> tuple[str, bool]:
     except OSError as exc:
         raise ConfigError(f"cannot write the control token to {path}: {exc.strerror or exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a leftover private file is harmless; no reason to fail
+            tmp.unlink()
     return token, True
 
 
