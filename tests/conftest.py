@@ -8,10 +8,10 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -36,6 +36,8 @@ def free_port() -> int:
 # thousands of times over.
 SLACK = float(os.environ.get("DREAM_WINDOW_TEST_SLACK", "3.0"))
 
+T = TypeVar("T")
+
 
 async def until(pred: Callable[[], Any], what: str = "the condition", limit: float = 20.0) -> None:
     """Poll ``pred`` until it is truthy; fail naming ``what`` after ``limit`` (times ``SLACK``)
@@ -49,6 +51,16 @@ async def until(pred: Callable[[], Any], what: str = "the condition", limit: flo
         await asyncio.wait_for(wait(), limit * SLACK)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what} ({limit * SLACK:g} s)") from None
+
+
+async def hang_guard(aw: Awaitable[T], limit: float) -> T:
+    """``asyncio.wait_for(aw, limit * SLACK)``: a bound on a hang, never the thing tested."""
+    return await asyncio.wait_for(aw, limit * SLACK)
+
+
+def hang_timeout(limit: float) -> asyncio.Timeout:
+    """``asyncio.timeout(limit * SLACK)``: a bound on a hang, never the thing tested."""
+    return asyncio.timeout(limit * SLACK)
 
 
 def dream_window(

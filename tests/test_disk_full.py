@@ -36,7 +36,7 @@ from dream_window.file_ops import WriteFailures, atomic_write_bytes
 from dream_window.values.frame import Frame
 from dream_window.web.security import ensure_token
 from tests.cache.conftest import picture
-from tests.conftest import FakeClock, fast_config
+from tests.conftest import FakeClock, fast_config, hang_guard
 
 # --- a small real disk --------------------------------------------------------------------------
 
@@ -449,7 +449,7 @@ async def test_frames_that_piled_up_are_all_counted_lost_to_a_full_cache_disk_in
     pages = manager._conn.execute("PRAGMA page_count").fetchone()[0]
     manager._conn.execute(f"PRAGMA max_page_count = {pages}")
     caplog.set_level(logging.INFO, "dream_window.cache")
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     said = [(r.levelno, r.getMessage()) for r in caplog.records if "not cached" in r.getMessage()]
     # A full cache disk costs frames, not the dream: a warning, not an error.
     assert said == [(logging.WARNING, f"frame not cached: disk full ({tmp_path})")]

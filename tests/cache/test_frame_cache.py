@@ -23,7 +23,7 @@ from dream_window.errors import CacheError, ModelLoadError
 from dream_window.events import EventBus, FrameEmbedded
 from dream_window.values.frame import Frame
 from tests.cache.conftest import BLUE, GREEN, RED, Rolls, picture
-from tests.conftest import fast_config
+from tests.conftest import fast_config, hang_guard
 
 
 def _frame(i: int, hue: tuple[int, int, int], prompt: str = "p") -> Frame:
@@ -157,13 +157,13 @@ async def test_worker_survives_an_unexpected_error_while_reembedding(tmp_path: P
     mem = _memory(tmp_path, random.Random(0), embedder=embedder)
     await mem.start()
     # A dead worker would leave each of these waiting forever.
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert embedder.calls == 1
     await mem.remember(_frame(1, RED), tmp_path / "1.png")
     frame_path = tmp_path / "2.png"
     picture(2, hue=GREEN).save(frame_path)
-    await asyncio.wait_for(mem.flush(), 10)
-    await asyncio.wait_for(mem.rate(frame_path, 1), 10)
+    await hang_guard(mem.flush(), 10)
+    await hang_guard(mem.rate(frame_path, 1), 10)
     assert embedder.calls >= 2
     assert mem.describe()["size"] == 3
     await mem.close()
@@ -415,7 +415,7 @@ async def test_a_model_failing_while_matching_the_current_frame_falls_back_and_s
     assert d["embedder"] == FeatureEmbedder.label and "CLIP failed (CUDA device lost)" in d["embedder_reason"]
     # The next frame wakes the worker, which then re-embeds the cached ones with the fallback.
     await mem.remember(_frame(6, GREEN), tmp_path)
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert mem.describe()["embedded"] == 3
     await mem.close()
 
@@ -526,7 +526,7 @@ async def test_reembedding_works_in_batches_of_the_batch_size(tmp_path: Path) ->
         batch_size=2,
     )
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert embedder.batches == [2, 2, 1] and mem.describe()["embedded"] == 5
     await mem.close()
 
@@ -536,7 +536,7 @@ async def test_reembedding_stores_each_frames_own_vector_and_keeps_its_rating(tm
     CacheManager(tmp_path / "cache", max_size=100, fsync=False).set_score(disliked, -1)
     mem = _memory(tmp_path, random.Random(0))
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     for _ in range(20):
         got = await mem.pick_injection(_frame(9, RED))
         assert got is not None and pixel_hash(got[0]) == other  # disliked: never injected
@@ -555,9 +555,9 @@ async def test_once_everything_is_embedded_the_worker_says_so_once_and_stops_loo
     _unrated_entries(tmp_path, RED, BLUE)
     mem = _memory(tmp_path, random.Random(0))
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     await mem.remember(_frame(5, GREEN), tmp_path)
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     said = [r for r in caplog.records if f"every frame embedded by {FeatureEmbedder.label}" in r.getMessage()]
     assert len(said) == 1
     await mem.close()
@@ -571,7 +571,7 @@ async def test_an_unreadable_cached_image_is_dropped_while_reembedding(
     store.path_for(bad).write_bytes(b"not a png")
     mem = _memory(tmp_path, random.Random(0))
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert mem.manager.get(bad) is None and not store.exists(bad)
     assert sorted(mem.manager.row_ids()) == sorted(good) and mem.describe()["embedded"] == 2
     assert any("unreadable" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -592,7 +592,7 @@ async def test_an_embedder_returning_too_few_vectors_stops_the_reembedding_and_s
     _unrated_entries(tmp_path, RED, BLUE, GREEN)
     mem = _memory(tmp_path, random.Random(0), embedder=_DropsTheLastVector())
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert any("re-embedding failed" in r.getMessage() for r in caplog.records)
     # No frame is left holding a vector that may be another's: the one short stays unembedded.
     assert len(mem.manager.ids_without_embedding(FeatureEmbedder.id)) == 1
@@ -609,7 +609,7 @@ async def test_frames_beyond_the_queue_limit_are_skipped_and_a_rating_is_told_bu
     with pytest.raises(CacheError, match="busy"):
         await mem.rate(path, 1)
     await mem.start()
-    await asyncio.wait_for(mem.flush(), 20)
+    await hang_guard(mem.flush(), 20)
     assert mem.describe()["size"] == QUEUE_LIMIT
     await mem.close()
 
@@ -648,11 +648,11 @@ async def test_frames_the_index_cannot_take_are_counted_and_a_rating_fails_with_
     mem.manager.close()  # every write to the index now fails
     await mem.remember(_frame(0, RED), tmp_path)
     await mem.remember(_frame(1, RED), tmp_path)
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     path = tmp_path / "f.png"
     picture(2).save(path)
     with pytest.raises(CacheError):
-        await asyncio.wait_for(mem.rate(path, 1), 10)
+        await hang_guard(mem.rate(path, 1), 10)
     d = mem.describe()
     assert d["size"] == 0 and d["writes"]["ok"] is False and d["writes"]["frames_lost"] == 3
     await mem.close()
@@ -669,7 +669,7 @@ async def test_a_failing_feature_embedder_has_nothing_to_fall_back_to(tmp_path: 
     path = tmp_path / "f.png"
     picture(0).save(path)
     with pytest.raises(CacheError, match="feature embedder failed: numpy is broken"):
-        await asyncio.wait_for(mem.rate(path, 1), 10)
+        await hang_guard(mem.rate(path, 1), 10)
     assert mem.describe()["size"] == 0 and mem.manager.count() == 0
     await mem.close()
 

@@ -25,6 +25,7 @@ from dream_window.errors import CacheError, ModelLoadError
 from dream_window.events import EventBus, FrameEmbedded
 from dream_window.values.frame import Frame
 from tests.cache.conftest import BLUE, GREEN, RED, Rolls, picture
+from tests.conftest import hang_guard
 
 LOGGER = "dream_window.cache.frame_cache"
 
@@ -165,7 +166,7 @@ async def test_a_restart_reads_back_embeddings_and_ratings_without_embedding_aga
     embedder = _Counting()
     mem = _memory(tmp_path, random.Random(0), embedder=embedder)
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert embedder.batches == []  # CLIP on a CPU takes 100 ms a frame: the stored ones are used
     assert _messages(caplog, logging.INFO) == [
         f"frame cache: 2 frame(s), 2 embedded by {FeatureEmbedder.label}"
@@ -183,11 +184,11 @@ async def test_flush_without_backfill_does_not_wait_for_old_frames_to_be_reembed
     mem = _memory(tmp_path, random.Random(0), embedder=embedder)
     await mem.start()
     try:
-        await asyncio.wait_for(mem.flush(), 10)  # nothing remembered: nothing to wait for
+        await hang_guard(mem.flush(), 10)  # nothing remembered: nothing to wait for
         assert mem.describe()["embedded"] == 0  # re-embedding is still held at the gate
     finally:
         embedder.go.set()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert mem.describe()["embedded"] == 2
     await mem.close()
 
@@ -230,7 +231,7 @@ async def test_frames_that_piled_up_are_embedded_in_batches_of_the_batch_size(tm
     for i in range(5):
         await mem.remember(_frame(i, RED), tmp_path)
     await mem.start()
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     assert embedder.batches == [2, 2, 1] and mem.describe()["size"] == 5
     await mem.close()
 
@@ -359,7 +360,7 @@ async def test_a_model_that_fails_to_load_says_why_it_falls_back_to_features(
     mem = _memory(tmp_path, random.Random(0), embedder=_LostDevice())
     await mem.start()
     await mem.remember(_frame(0, RED), tmp_path)
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     assert _messages(caplog, logging.ERROR) == [
         "frame cache: CUDA device lost; falling back to colour/layout features"
     ]
@@ -373,9 +374,9 @@ async def test_reembedding_stopped_by_a_broken_embedder_is_said_once_and_not_ret
     _unembedded(tmp_path, RED, BLUE)
     mem = _memory(tmp_path, random.Random(0), embedder=_BrokenFeatures())
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     await mem.remember(_frame(5, GREEN), tmp_path)  # fails too, but after the worker looked again
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     stopped = [m for m in _messages(caplog, logging.WARNING) if "re-embedding" in m]
     assert stopped == ["frame cache: re-embedding stopped: feature embedder failed: numpy is broken"]
     await mem.close()
@@ -387,9 +388,9 @@ async def test_an_unexpected_reembedding_error_stops_reembedding_until_the_next_
     (old,) = _unembedded(tmp_path, BLUE)
     mem = _memory(tmp_path, random.Random(0), embedder=_FailsOn(1))
     await mem.start()
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     await mem.remember(_frame(1, RED), tmp_path)  # embedding works again
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     failed = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.ERROR]
     assert [r.getMessage() for r in failed] == [
         "frame cache: re-embedding failed; stopped until the next start"
@@ -406,7 +407,7 @@ async def test_an_entry_dropped_while_reembedding_leaves_the_size_it_reports(tmp
     mem = _memory(tmp_path, random.Random(0))
     await mem.start()
     assert mem.describe()["size"] == 3
-    await asyncio.wait_for(mem.flush(backfill=True), 10)
+    await hang_guard(mem.flush(backfill=True), 10)
     assert mem.describe()["size"] == 2 == mem.manager.count()
     await mem.close()
 
@@ -421,13 +422,13 @@ async def test_a_bug_while_caching_fails_the_rating_with_its_cause_and_the_worke
     mem = _memory(tmp_path, random.Random(0), embedder=embedder)
     await mem.start()
     await mem.remember(_frame(0, RED), tmp_path)  # call 1 fails: a frame alone in its batch
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     with pytest.raises(CacheError, match=r"^frame cache failed: RuntimeError\('boom'\)$"):
-        await asyncio.wait_for(mem.rate(_saved(tmp_path, "f.png", _frame(1, BLUE)), 1), 10)  # call 2
+        await hang_guard(mem.rate(_saved(tmp_path, "f.png", _frame(1, BLUE)), 1), 10)  # call 2
     failed = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.ERROR]
     assert [r.getMessage() for r in failed] == ["frame cache worker failed"] * 2
     await mem.remember(_frame(2, GREEN), tmp_path)  # call 3 works: the worker is still there
-    await asyncio.wait_for(mem.flush(), 10)
+    await hang_guard(mem.flush(), 10)
     assert mem.describe()["size"] == 1
     await mem.close()
 
@@ -437,10 +438,10 @@ async def test_an_embedder_one_vector_short_fails_the_rating_it_left_out(tmp_pat
     first = _frame(0, RED)
     await mem.remember(first, tmp_path)
     rating = asyncio.create_task(mem.rate(_saved(tmp_path, "f.png", _frame(1, BLUE)), 1))
-    await asyncio.wait_for(_until_pending(mem, 2), 10)
+    await hang_guard(_until_pending(mem, 2), 10)
     await mem.start()  # one batch: the frame, then the rating, which gets no vector
     with pytest.raises(CacheError, match=r"^frame cache failed: ValueError\("):
-        await asyncio.wait_for(rating, 10)
+        await hang_guard(rating, 10)
     assert [e.cache_id for e in mem.manager.get_all()] == [pixel_hash(first.image)]
     await mem.close()
 
@@ -450,7 +451,7 @@ async def test_a_failing_index_is_reported_with_its_own_reason_not_as_a_full_dis
     await mem.start()
     mem.manager.close()  # every write to the index now fails
     with pytest.raises(CacheError) as info:
-        await asyncio.wait_for(mem.rate(_saved(tmp_path, "f.png", _frame(0, RED)), 1), 10)
+        await hang_guard(mem.rate(_saved(tmp_path, "f.png", _frame(0, RED)), 1), 10)
     writes = mem.describe()["writes"]
     assert isinstance(writes, dict)
     assert (writes["problem"], writes["frames_lost"]) == (str(info.value), 1)

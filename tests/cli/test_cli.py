@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import dream_window, until, write_config
+from tests.conftest import dream_window, hang_guard, until, write_config
 from tests.monitor.conftest import start_named_process, stop_process
 
 FAST = {
@@ -244,7 +244,7 @@ async def test_a_run_that_made_no_frame_names_no_file(tmp_path: Path) -> None:
             limit=60,
         )
         proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)  # a hang guard
+        _, err = await hang_guard(proc.communicate(), 30)  # a hang guard
     finally:
         if proc.returncode is None:
             proc.kill()

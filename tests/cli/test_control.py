@@ -21,7 +21,7 @@ from dream_window.dream.service import Service
 from dream_window.instances import RegistryService
 from dream_window.web import ViewerService
 from dream_window.web.security import token_path
-from tests.conftest import free_port
+from tests.conftest import free_port, hang_guard
 from tests.web.conftest import DreamFactory
 from tests.web.test_api import RecordingFrameCache
 
@@ -128,7 +128,7 @@ async def test_a_running_dream_is_controlled_from_another_folder_without_a_confi
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    out, err = await hang_guard(proc.communicate(), 120)
     assert (proc.returncode, out.decode().strip()) == (0, "paused (user)"), err.decode()
     assert d.controller.state is State.PAUSED
 

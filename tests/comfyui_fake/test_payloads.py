@@ -23,7 +23,7 @@ import safetensors.numpy
 from PIL import Image
 
 from comfyui_fake import ComfyTestServer, running_comfy_server
-from tests.conftest import load_json
+from tests.conftest import hang_guard, load_json
 
 Frame = tuple[str, Any]  # ("text", message) or ("binary", bytes)
 
@@ -164,7 +164,7 @@ async def _run(
         resp = await http.post(server.url + "/prompt", json=body)
         assert resp.status == 200, await resp.text()
         pid = (await resp.json())["prompt_id"]
-        await asyncio.wait_for(sock.until_done(pid), 30)
+        await hang_guard(sock.until_done(pid), 30)
     return sock, pid
 
 

@@ -17,7 +17,7 @@ import aiohttp
 
 from comfyui_fake import ComfyTestServer
 from dream_window.backends.comfyui.messages import parse_binary
-from tests.conftest import load_json
+from tests.conftest import hang_guard, load_json
 
 
 def _runs(recorded: Path, summary: str, scenario: str) -> list[dict[str, Any]]:
@@ -113,7 +113,7 @@ async def _replay(
         resp = await http.post(server.url + "/prompt", json=body)
         assert resp.status == 200, await resp.text()
         pid = (await resp.json())["prompt_id"]
-        await asyncio.wait_for(rec.until_done(pid, on_message=on_message), 30)
+        await hang_guard(rec.until_done(pid, on_message=on_message), 30)
     return rec
 
 
@@ -331,7 +331,7 @@ async def test_interrupt_queue_and_free(recorded: Path, tmp_path: Path) -> None:
                     r = await http.post(server.url + "/interrupt", json={"prompt_id": first["prompt_id"]})
                     assert r.status == 200 and await r.read() == b""
 
-            await asyncio.wait_for(rec.until_done(first["prompt_id"], on_message=on_message), 30)
+            await hang_guard(rec.until_done(first["prompt_id"], on_message=on_message), 30)
         tail = [t for t in rec.types if t not in ("progress", "progress_state")][-3:]
         assert tail == ["execution_interrupted", "status", "executing"]
         term = next(m["data"] for m in rec.messages if m["type"] == "execution_interrupted")
@@ -381,7 +381,7 @@ async def test_routing_and_reconnect(comfy_server: ComfyTestServer, recorded: Pa
             await main.__aexit__()
             again = Recorder(comfy_server, body["client_id"])
             async with again:
-                await asyncio.wait_for(again.until_done(pid), 30)
+                await hang_guard(again.until_done(pid), 30)
             assert again.types[0] == "executing" and again.messages[0]["data"] == {"node": "3"}
             assert again.types[-1] == "executing" and "executed" in again.types
             assert set(seen) == {"status"}  # the observer saw none of that prompt's execution

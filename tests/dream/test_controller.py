@@ -35,7 +35,7 @@ from dream_window.events import FramePublished, Injection, Note, Progress, State
 from dream_window.values.check import Check
 from dream_window.values.frame import Frame
 from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
-from tests.conftest import FakeClock, ManualClock, fast_config, until
+from tests.conftest import FakeClock, ManualClock, fast_config, hang_guard, until
 
 
 def controller_for(
@@ -52,15 +52,6 @@ def controller_for(
     )
 
 
-async def wait_for(cond, limit: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 def status(c: DreamController) -> dict:  # type: ignore[type-arg]
     return json.loads(c.status_writer.path.read_text())
 
@@ -69,7 +60,7 @@ async def test_lifecycle_transitions_and_illegal_ones_are_refused(tmp_path: Path
     c = controller_for(tmp_path)
     assert c.state is State.STARTING
     task = asyncio.create_task(c.run())
-    await wait_for(lambda: c.state is State.RUNNING)
+    await until(lambda: c.state is State.RUNNING)
     with pytest.raises(LifecycleError, match="not paused for it"):
         await c.resume("user")
     await c.pause("user")
@@ -82,7 +73,7 @@ async def test_lifecycle_transitions_and_illegal_ones_are_refused(tmp_path: Path
     await c.resume("game: eldenring.exe")
     assert c.state is State.RUNNING
     c.stop()
-    await asyncio.wait_for(task, 5)
+    await hang_guard(task, 5)
     assert c.state is State.STOPPED
     with pytest.raises(LifecycleError, match="stopped"):
         await c.pause("user")
@@ -94,7 +85,7 @@ async def test_lifecycle_transitions_and_illegal_ones_are_refused(tmp_path: Path
 async def test_no_frames_are_published_while_paused(tmp_path: Path) -> None:
     c = controller_for(tmp_path)
     task = asyncio.create_task(c.run())
-    await wait_for(lambda: c.frame_count >= 2)
+    await until(lambda: c.frame_count >= 2)
     await c.pause("user")  # returns once a frame being written when it landed has finished
     frozen = c.frame_count
     # An observation window, not a synchronisation: a dream that ignored the pause would publish
@@ -104,7 +95,7 @@ async def test_no_frames_are_published_while_paused(tmp_path: Path) -> None:
     # The producer stopped once the headroom was made: at most that plus one batch is waiting.
     assert len(c.buffer) <= c.headroom.target() + c.config.generation.keyframe_interval
     await c.resume("user")
-    await wait_for(lambda: c.frame_count >= frozen + 3)
+    await until(lambda: c.frame_count >= frozen + 3)
     c.stop()
     await task
 
@@ -114,7 +105,7 @@ async def test_max_frames_publishes_exactly_n_and_writes_status(
 ) -> None:
     caplog.set_level(logging.INFO, logger="dream_window.dream.controller")
     c = controller_for(tmp_path, max_frames=7, services=[FrameCacheService])  # "cache" is its section
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert [r.getMessage() for r in caplog.records if "max-frames" in r.getMessage()] == [
         "reached --max-frames 7"
     ]
@@ -154,7 +145,7 @@ async def test_frames_are_published_at_the_configured_interval(
     c = controller_for(tmp_path, clock=clock, max_frames=6, generation={"frame_interval": interval})
     published: list[float] = []
     c.events.subscribe(FramePublished, lambda e: published.append(clock.monotonic()))
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     gaps = np.diff(published)
     assert len(published) == 6 and np.allclose(gaps, interval), gaps
 
@@ -167,7 +158,7 @@ async def test_frames_per_minute_counts_frames_per_minute_of_the_injected_clock(
     c = controller_for(tmp_path, clock=clock, max_frames=7, generation={"frame_interval": 2.5})
     published: list[float] = []
     c.events.subscribe(FramePublished, lambda e: published.append(clock.monotonic()))
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert np.allclose(np.diff(published), 2.5), published
     assert c.frames_per_minute() == 24.0
     assert status(c)["frames_per_minute"] == 24.0
@@ -178,7 +169,7 @@ async def test_frames_per_minute_is_over_the_last_30_frames(tmp_path: Path, cloc
     # are 2.5 s apart, 24 a minute; the 31st from the end, or all 40, would count the long gap.
     c = controller_for(tmp_path, clock=clock, max_frames=40, generation={"frame_interval": 2.5})
     c.events.subscribe(FramePublished, lambda e: clock.advance(4.0) if e.index == 10 else None)
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert c.frame_count == 40 and c.frames_per_minute() == 24.0
 
 
@@ -210,7 +201,7 @@ async def test_a_backend_that_is_down_is_retried_every_probe_interval_then_recov
     c.status_writer.write = lambda doc: (states.append(str(doc["state"])), real_write(doc))[1]  # type: ignore[method-assign]
     announced: list[StateChanged] = []
     c.events.subscribe(StateChanged, announced.append)
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     # Pages are told as the health changes, not only at the next frame: waiting, then running.
     health = [e for e in announced if e.state in ("waiting", "running")]
     assert StateChanged("waiting", ()) in health
@@ -232,7 +223,7 @@ async def test_each_failure_is_logged_at_debug_with_its_type_and_message(
     c = controller_for(
         tmp_path, clock=clock, backend=FlakyBackend(failures=2), max_frames=1, generation={"mode": "img2img"}
     )
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     failed = [r.getMessage() for r in caplog.records if r.name == "dream_window.dream.controller"]
     failed = [m for m in failed if m.startswith("generation failed")]
     assert failed == ["generation failed: ComfyUIUnavailable: connection refused"] * 2
@@ -263,13 +254,13 @@ async def test_pause_with_interrupt_and_free_reaches_the_backend(tmp_path: Path)
     backend = InterruptingBackend(offload=False)
     c = controller_for(tmp_path, backend=backend, generation={"mode": "img2img"})
     task = asyncio.create_task(c.run())
-    await wait_for(lambda: c.frame_count >= 2)
+    await until(lambda: c.frame_count >= 2)
     await c.pause("game: x.exe", free_memory=True)
     assert backend.freed == 1
     assert c.snapshot()["backend_health"]["ok"] is True  # our own interrupt is not a failure
     await c.resume("game: x.exe")
     n = c.frame_count
-    await wait_for(lambda: c.frame_count >= n + 2)
+    await until(lambda: c.frame_count >= n + 2)
     c.stop()
     await task
 
@@ -280,9 +271,9 @@ async def test_stop_drains_the_buffer_and_leaves_a_whole_current_frame(
     caplog.set_level(logging.DEBUG, logger="dream_window.dream.controller")
     c = controller_for(tmp_path, generation={"frame_interval": 0.2, "buffer_size": 4})
     task = asyncio.create_task(c.run())
-    await wait_for(lambda: len(c.buffer) >= 3)
+    await until(lambda: len(c.buffer) >= 3)
     c.stop()
-    await asyncio.wait_for(task, 2)
+    await hang_guard(task, 2)
     assert len(c.buffer) == 0
     said = [r.getMessage() for r in caplog.records if "made ahead" in r.getMessage()]
     assert len(said) == 1 and re.fullmatch(r"stopping with \d+ frame\(s\) made ahead", said[0]), said
@@ -400,7 +391,7 @@ async def test_an_unexpected_error_backs_off_and_the_dream_goes_on(
     c = controller_for(
         tmp_path, clock=clock, backend=BuggyBackend(), max_frames=2, generation={"mode": "img2img"}
     )
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert c.frame_count == 2
     assert any("unexpected KeyError" in r.getMessage() for r in caplog.records)
     # The traceback of each, for the log file (--verbose): it is a bug, someone must find it.
@@ -432,7 +423,7 @@ async def test_progress_from_a_worker_thread_reaches_listeners_on_the_loop(tmp_p
     c.events.subscribe(Progress, lambda e: threads.append(threading.get_ident()))
     # What a page is told, and what status says meanwhile: the sampler's step of its steps.
     c.events.subscribe(Progress, lambda e: seen.append((e.value, e.maximum, c.snapshot()["progress"])))
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert threads and set(threads) == {threading.get_ident()}
     assert seen and all(x == (1, 2, {"value": 1, "max": 2}) for x in seen), seen
 
@@ -736,7 +727,7 @@ async def test_after_a_backend_switch_the_dream_grows_from_the_newest_frame_made
         assert c.snapshot()["comfyui"] == {"servers": [], "stand_in": True}  # its section, now in use
     finally:
         c.stop()
-        await asyncio.wait_for(task, 10)
+        await hang_guard(task, 10)
         await supervisor.close()
 
 
@@ -759,7 +750,7 @@ async def test_a_backend_switch_mid_dream_leads_into_the_new_backend_with_a_tran
         await until(lambda: ("keyframe", comfy.name) in shown, "a keyframe made by ComfyUI")
     finally:
         c.stop()
-        await asyncio.wait_for(task, 10)
+        await hang_guard(task, 10)
         await supervisor.close()
     first = shown.index(("keyframe", comfy.name))
     n = c.config.generation.transition_frames
@@ -814,7 +805,7 @@ async def test_a_new_backend_reason_found_while_paused_is_written_to_status_at_o
         assert status(c)["state"] == "paused" and pace.t == 0.0  # (no heartbeat wrote it)
     finally:
         c.stop()
-        await asyncio.wait_for(task, 10)
+        await hang_guard(task, 10)
         await supervisor.close()
 
 
@@ -863,7 +854,7 @@ async def test_status_after_frames_waits_out_status_interval_and_the_heartbeat_f
     finally:
         c.stop()
         engine.gate.set()
-        await asyncio.wait_for(task, 10)
+        await hang_guard(task, 10)
 
 
 async def test_the_dreams_tasks_say_what_they_are_and_are_all_over_when_run_returns(tmp_path: Path) -> None:
@@ -881,7 +872,7 @@ async def test_the_dreams_tasks_say_what_they_are_and_are_all_over_when_run_retu
         ours
     )
     c.stop()
-    await asyncio.wait_for(task, 10)
+    await hang_guard(task, 10)
     await supervisor.close()
     assert all(t.done() for t in ours.values())
 
@@ -914,7 +905,7 @@ async def test_an_injected_frame_is_announced_to_pages(tmp_path: Path) -> None:
     )
     told: list[Injection] = []
     c.events.subscribe(Injection, told.append)
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert c.frame_count == 3 and told and all(e.label == "a remembered harbour" for e in told)
 
 
@@ -971,7 +962,7 @@ async def test_a_prompt_that_fails_while_running_is_a_failure_and_the_recovery_i
         assert failed in reasons and reasons[reasons.index(failed) + 1] == ("running", None)
     finally:
         c.stop()
-        await asyncio.wait_for(task, 10)
+        await hang_guard(task, 10)
 
 
 async def test_nothing_that_stays_the_same_rewrites_status_between_its_paced_writes(tmp_path: Path) -> None:
@@ -1000,7 +991,7 @@ async def test_nothing_that_stays_the_same_rewrites_status_between_its_paced_wri
         await until(lambda: len(writes) == before + 1, "the paced write")
     finally:
         c.stop()
-        await asyncio.wait_for(task, 10)
+        await hang_guard(task, 10)
         await supervisor.close()
 
 
@@ -1020,7 +1011,7 @@ async def test_generating_is_true_while_a_batch_is_made_and_false_once_it_is_tak
     finally:
         c.stop()
         engine.gate.set()
-        await asyncio.wait_for(task, 10)
+        await hang_guard(task, 10)
 
 
 class RememberingCache(InjectingCache):
@@ -1048,7 +1039,7 @@ async def test_each_made_frame_is_handed_to_the_cache_with_its_number_and_histor
     c = rebuilt(controller_for(tmp_path, generation={"mode": "img2img"}), frame_cache=cache, max_frames=3)
     published: list[FramePublished] = []
     c.events.subscribe(FramePublished, published.append)
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert [(f.index, path) for f, path in cache.remembered] == [(e.index, e.path) for e in published]
     assert all(path == c.output.path_for(f.index) and path.is_file() for f, path in cache.remembered)
 
@@ -1061,7 +1052,7 @@ async def test_a_frame_the_cache_cannot_take_is_still_shown_and_the_reason_logge
         frame_cache=RememberingCache(broken=True),
         max_frames=2,
     )
-    await asyncio.wait_for(c.run(), 30)
+    await hang_guard(c.run(), 30)
     assert c.frame_count == 2
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == ["frame not cached: the cache disk is full"] * 2

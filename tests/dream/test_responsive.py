@@ -17,7 +17,7 @@ from dream_window.dream.output import read_label
 from dream_window.events import FramePublished
 from dream_window.values.frame import FrameLabel
 from dream_window.values.generation import NO_PLAN
-from tests.conftest import FakeClock, fast_config, until
+from tests.conftest import FakeClock, fast_config, hang_guard, until
 
 INTERVAL = 1.5
 
@@ -53,7 +53,7 @@ class Published:
             while len(self.events) < n:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
 
-        await asyncio.wait_for(wait(), limit)
+        await hang_guard(wait(), limit)
 
     def after(self, i: int) -> list[FramePublished]:
         return [e for _, e in self.events[i:]]

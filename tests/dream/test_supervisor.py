@@ -21,7 +21,7 @@ from dream_window.dream.supervisor import BackendSupervisor, Health
 from dream_window.errors import ModelUnavailable
 from dream_window.events import FramePublished
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import free_port, run_cli, until
+from tests.conftest import free_port, hang_guard, run_cli, until
 
 
 class Dream:
@@ -53,7 +53,7 @@ class Dream:
     async def close(self) -> None:
         if self.controller is not None and self.task is not None:
             self.controller.stop()
-            await asyncio.wait_for(self.task, 20)
+            await hang_guard(self.task, 20)
         await self.supervisor.close()
 
 

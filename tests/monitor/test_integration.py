@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from dream_window.app import build_controller
 from dream_window.backends.builtin import BuiltinEngine
 from dream_window.dream.controller import DreamController
 from dream_window.monitor import MonitorService
-from tests.conftest import fast_config
+from tests.conftest import fast_config, hang_guard, until
 from tests.monitor.conftest import stop_process
 
 INTERVAL = 0.15
@@ -29,15 +28,6 @@ def read_status(c: DreamController) -> dict[str, Any]:
         return json.loads(c.status_writer.path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
     except (FileNotFoundError, ValueError):  # not written yet / being replaced
         return {}
-
-
-async def wait_for(cond: Callable[[], bool], what: str, limit: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def monitor_config(tmp_path: Path, **extra: Any) -> Any:
@@ -59,16 +49,14 @@ async def test_game_start_pauses_with_reason_and_its_exit_resumes(tmp_path: Path
     controller = build_controller(cfg, engine, fsync=False, services=[MonitorService(cfg)])
     run = asyncio.create_task(controller.run())  # starts the monitor first, closes it last
     try:
-        await wait_for(lambda: controller.frame_count >= 3, "the dream to run")
-        await wait_for(
-            lambda: read_status(controller).get("monitor", {}).get("checks", 0) >= 1, "a first check"
-        )
+        await until(lambda: controller.frame_count >= 3, "the dream to run")
+        await until(lambda: read_status(controller).get("monitor", {}).get("checks", 0) >= 1, "a first check")
         assert read_status(controller)["state"] == "running"
 
         # The live count, not status.json's (written after frames at most every status_interval).
         checks_before = controller.snapshot()["monitor"]["checks"]  # type: ignore[index]
         proc = game_process("eldenring.exe")
-        await wait_for(lambda: read_status(controller).get("state") == "paused", "the pause")
+        await until(lambda: read_status(controller).get("state") == "paused", "the pause")
         status = read_status(controller)
         assert status["pause_reason"] == "game: eldenring.exe"
         # Seen by the first check that started after the game did (the one in flight may have missed it).
@@ -76,19 +64,19 @@ async def test_game_start_pauses_with_reason_and_its_exit_resumes(tmp_path: Path
         assert status["monitor"]["detectors"]["games"]["state"] == "active"
         assert status["monitor"]["paused_for"] == ["game: eldenring.exe"]
         # pause() is still interrupting/freeing when another status write may already show "paused"
-        await wait_for(lambda: engine.calls == ["interrupt", "free"], "interrupt and free")
+        await until(lambda: engine.calls == ["interrupt", "free"], "interrupt and free")
 
         frames_paused = controller.frame_count
         await asyncio.sleep(INTERVAL * 3)
         assert controller.frame_count == frames_paused  # nothing published while the game runs
 
         stop_process(proc)
-        await wait_for(lambda: read_status(controller).get("state") == "running", "the resume")
+        await until(lambda: read_status(controller).get("state") == "running", "the resume")
         assert read_status(controller)["pause_reasons"] == []
-        await wait_for(lambda: controller.frame_count >= frames_paused + 3, "frames after the resume")
+        await until(lambda: controller.frame_count >= frames_paused + 3, "frames after the resume")
     finally:
         controller.stop()
-        await asyncio.wait_for(run, 10)
+        await hang_guard(run, 10)
     assert read_status(controller)["state"] == "stopped"
 
 
@@ -101,14 +89,14 @@ async def test_a_game_already_running_at_start_keeps_the_dream_from_generating(
     controller = build_controller(cfg, engine, fsync=False, services=[MonitorService(cfg)])
     run = asyncio.create_task(controller.run())  # starts the monitor first, closes it last
     try:
-        await wait_for(lambda: read_status(controller).get("state") == "paused", "the pause")
+        await until(lambda: read_status(controller).get("state") == "paused", "the pause")
         await asyncio.sleep(INTERVAL * 2)
         assert controller.frame_count == 0
         stop_process(proc)
-        await wait_for(lambda: controller.frame_count >= 2, "frames once the game is over")
+        await until(lambda: controller.frame_count >= 2, "frames once the game is over")
     finally:
         controller.stop()
-        await asyncio.wait_for(run, 10)
+        await hang_guard(run, 10)
 
 
 async def test_disabled_means_no_monitor_at_all(tmp_path: Path) -> None:

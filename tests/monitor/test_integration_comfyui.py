@@ -21,9 +21,9 @@ from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.dream.controller import DreamController
 from dream_window.monitor import MonitorService
-from tests.conftest import fast_config
+from tests.conftest import fast_config, hang_guard, until
 from tests.monitor.conftest import stop_process
-from tests.monitor.test_integration import INTERVAL, read_status, wait_for
+from tests.monitor.test_integration import INTERVAL, read_status
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +67,7 @@ async def paused_by_a_game(tmp_path: Path, game_process: Any) -> AsyncIterator[P
         controller = build_controller(cfg, backend, fsync=False, services=[MonitorService(cfg)])
         run = asyncio.create_task(controller.run())  # starts the monitor first, closes it last
         try:
-            await wait_for(lambda: controller.frame_count >= 2, "frames from ComfyUI")
+            await until(lambda: controller.frame_count >= 2, "frames from ComfyUI")
             server.stall()  # samplers hang before their next step: a prompt stays mid-run
             for _ in range(500):
                 if await running_prompts(server):
@@ -76,19 +76,19 @@ async def paused_by_a_game(tmp_path: Path, game_process: Any) -> AsyncIterator[P
             else:
                 raise AssertionError("no prompt executing")
             game = game_process("eldenring.exe")
-            await wait_for(lambda: read_status(controller).get("state") == "paused", "the pause")
+            await until(lambda: read_status(controller).get("state") == "paused", "the pause")
             yield Paused(server, controller, game, controller.frame_count)
         finally:
             server.release()
             controller.stop()
-            await asyncio.wait_for(run, 15)
+            await hang_guard(run, 15)
             await backend.close()
 
 
 async def test_game_interrupts_frees_and_resumes_against_comfyui(paused_by_a_game: Paused) -> None:
     p = paused_by_a_game
     assert read_status(p.controller)["pause_reason"] == "game: eldenring.exe"
-    await wait_for(
+    await until(
         lambda: bool(p.server.seen("/interrupt")) and bool(p.server.seen("/free")), "/interrupt and /free"
     )
     free = p.server.seen("/free")[0].body
@@ -102,14 +102,14 @@ async def test_game_interrupts_frees_and_resumes_against_comfyui(paused_by_a_gam
     posts_before_resume = len(p.server.seen("/prompt", "POST"))
 
     stop_process(p.game)
-    await wait_for(lambda: read_status(p.controller).get("state") == "running", "the resume")
-    await wait_for(lambda: p.controller.frame_count >= p.frames_at_pause + 2, "frames after the resume")
+    await until(lambda: read_status(p.controller).get("state") == "running", "the resume")
+    await until(lambda: p.controller.frame_count >= p.frames_at_pause + 2, "frames after the resume")
     assert len(p.server.seen("/prompt", "POST")) > posts_before_resume  # from the same server
 
 
 async def test_no_new_prompts_reach_comfyui_while_a_game_runs(paused_by_a_game: Paused) -> None:
     p = paused_by_a_game
-    await wait_for(lambda: bool(p.server.seen("/free")), "/free")
+    await until(lambda: bool(p.server.seen("/free")), "/free")
     posts = len(p.server.seen("/prompt", "POST"))
     p.server.release()
     await asyncio.sleep(INTERVAL * 4)

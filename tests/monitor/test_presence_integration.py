@@ -16,9 +16,9 @@ import pytest
 from dream_window.app import build_controller
 from dream_window.monitor import MonitorService
 from dream_window.monitor.presence import LOCKED, SCREENSAVER_RUNNING
-from tests.conftest import fast_config
+from tests.conftest import fast_config, hang_guard, until
 from tests.monitor.conftest import FakeLogind, FakeScreenSaver, PrivateBus
-from tests.monitor.test_integration import INTERVAL, RecordingEngine, read_status, wait_for
+from tests.monitor.test_integration import INTERVAL, RecordingEngine, read_status
 
 pytest.importorskip("jeepney", reason="jeepney not installed")
 
@@ -54,10 +54,8 @@ async def test_locking_the_session_pauses_and_unlocking_resumes(tmp_path: Any, d
     controller = build_controller(cfg, engine, fsync=False, services=[MonitorService(cfg)])
     run = asyncio.create_task(controller.run())
     try:
-        await wait_for(lambda: controller.frame_count >= 3, "the dream to run")
-        await wait_for(
-            lambda: read_status(controller).get("monitor", {}).get("checks", 0) >= 1, "a first check"
-        )
+        await until(lambda: controller.frame_count >= 3, "the dream to run")
+        await until(lambda: read_status(controller).get("monitor", {}).get("checks", 0) >= 1, "a first check")
         status = read_status(controller)
         assert status["state"] == "running"
         detectors = status["monitor"]["detectors"]
@@ -66,15 +64,15 @@ async def test_locking_the_session_pauses_and_unlocking_resumes(tmp_path: Any, d
         assert detectors["displays"]["state"] == "unsupported"  # no DISPLAY here: said, not failed
 
         logind.locked[session] = True
-        await wait_for(lambda: read_status(controller).get("state") == "paused", "the pause")
+        await until(lambda: read_status(controller).get("state") == "paused", "the pause")
         status = read_status(controller)
         assert status["pause_reason"] == LOCKED
         assert status["monitor"]["detectors"]["lock"]["state"] == "active"
-        await wait_for(lambda: engine.calls == ["interrupt", "free"], "interrupt and free")
+        await until(lambda: engine.calls == ["interrupt", "free"], "interrupt and free")
 
         # The screensaver starts on top: a second reason stacks; the first unlock alone does not resume.
         saver.active = True
-        await wait_for(
+        await until(
             lambda: (
                 sorted(read_status(controller).get("pause_reasons", []))
                 == sorted([LOCKED, SCREENSAVER_RUNNING])
@@ -82,7 +80,7 @@ async def test_locking_the_session_pauses_and_unlocking_resumes(tmp_path: Any, d
             "both reasons",
         )
         logind.locked[session] = False
-        await wait_for(
+        await until(
             lambda: read_status(controller).get("pause_reasons") == [SCREENSAVER_RUNNING],
             "the lock reason gone",
         )
@@ -90,12 +88,12 @@ async def test_locking_the_session_pauses_and_unlocking_resumes(tmp_path: Any, d
         frames_paused = controller.frame_count
 
         saver.active = False
-        await wait_for(lambda: read_status(controller).get("state") == "running", "the resume")
+        await until(lambda: read_status(controller).get("state") == "running", "the resume")
         assert read_status(controller)["pause_reasons"] == []
-        await wait_for(lambda: controller.frame_count >= frames_paused + 3, "frames after the resume")
+        await until(lambda: controller.frame_count >= frames_paused + 3, "frames after the resume")
     finally:
         controller.stop()
-        await asyncio.wait_for(run, 10)
+        await hang_guard(run, 10)
     assert read_status(controller)["state"] == "stopped"
 
 

@@ -16,7 +16,7 @@ from dream_window.dream.controller import DreamController, State
 from dream_window.events import Progress, StateChanged
 from dream_window.monitor.detector import Condition, Reading
 from dream_window.monitor.system_monitor import SystemMonitor
-from tests.conftest import FakeClock, fast_config, until
+from tests.conftest import FakeClock, fast_config, hang_guard, until
 from tests.monitor.conftest import ScriptedDetector
 
 
@@ -72,7 +72,7 @@ async def running(controller: DreamController) -> AsyncIterator[None]:
         yield
     finally:
         controller.stop()
-        await asyncio.wait_for(task, 30)  # a hang guard
+        await hang_guard(task, 30)  # a hang guard
 
 
 async def test_pauses_at_once_and_resumes_only_after_the_cooldown(tmp_path: Path, clock: FakeClock) -> None:
@@ -288,10 +288,10 @@ async def test_run_checks_every_interval_and_stops_with_the_dream(tmp_path: Path
     det = Counting("games")
     monitor.detectors = [det]
     task = asyncio.create_task(monitor.run())
-    await asyncio.wait_for(three.wait(), 5)
+    await hang_guard(three.wait(), 5)
     assert [round(c.now - det.calls[0].now, 3) for c in det.calls[:3]] == [0.0, 2.0, 4.0]
     controller.lifecycle.to(State.STOPPED)  # the dream ended: the monitor ends with it
-    await asyncio.wait_for(task, 5)
+    await hang_guard(task, 5)
     monitor.close()
     assert det.closed
 

@@ -3,7 +3,6 @@ bound, the reference and CLIP rules of the tracker, with real frames and real fi
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from dream_window.cache.service import FrameCacheService
 from dream_window.events import FramePublished
 from dream_window.quality import METRICS_LOG, QualityService, QualityTracker
 from dream_window.quality.service import MetricsLog
-from tests.conftest import FakeClock, fast_config
+from tests.conftest import FakeClock, fast_config, hang_guard
 
 
 def solid(rgb: tuple[int, int, int], size: int = 32) -> np.ndarray:
@@ -106,7 +105,7 @@ async def test_every_published_frame_is_measured_into_status_and_the_log(
     )
     seen: list[int] = []
     controller.events.subscribe(FramePublished, lambda e: seen.append(e.index))
-    await asyncio.wait_for(controller.run(), 60)  # closes the services: what was queued is measured
+    await hang_guard(controller.run(), 60)  # closes the services: what was queued is measured
     await engine.close()
 
     lines = [json.loads(x) for x in (cfg.output_dir / METRICS_LOG).read_text().splitlines()]
@@ -138,7 +137,7 @@ async def test_the_metrics_are_those_of_the_published_pictures(tmp_path: Path, c
     await engine.start()
     quality = QualityService(cfg)
     controller = build_controller(cfg, engine, clock=clock, max_frames=6, fsync=False, services=[quality])
-    await asyncio.wait_for(controller.run(), 60)
+    await hang_guard(controller.run(), 60)
     await engine.close()
     lines = [json.loads(x) for x in (cfg.output_dir / METRICS_LOG).read_text().splitlines()]
     compared = 0
@@ -171,7 +170,7 @@ async def test_an_event_without_the_picture_is_measured_from_its_png(
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "PNG")
     controller.events.emit(FramePublished(7, "p", "keyframe", tmp_path / "gone.png", buf.getvalue()))
-    await asyncio.wait_for(quality.close(), 30)
+    await hang_guard(quality.close(), 30)
     [record] = [json.loads(x) for x in (cfg.output_dir / METRICS_LOG).read_text().splitlines()]
     want = measure(downscale(rgb)).to_dict()
     assert record["index"] == 7 and {k: record[k] for k in want} == want

@@ -31,7 +31,7 @@ from dream_window.rainmeter import (
     status_line,
 )
 from dream_window.rainmeter.install import skin_source
-from tests.conftest import FakeClock, until
+from tests.conftest import FakeClock, hang_guard, until
 from tests.rainmeter.rainmeter_like import BOM
 from tests.web.conftest import dream_config
 
@@ -231,7 +231,7 @@ async def test_status_ini_shows_the_dream_paused_until_every_reason_is_resumed(t
         assert await shown() == ("running", "0", "0", "")
     finally:
         controller.stop()
-        await asyncio.wait_for(run, 30)  # a hang guard
+        await hang_guard(run, 30)  # a hang guard
         await rainmeter.close()
     assert _read(ini_path)["State"] == "stopped"
 
@@ -427,7 +427,7 @@ async def test_status_ini_is_rewritten_every_heartbeat_without_events(tmp_path: 
     ini_path = cfg.output_dir / STATUS_INI
     first = _read(ini_path)["UpdatedEpoch"]
     try:
-        await asyncio.wait_for(dream.fifth.wait(), 5)  # 100 heartbeats: plenty on a busy box
+        await hang_guard(dream.fifth.wait(), 5)  # 100 heartbeats: plenty on a busy box
     finally:
         await rainmeter.close()
     s = _read(ini_path)

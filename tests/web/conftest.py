@@ -21,7 +21,7 @@ from dream_window.dream.frame_cache import FrameCache
 from dream_window.dream.service import Service
 from dream_window.events import Event, FramePublished
 from dream_window.web.server import ViewerServer
-from tests.conftest import fast_config
+from tests.conftest import fast_config, hang_guard
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Dream:
 
         unsubscribe = self.controller.events.subscribe(FramePublished, on)
         try:
-            return await asyncio.wait_for(got, within)
+            return await hang_guard(got, within)
         finally:
             unsubscribe()
 
@@ -57,7 +57,7 @@ class Dream:
         if self.task is not None:
             self.controller.stop()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self.task, 10)
+                await hang_guard(self.task, 10)
         if self.server is not None:
             await self.server.close()
 
@@ -119,7 +119,7 @@ async def publish_frames(tmp_path: Path, n: int, **sections: dict[str, Any]) -> 
     backend = BuiltinEngine()
     await backend.start()
     controller = build_controller(cfg, backend, fsync=False, max_frames=n)
-    await asyncio.wait_for(controller.run(), 30)
+    await hang_guard(controller.run(), 30)
     return controller
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 from pathlib import Path
@@ -16,6 +15,7 @@ from dream_window.dream.controller import State
 from dream_window.events import FramePublished
 from dream_window.web.security import MAX_BODY_BYTES, AccessPolicy, is_loopback, make_policy, token_path
 from dream_window.web.server import create_app
+from tests.conftest import hang_guard
 from tests.web.conftest import DreamFactory, make_dream
 
 
@@ -462,11 +462,11 @@ async def test_live_pushes_frames_and_state(dreams: DreamFactory) -> None:
         assert hello["type"] == "hello"
         seen: dict[str, dict[str, Any]] = {}
         while "frame" not in seen:
-            msg = await asyncio.wait_for(ws.receive_json(), 10)
+            msg = await hang_guard(ws.receive_json(), 10)
             seen.setdefault(msg["type"], msg)
         await request("POST", f"{d.url}/api/pause")
         while "state" not in seen:
-            msg = await asyncio.wait_for(ws.receive_json(), 10)
+            msg = await hang_guard(ws.receive_json(), 10)
             seen.setdefault(msg["type"], msg)
     frame = seen["frame"]
     assert frame["url"] == f"/api/frames/{frame['index']}" and "path" not in frame

@@ -20,7 +20,7 @@ from PIL import Image
 
 from dream_window.dream.controller import State
 from dream_window.dream.supervisor import Health
-from tests.conftest import SLACK
+from tests.conftest import SLACK, hang_guard
 from tests.web.conftest import CHROMIUM, Dream, make_dream
 
 pytestmark = [
@@ -168,7 +168,7 @@ async def test_crossfade_fades_the_new_frame_in_over_the_old_one(page: Any, drea
     await wait_until(page, SHOWS_AT_LEAST, dream.controller.output.last_index, within=10)
     watch = asyncio.ensure_future(page.evaluate(WATCH_FADE))
     await dream.next_frame()
-    fade = await asyncio.wait_for(watch, 20)  # a hang guard
+    fade = await hang_guard(watch, 20)  # a hang guard
     assert fade["duration"] == "0.6s"  # viewer.crossfade_ms, as a CSS transition: it animates
     incoming = [s[fade["layer"]] for s in fade["samples"]]
     assert incoming == sorted(incoming), incoming  # rising, never back

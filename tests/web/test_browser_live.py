@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from dream_window.events import FramePublished
+from tests.conftest import hang_guard
 from tests.web.conftest import CHROMIUM, Dream, make_dream
 from tests.web.test_browser import FRONT_INDEX, SHOWS_AT_LEAST, open_page, wait_until
 
@@ -182,7 +183,7 @@ async def test_a_burst_faster_than_the_page_is_skipped_not_queued(browser: Any, 
                     )
                 )
                 await asyncio.sleep(0)  # the page's sender runs between publishes
-            await asyncio.wait_for(busy, 30)  # a hang guard
+            await hang_guard(busy, 30)  # a hang guard
             await wait_until(w.page, f"(n) => ({FRONT_INDEX})() === n", n, within=20)
             counts = await w.page.evaluate(COUNTS)
 

@@ -28,7 +28,7 @@ from dream_window.errors import (
 )
 from dream_window.values.generation import GenerationRequest, Plan
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock, free_port, until
+from tests.conftest import FakeClock, free_port, hang_guard, hang_timeout, until
 
 
 def req(
@@ -175,7 +175,7 @@ async def test_a_cancelled_caller_takes_its_speculation_off_the_server(
         r = await b.txt2img(req(seed=100), plan=chain(101))  # the next frame (seed 101) is queued ahead
         comfy_server.stall()
         spec = b.plans.started[0]
-        async with asyncio.timeout(5):
+        async with hang_timeout(5):
             while spec.handle.prompt_id is None:  # noqa: ASYNC110 (set just before its POST)
                 await asyncio.sleep(0.01)
         pid = spec.handle.prompt_id
@@ -187,7 +187,7 @@ async def test_a_cancelled_caller_takes_its_speculation_off_the_server(
             await caller
         assert {"prompt_id": pid} in [x.body for x in comfy_server.seen("/interrupt")]
         comfy_server.release()
-        async with asyncio.timeout(5):
+        async with hang_timeout(5):
             while pid not in comfy_server.history:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         assert comfy_server.history[pid]["status"]["completed"] is False  # it did not run on
@@ -235,7 +235,7 @@ async def test_previews_reach_the_callback(tmp_path: Path, comfy_server: ComfyTe
 async def test_start_fails_fast_without_a_server(tmp_path: Path) -> None:
     b = create_comfyui_backend(comfy_config(tmp_path, f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(ComfyUIUnavailable, match="no ComfyUI server reachable"):
-        await asyncio.wait_for(b.start(), 10)
+        await hang_guard(b.start(), 10)
     await b.close()
 
 
@@ -369,7 +369,7 @@ async def test_a_step_that_executed_before_it_was_asked_for_still_leads_the_plan
     try:
         r = await b.txt2img(req(seed=100), plan=chain(101))
         (ahead,) = b.plans.started
-        await asyncio.wait_for(asyncio.shield(ahead.task), 10)  # executed and downloaded, unclaimed
+        await hang_guard(asyncio.shield(ahead.task), 10)  # executed and downloaded, unclaimed
         r2 = await b.img2img(r.image, req(seed=101, denoise=0.4), plan=chain(102))
         assert r2.meta.get("speculative") and r2.request.seed == 101
         assert [s.step.request.seed for s in b.plans.started] == [102]  # started from r2's frame at once

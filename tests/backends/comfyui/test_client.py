@@ -16,7 +16,7 @@ from dream_window.backends.comfyui.messages import Preview
 from dream_window.config import ComfyUIConfig
 from dream_window.errors import ComfyUITimeout, ComfyUIUnavailable, ExecutionFailed, WorkflowRejected
 from dream_window.values.generation import GenerationRequest
-from tests.conftest import free_port, until
+from tests.conftest import free_port, hang_guard, until
 
 BUILDER = SD15WorkflowBuilder(ComfyUIConfig(sd15_checkpoint="tiny_sd15.safetensors"))
 
@@ -182,7 +182,7 @@ async def test_server_restart_mid_run_is_reported_not_hung(
     await comfy_server.restart()
     comfy_server.release()
     with pytest.raises(ExecutionFailed, match="lost prompt"):
-        await asyncio.wait_for(waiter, 10)
+        await hang_guard(waiter, 10)
     result = await client.run(graph(seed=5), timeout=10)  # the same client goes on
     assert result.files("31")
 

@@ -23,7 +23,7 @@ from dream_window.config import ComfyUIConfig
 from dream_window.dream.supervisor import BackendSupervisor
 from dream_window.values.generation import GenerationRequest
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import dream_window
+from tests.conftest import dream_window, hang_guard
 
 STEP_DELAY = 0.02
 STEPS = 4
@@ -102,7 +102,7 @@ async def test_status_json_and_the_status_command_show_the_gpu_duty(tmp_path: Pa
                 fsync=False,
                 max_frames=4,
             )
-            await asyncio.wait_for(controller.run(), 60)  # a hang guard
+            await hang_guard(controller.run(), 60)  # a hang guard
             await backend.withdraw()  # the work planned ahead: taken off or interrupted
             (srv,) = backend.pool.servers
             # One more prompt through the same socket: once it is done, every earlier prompt's

@@ -18,7 +18,7 @@ from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.dream.controller import State
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock, free_port, run_cli, until
+from tests.conftest import FakeClock, free_port, hang_guard, run_cli, until
 
 
 @pytest.mark.parametrize("mode", ["img2img", "interpolate", "hybrid"])
@@ -82,7 +82,7 @@ async def test_cli_backend_comfyui_waits_for_a_server_and_says_why(tmp_path: Pat
         )
     finally:
         proc.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        _, stderr = await hang_guard(proc.communicate(), 30)
     text = stderr.decode()
     assert proc.returncode == 0, text[-2000:]
     assert "is not answering: connection refused" in text and "Traceback" not in text
@@ -166,6 +166,6 @@ async def test_the_loop_survives_every_fault(tmp_path: Path, mode: str) -> None:
             assert (await backend.health()).ok
         finally:
             controller.stop()
-            await asyncio.wait_for(run, 20)
+            await hang_guard(run, 20)
             await backend.close()
         assert controller.state is State.STOPPED

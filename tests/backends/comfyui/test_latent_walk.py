@@ -26,7 +26,7 @@ from dream_window.dream.modes.interpolate import SLERP_NOTE, WALK_NOTE
 from dream_window.errors import ExecutionFailed
 from dream_window.values.generation import GenerationRequest, Plan, Step
 from tests.backends.comfyui.conftest import BUILDERS, comfy_config
-from tests.conftest import run_cli
+from tests.conftest import hang_guard, run_cli
 
 A = GenerationRequest(
     prompt="misty forest", seed=2**62, width=256, height=512, steps=4, cfg=1.0, negative_prompt="blurry"
@@ -214,7 +214,7 @@ async def test_interrupt_mid_walk_fails_the_walk_and_queues_nothing_new(tmp_path
                 raise AssertionError("walk frames never queued")
             await backend.interrupt()
             with pytest.raises(ExecutionFailed) as err:
-                await asyncio.wait_for(walk, 10)
+                await hang_guard(walk, 10)
             assert err.value.interrupted
             posts = len(a.seen("/prompt", "POST"))
             assert a.seen("/interrupt")
@@ -266,7 +266,7 @@ async def test_the_switch_picks_the_path_and_says_so(
     await backend.start()
     try:
         controller = build_controller(config, backend, max_frames=4, fsync=False)
-        await asyncio.wait_for(controller.run(), 30)
+        await hang_guard(controller.run(), 30)
     finally:
         await backend.close()
     graphs = [r.body["prompt"] for r in comfy_server.seen("/prompt", "POST")]

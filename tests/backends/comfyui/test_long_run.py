@@ -30,7 +30,7 @@ from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.cache import CachedFrameCache, CacheManager, FrameCacheService
 from dream_window.dream.controller import DreamController, State
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock, free_port, until
+from tests.conftest import FakeClock, free_port, hang_guard, until
 
 FRAMES = 3000
 WARM_UP = 500  # caches, pools and rotating files have reached their steady size by then
@@ -65,12 +65,12 @@ async def comfy_subprocess(root: Path) -> AsyncIterator[str]:
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        line = (await hang_guard(proc.stdout.readline(), 60)).decode()
         assert "ComfyUI test server on" in line, line
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        await asyncio.wait_for(proc.wait(), 30)
+        await hang_guard(proc.wait(), 30)
 
 
 def _open_fds() -> int:
@@ -138,12 +138,12 @@ async def test_a_long_run_keeps_memory_tasks_files_and_cache_rows_bounded(tmp_pa
             tasks = [(await _at(controller, WARM_UP + k * TASK_SAMPLE_EVERY))[1] for k in range(8)]
             end_memory, last_tasks, end_fds = await _at(controller, FRAMES - 50)
             warm_tasks, end_tasks = max(tasks[:3]), min([*tasks[-2:], last_tasks])
-            await asyncio.wait_for(run, 600)
+            await hang_guard(run, 600)
         finally:
             tracemalloc.stop()
             controller.stop()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(run, 60)
+                await hang_guard(run, 60)
             await backend.close()
 
     assert controller.state is State.STOPPED and controller.frame_count == FRAMES

@@ -16,7 +16,7 @@ from dream_window.app import build_controller
 from dream_window.backends.comfyui import ComfyUIBackend, create_comfyui_backend
 from dream_window.values.generation import GenerationRequest
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, hang_guard, hang_timeout
 
 
 def _files(folder: Path) -> list[Path]:
@@ -47,12 +47,12 @@ async def _run_frames(tmp_path: Path, server: ComfyTestServer, mode: str, frames
     controller = build_controller(config, backend, clock=FakeClock(), fsync=False)
     run = asyncio.create_task(controller.run())
     try:
-        async with asyncio.timeout(30):
+        async with hang_timeout(30):
             while controller.frame_count < frames:  # noqa: ASYNC110 (no event per frame)
                 await asyncio.sleep(0.01)
     finally:
         controller.stop()
-        await asyncio.wait_for(run, 20)
+        await hang_guard(run, 20)
         await backend.close()
     return backend  # type: ignore[return-value]
 

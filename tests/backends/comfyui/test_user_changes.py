@@ -16,7 +16,7 @@ from dream_window.app import build_controller
 from dream_window.backends.comfyui import create_comfyui_backend
 from dream_window.events import FramePublished
 from tests.backends.comfyui.conftest import comfy_config
-from tests.conftest import until
+from tests.conftest import hang_guard, until
 
 NEW = "a lighthouse in fog"
 
@@ -86,7 +86,7 @@ async def test_a_change_leaves_nothing_of_the_old_plan_on_the_server(
             assert {f.prompt for f in published[before:]} == {wanted}
         finally:
             controller.stop()
-            await asyncio.wait_for(run, 20)
+            await hang_guard(run, 20)
             await backend.close()
         # Nothing for the old prompt started executing after the call returned: the server's own
         # record. One may start while the call is on its way (the server takes the next queued

@@ -3,7 +3,6 @@ in batches, the crossfade fallback said in status, and the latent-walk seam."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from dream_window.interpolation.local_vae import LocalVAEEncoder
 from dream_window.values.frame import Frame
 from dream_window.values.generation import NO_PLAN, GeneratedImage, GenerationRequest, Plan
 from dream_window.values.seeds import SeedSource
-from tests.conftest import fast_config
+from tests.conftest import fast_config, hang_guard
 
 OCEAN = "bioluminescent ocean at night, glowing waves"
 FIRE = "fire and flames, embers"
@@ -209,7 +208,7 @@ async def test_controller_publishes_inbetweens_end_to_end(tmp_path: Path, mode: 
     c = build_controller(cfg, BuiltinEngine(offload=False), max_frames=7, fsync=False)
     kinds: list[str] = []
     c.events.subscribe(FramePublished, lambda e: kinds.append(e.kind))
-    await asyncio.wait_for(c.run(), 60)
+    await hang_guard(c.run(), 60)
     # fast_config: keyframe_interval 3, interpolation_frames 2 → keyframe, two in-betweens, keyframe ...
     assert kinds == ["keyframe", "inbetween", "inbetween", "keyframe", "inbetween", "inbetween", "keyframe"]
     status = json.loads((tmp_path / "output" / "status.json").read_text())
@@ -225,7 +224,7 @@ async def test_controller_states_the_crossfade_fallback_in_status(tmp_path: Path
         interpolation={"encoder": "local", "vae_path": "nowhere/vae.safetensors", "vae_family": "sd"},
     )
     c = build_controller(cfg, BuiltinEngine(offload=False), max_frames=5, fsync=False)
-    await asyncio.wait_for(c.run(), 60)
+    await hang_guard(c.run(), 60)
     status = json.loads((tmp_path / "output" / "status.json").read_text())
     assert status["frame_count"] == 5
     assert sum("crossfade" in n for n in status["notes"]) == 1

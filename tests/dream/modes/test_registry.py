@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from dream_window.app import run_dream
 from dream_window.config import MODE_NAMES, BackendChoice
 from dream_window.dream.modes import MODES, mode_names, register_mode
 from dream_window.errors import ConfigError
-from tests.conftest import fast_config
+from tests.conftest import fast_config, hang_guard
 from tests.dream.modes.hold import HoldMode
 
 
@@ -43,7 +42,7 @@ async def test_a_new_mode_is_its_module_plus_one_registration_line(
     tmp_path: Path, hold_registered: None
 ) -> None:
     config = fast_config(tmp_path, generation={"mode": "hold", "width": 64, "height": 128})
-    code = await asyncio.wait_for(run_dream(config, backend_choice=BackendChoice.BUILTIN, max_frames=4), 60)
+    code = await hang_guard(run_dream(config, backend_choice=BackendChoice.BUILTIN, max_frames=4), 60)
     assert code == 0
     out = tmp_path / "output"
     status = json.loads((out / "status.json").read_text())
